@@ -1,0 +1,1 @@
+"""The ``fedseg`` command line: one command, subcommands registered by each layer."""

@@ -1,0 +1,1 @@
+"""Operations on volumes that keep track of patient space: resampling and reorientation."""

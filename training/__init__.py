@@ -1,0 +1,1 @@
+"""fedseg training layer."""

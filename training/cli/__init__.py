@@ -1,0 +1,1 @@
+"""Subcommands that the training layer adds to ``fedseg``."""

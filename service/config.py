@@ -9,7 +9,7 @@ reads ``os.environ`` itself.
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field
@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class GeometryPolicy(str, Enum):
+class GeometryPolicy(StrEnum):
     """What the volume reader does with a stack that is not a regular grid."""
 
     #: Resample gantry-tilted and unevenly spaced stacks onto a regular grid, with a warning.

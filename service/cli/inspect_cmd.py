@@ -11,7 +11,7 @@ from service.config import GeometryPolicy, get_settings
 from service.dicom.volume import discover
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``inspect`` subcommand."""
     parser = subparsers.add_parser(
         "inspect",

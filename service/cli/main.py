@@ -21,8 +21,8 @@ logger = logging.getLogger("fedseg")
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _unavailable(name: str, reason: str) -> Callable[[argparse._SubParsersAction], None]:  # type: ignore[type-arg]
-    def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _unavailable(name: str, reason: str) -> Callable[[argparse._SubParsersAction], None]:
+    def register(subparsers: argparse._SubParsersAction) -> None:
         parser = subparsers.add_parser(name, help=f"(unavailable: {reason})", add_help=False)
         parser.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else logging.DEBUG if verbose > 0 else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

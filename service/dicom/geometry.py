@@ -71,7 +71,7 @@ class StackGeometry:
         return float(np.max(np.abs(d - grid)))
 
     def missing_slice_gaps(self) -> np.ndarray:
-        """Steps that look like whole missing slices: about n×median in an otherwise regular stack."""
+        """Indices of steps that look like missing slices (n×median in a regular stack)."""
         steps = self.normal_steps
         if steps.size < 2:
             return np.array([], dtype=int)
@@ -158,19 +158,20 @@ def regularise(
                 continue
             offset = (lo_i - off_i[src], lo_j - off_j[src])
             acc += weight * ndimage.affine_transform(
-                planes[:, :, src], np.eye(2), offset=offset, output_shape=out_shape,
-                order=1, mode="constant", cval=fill,
+                planes[:, :, src],
+                np.eye(2),
+                offset=offset,
+                output_shape=out_shape,
+                order=1,
+                mode="constant",
+                cval=fill,
             )
         out[:, :, t] = acc
     affine = np.eye(4)
     affine[:3, 0] = geometry.row_cosine * geometry.column_spacing
     affine[:3, 1] = geometry.column_cosine * geometry.row_spacing
     affine[:3, 2] = geometry.normal * dz
-    affine[:3, 3] = (
-        geometry.positions[0]
-        + lo_i * affine[:3, 0]
-        + lo_j * affine[:3, 1]
-    )
+    affine[:3, 3] = geometry.positions[0] + lo_i * affine[:3, 0] + lo_j * affine[:3, 1]
     return out, affine
 
 

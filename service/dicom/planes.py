@@ -51,7 +51,11 @@ class Plane:
     @property
     def label(self) -> str:
         """Human-readable name of the plane for error messages (no PHI)."""
-        return str(self.path) if self.frame_index is None else f"{self.path} frame {self.frame_index + 1}"
+        return (
+            str(self.path)
+            if self.frame_index is None
+            else f"{self.path} frame {self.frame_index + 1}"
+        )
 
     @property
     def normal(self) -> np.ndarray:
@@ -218,7 +222,9 @@ def _multi_frame_planes(dicom_file: DicomFile) -> list[Plane]:
                 pixel_spacing=(float(spacing[0]), float(spacing[1])),
                 slice_thickness=float(thickness) if thickness else None,
                 rescale_slope=float(transform.get("RescaleSlope", 1.0)) if transform else 1.0,
-                rescale_intercept=float(transform.get("RescaleIntercept", 0.0)) if transform else 0.0,
+                rescale_intercept=float(transform.get("RescaleIntercept", 0.0))
+                if transform
+                else 0.0,
                 split_keys=_split_keys(ds, content),
                 instance_number=index + 1,
                 warnings=tuple(warnings),

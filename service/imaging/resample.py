@@ -64,6 +64,8 @@ def resample(
     ----------
     array
         Values on the source grid; shape must equal ``source.shape``.
+    source, target
+        The grid ``array`` lies on, and the grid to sample onto.
     order
         0 for labels (nearest), 1 linear, 3 cubic.
     fill
@@ -79,16 +81,29 @@ def resample(
     if order == 0:
         # Nudge exact half-way samples to one side so the rounding is the same on every axis.
         offset = offset + 1e-6
+    # A source voxel covers ±half a voxel around its centre: samples there take its value
+    # ("grid-constant" for nearest; edge extension for interpolation), samples beyond get `fill`.
     out = ndimage.affine_transform(
         array,
         matrix,
         offset=offset,
         output_shape=target.shape,
         order=order,
-        mode="constant",
+        mode="grid-constant" if order == 0 else "nearest",
         cval=fill,
         prefilter=order > 1,
     )
+    if order > 0:
+        inside = ndimage.affine_transform(
+            np.ones(source.shape, dtype=np.uint8),
+            matrix,
+            offset=offset + 1e-6,
+            output_shape=target.shape,
+            order=0,
+            mode="grid-constant",
+            cval=0,
+        )
+        out[inside == 0] = fill
     return out
 
 

@@ -1,0 +1,155 @@
+"""RTSTRUCT → regions: planar contours rasterised on an image grid.
+
+A voxel is inside a ROI when its centre is inside an odd number of the ROI's contours on that
+slice (even-odd rule), so holes drawn as inner contours and several islands per slice come out
+right without relying on contour orientation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from service.dicom.volume import Volume
+from service.errors import MaskInputError
+from service.labels.registry import LabelTable
+from service.masks.regions import Region, RegionSet
+
+logger = logging.getLogger(__name__)
+
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+_RASTERISED_TYPES = {"CLOSED_PLANAR"}
+_SKIPPED_TYPES = {"POINT", "OPEN_PLANAR", "OPEN_NONPLANAR"}
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """How strictly contours must fit the target grid.
+
+    Contours are placed by position, not by their image references: cropped or re-exported
+    series (as in the IBSI data) carry new SOP instance UIDs while their geometry is unchanged.
+    """
+
+    slice_tolerance: float = 0.1  # voxels along k between a contour's plane and a slice
+
+
+def read_rtstruct(
+    path: Path,
+    volume: Volume,
+    table: LabelTable | None = None,
+    options: ReaderOptions | None = None,
+) -> RegionSet:
+    """Rasterise every ROI of the RTSTRUCT at ``path`` on ``volume``'s grid.
+
+    Raises
+    ------
+    MaskInputError
+        If the file is not an RTSTRUCT, its frame of reference or referenced images do not
+        belong to ``volume``, or a contour lies between slices.
+    """
+    options = options or ReaderOptions()
+    ds = _read(path)
+    _check_frame_of_reference(ds, volume, path)
+    names = {
+        int(r.ROINumber): str(r.get("ROIName", "")).strip() for r in ds.StructureSetROISequence
+    }
+    regions = []
+    for roi_contour in ds.get("ROIContourSequence", []):
+        number = int(roi_contour.ReferencedROINumber)
+        name = names.get(number) or f"roi_{number}"
+        mask = np.zeros(volume.shape, dtype=bool)
+        for contour in roi_contour.get("ContourSequence", []):
+            _add_contour(mask, contour, volume, options, f"{path}: ROI {name!r}")
+        entry = table.find(name) if table is not None else None
+        regions.append(Region(name=name, number=number, mask=mask, code=entry))
+    if not regions:
+        raise MaskInputError(f"{path}: the RTSTRUCT holds no ROI contours")
+    return RegionSet(regions=regions, shape=volume.shape, affine=volume.affine, source=str(path))
+
+
+def _read(path: Path) -> Dataset:
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError) as exc:
+        raise MaskInputError(f"{path}: not a readable DICOM file: {exc}") from exc
+    if ds.get("Modality") != "RTSTRUCT" and ds.get("SOPClassUID") != RTSTRUCT_SOP_CLASS:
+        raise MaskInputError(f"{path}: not an RTSTRUCT (Modality {ds.get('Modality')})")
+    if "StructureSetROISequence" not in ds:
+        raise MaskInputError(f"{path}: RTSTRUCT without StructureSetROISequence")
+    return ds
+
+
+def _check_frame_of_reference(ds: Dataset, volume: Volume, path: Path) -> None:
+    referenced = {
+        str(item.get("FrameOfReferenceUID", ""))
+        for item in ds.get("ReferencedFrameOfReferenceSequence", [])
+    } - {""}
+    if (
+        referenced
+        and volume.frame_of_reference_uid
+        and volume.frame_of_reference_uid not in referenced
+    ):
+        raise MaskInputError(
+            f"{path}: the RTSTRUCT refers to frame of reference {', '.join(sorted(referenced))}, "
+            f"but series {volume.series_instance_uid} uses {volume.frame_of_reference_uid}; "
+            "pass the image series the structures were drawn on"
+        )
+
+
+def _add_contour(
+    mask: np.ndarray, contour: Dataset, volume: Volume, options: ReaderOptions, where: str
+) -> None:
+    kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR"))
+    if kind in _SKIPPED_TYPES:
+        return
+    if kind not in _RASTERISED_TYPES:
+        raise MaskInputError(f"{where}: unknown ContourGeometricType {kind!r}")
+    points = np.asarray(contour.ContourData, dtype=np.float64).reshape(-1, 3)
+    if len(points) < 3:
+        raise MaskInputError(f"{where}: a closed contour has only {len(points)} point(s)")
+    voxels = (np.linalg.inv(volume.affine) @ np.c_[points, np.ones(len(points))].T)[:3].T
+    k = float(np.mean(voxels[:, 2]))
+    k_index = round(k)
+    spread = float(np.max(np.abs(voxels[:, 2] - k_index)))
+    if spread > options.slice_tolerance:
+        raise MaskInputError(
+            f"{where}: a contour lies {spread:.2f} slices off the nearest slice of series "
+            f"{volume.series_instance_uid} (or is not planar on its grid)"
+        )
+    if not 0 <= k_index < mask.shape[2]:
+        refs = [str(r.ReferencedSOPInstanceUID) for r in contour.get("ContourImageSequence", [])]
+        raise MaskInputError(
+            f"{where}: a contour lies outside series {volume.series_instance_uid} (slice "
+            f"{k_index} of {mask.shape[2]}"
+            + (f", drawn on image {refs[0]}" if refs else "")
+            + "); the RTSTRUCT's image references are broken or it belongs to another series"
+        )
+    mask[:, :, k_index] ^= rasterise_polygon(voxels[:, 0], voxels[:, 1], mask.shape[:2])
+
+
+def rasterise_polygon(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels ``[i, j]`` whose centre ``(i, j)`` is inside the closed polygon ``(x, y)``.
+
+    Even-odd rule, crossing test as in PNPOLY: a centre exactly on a left edge is inside, on a
+    right edge outside, so two polygons sharing an edge never both claim a pixel.
+    """
+    out = np.zeros(shape, dtype=bool)
+    x0, y0 = x, y
+    x1, y1 = np.roll(x, -1), np.roll(y, -1)
+    rows = np.arange(max(0, int(np.ceil(y.min()))), min(shape[1], int(np.floor(y.max())) + 1))
+    columns = np.arange(shape[0])
+    for j in rows:
+        crossing = (y0 > j) != (y1 > j)
+        if not np.any(crossing):
+            continue
+        xa, ya, xb, yb = x0[crossing], y0[crossing], x1[crossing], y1[crossing]
+        xc = np.sort(xa + (j - ya) * (xb - xa) / (yb - ya))
+        right = xc.size - np.searchsorted(xc, columns, side="right")
+        out[:, j] = (right % 2) == 1
+    return out

@@ -1,0 +1,1 @@
+"""PET quantification: SUV conversion, lesion measures (SUVmax/mean/peak, MTV, TLG), thresholds."""

@@ -1,0 +1,613 @@
+"""Standardised uptake values from PET headers, after the QIBA vendor-neutral procedure.
+
+:func:`compute_suv_factors` turns the headers of one PET series (one per image plane) into one
+multiplicative factor per plane; :func:`to_suv` applies them to a :class:`Volume`, whose values
+already carry each plane's RescaleSlope/Intercept. The procedure, and where it departs from
+the QIBA pseudo-code:
+
+* CorrectedImage (0028,0051) must hold ATTN, and DECY unless DecayCorrection is NONE.
+* Units BQML, DecayCorrection START: the dose is decayed from the injection to the scan time,
+  which is GE's private post-injection datetime (0009,100D) where present, else SeriesDate/Time,
+  unless that is later than the earliest acquisition (a re-created series), then the earliest
+  AcquisitionDate/Time. Per-slice acquisition times are never used: on multi-bed series they
+  differ from the decay reference by minutes.
+* DecayCorrection ADMIN: the images are corrected to the injection; no decay.
+* DecayCorrection NONE: each plane is decayed to its own acquisition start, averaged over its
+  frame duration (exact for values that are frame averages).
+* Units CNTS: Philips private SUV factor (7053,1000), else the activity concentration factor
+  (7053,1009) to Bq/mL (RescaleSlope is already applied to the values) and then as BQML.
+  For BQML the Philips factors are ignored.
+* Units GML are SUVbw and CM2ML SUVbsa already; other SUV types rescale them by body size.
+
+Any missing or absurd input raises :class:`~service.errors.SuvError` naming the tag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from service.dicom.volume import Volume
+from service.errors import SuvError
+from service.pet.body_size import BodySize, Sex, SuvType
+from service.pet.times import (
+    _text as _tag_text,
+)
+from service.pet.times import (
+    combine,
+    decay_factor,
+    frame_average_decay,
+    parse_da,
+    parse_dt,
+)
+
+logger = logging.getLogger(__name__)
+
+PHILIPS_SUV_FACTOR = Tag(0x7053, 0x1000)
+PHILIPS_ACTIVITY_FACTOR = Tag(0x7053, 0x1009)
+GE_POST_INJECTION_DATETIME = Tag(0x0009, 0x100D)
+#: Doses below this many "Bq" are taken to be in MBq (20 GBq would never be injected).
+_MBQ_THRESHOLD = 2e4
+
+
+class PetUnits(StrEnum):
+    """Units (0054,1001) values fedseg can convert to SUV."""
+
+    BQML = "BQML"
+    CNTS = "CNTS"
+    GML = "GML"
+    CM2ML = "CM2ML"
+
+
+class DecayCorrection(StrEnum):
+    """DecayCorrection (0054,1102): the time the image values are decay-corrected to."""
+
+    START = "START"
+    ADMIN = "ADMIN"
+    NONE = "NONE"
+
+
+@dataclass(frozen=True)
+class SuvConversion:
+    """How a PET series was converted to SUV: one factor per plane and what it came from."""
+
+    suv_type: SuvType
+    units: PetUnits
+    decay_correction: DecayCorrection | None
+    factors: np.ndarray  # multiply plane k's rescaled values by factors[k]
+    method: str  # which rule gave the factors
+    injection_datetime: datetime | None = None
+    scan_datetime: datetime | None = None  # the decay reference, when there is one
+    scan_time_source: str | None = None
+    injected_dose_bq: float | None = None
+    half_life_s: float | None = None
+    normaliser: float | None = None  # body measure in g (cm² for SUVbsa)
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        factors = np.asarray(self.factors, dtype=np.float64)
+        if factors.ndim != 1 or factors.size == 0:
+            raise ValueError("SuvConversion needs one factor per plane")
+        if not np.all(np.isfinite(factors)) or np.any(factors <= 0):
+            raise SuvError(f"SUV factors must be finite and positive, got {factors[:3]}...")
+        object.__setattr__(self, "factors", factors)
+
+    @property
+    def factor(self) -> float | None:
+        """The one factor of every plane, or None when planes differ."""
+        first = float(self.factors[0])
+        return first if np.allclose(self.factors, first, rtol=1e-12, atol=0) else None
+
+    @property
+    def decay_seconds(self) -> float | None:
+        """Seconds from injection to the decay reference, when both are known."""
+        if self.injection_datetime is None or self.scan_datetime is None:
+            return None
+        return (self.scan_datetime - self.injection_datetime).total_seconds()
+
+    def describe(self) -> dict[str, object]:
+        """Plain data for ``fedseg suv --json`` (no patient identifiers)."""
+        single = self.factor
+        return {
+            "suv_type": self.suv_type.value,
+            "suv_unit": self.suv_type.unit,
+            "units": self.units.value,
+            "decay_correction": self.decay_correction.value if self.decay_correction else None,
+            "method": self.method,
+            "factor": single,
+            "factors": None if single is not None else [float(f) for f in self.factors],
+            "injection_datetime": _iso(self.injection_datetime),
+            "scan_datetime": _iso(self.scan_datetime),
+            "scan_time_source": self.scan_time_source,
+            "decay_seconds": self.decay_seconds,
+            "injected_dose_bq": self.injected_dose_bq,
+            "half_life_s": self.half_life_s,
+            "normaliser": self.normaliser,
+            "warnings": list(self.warnings),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _has(ds: Dataset, keyword: str) -> bool:
+    return keyword in ds and ds[keyword].value not in (None, "", b"")
+
+
+def _float(ds: Dataset, keyword: str, tag: str) -> float:
+    if not _has(ds, keyword):
+        raise SuvError(f"{keyword} {tag} is missing or empty; it is required for SUV")
+    try:
+        return float(ds[keyword].value)
+    except (TypeError, ValueError) as exc:
+        raise SuvError(f"{keyword} {tag} is {ds[keyword].value!r}, not a number") from exc
+
+
+def _private_float(ds: Dataset, tag: int) -> float | None:
+    """A numeric private element, whatever VR it was read with (DS, FD or UN bytes)."""
+    if tag not in ds:
+        return None
+    value = ds[tag].value
+    if isinstance(value, bytes):
+        value = _tag_text(value).split("\\")[0]
+    try:
+        number = float(value[0] if isinstance(value, list | tuple) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return number if np.isfinite(number) and number > 0 else None
+
+
+def _radiopharmaceutical(ds: Dataset) -> Dataset:
+    seq = ds.get("RadiopharmaceuticalInformationSequence")
+    if not seq:
+        raise SuvError(
+            "RadiopharmaceuticalInformationSequence (0054,0016) is missing or empty; the "
+            "injected dose and injection time are unknown"
+        )
+    item: Dataset = seq[0]
+    return item
+
+
+def _body_size(ds: Dataset) -> BodySize:
+    weight = _float(ds, "PatientWeight", "(0010,1030)")
+    if weight <= 0:
+        raise SuvError(f"PatientWeight (0010,1030) is {weight:g}; a positive weight is required")
+    height = float(ds.PatientSize) if _has(ds, "PatientSize") else None
+    if height is not None and height <= 0:
+        height = None
+    sex_text = str(ds.get("PatientSex", "")).strip().upper()
+    sex = Sex(sex_text) if sex_text in {s.value for s in Sex} else None
+    return BodySize(weight_kg=weight, height_m=height, sex=sex)
+
+
+def _units(ds: Dataset) -> PetUnits:
+    text = str(ds.get("Units", "")).strip().upper()
+    if not text:
+        transform = _first_functional(ds, "PixelValueTransformationSequence")
+        text = str(transform.get("RescaleType", "")).strip().upper() if transform else ""
+    if not text:
+        raise SuvError("Units (0054,1001) is missing; the PET values cannot be interpreted")
+    try:
+        return PetUnits(text)
+    except ValueError as exc:
+        raise SuvError(
+            f"Units (0054,1001) is {text!r}; fedseg converts BQML, CNTS (Philips), GML and "
+            "CM2ML to SUV"
+        ) from exc
+
+
+def _decay_correction(ds: Dataset) -> DecayCorrection:
+    text = str(ds.get("DecayCorrection", "")).strip().upper()
+    if not text and _has(ds, "DecayCorrectionDateTime"):
+        return DecayCorrection.START
+    try:
+        return DecayCorrection(text)
+    except ValueError as exc:
+        raise SuvError(
+            f"DecayCorrection (0054,1102) is {text!r}; expected START, ADMIN or NONE"
+        ) from exc
+
+
+def _first_functional(ds: Dataset, keyword: str, frame: int | None = None) -> Dataset | None:
+    """A functional-group macro of a multi-frame header (per-frame first, then shared)."""
+    groups = []
+    if frame is not None and "PerFrameFunctionalGroupsSequence" in ds:
+        groups.append(ds.PerFrameFunctionalGroupsSequence[frame - 1])
+    if ds.get("SharedFunctionalGroupsSequence"):
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    for group in groups:
+        if group.get(keyword):
+            item: Dataset = group[keyword][0]
+            return item
+    return None
+
+
+def _check_corrections(ds: Dataset, decay: DecayCorrection) -> None:
+    corrected = {str(v).strip().upper() for v in ds.get("CorrectedImage", []) or []}
+    # Enhanced PET states the corrections as YES/NO flags instead.
+    if str(ds.get("AttenuationCorrected", "")).upper() == "YES":
+        corrected.add("ATTN")
+    if str(ds.get("DecayCorrected", "")).upper() == "YES":
+        corrected.add("DECY")
+    needed = ["ATTN"] if decay is DecayCorrection.NONE else ["ATTN", "DECY"]
+    missing = [code for code in needed if code not in corrected]
+    if missing:
+        raise SuvError(
+            f"CorrectedImage (0028,0051) lacks {' and '.join(missing)} "
+            f"(has {', '.join(sorted(corrected)) or 'nothing'}); SUV needs attenuation- and "
+            "decay-corrected images"
+        )
+
+
+def _check_one_series(headers: Sequence[Dataset]) -> None:
+    keys = ("Units", "DecayCorrection", "PatientWeight", "SeriesDate", "SeriesTime")
+    first = headers[0]
+    for ds in headers[1:]:
+        if ds is first:
+            continue
+        for key in keys:
+            if str(ds.get(key, "")) != str(first.get(key, "")):
+                raise SuvError(
+                    f"{key} differs between planes ({first.get(key)!r} vs {ds.get(key)!r}); "
+                    "pass the planes of one PET series"
+                )
+
+
+def compute_suv_factors(
+    headers: Sequence[Dataset],
+    suv_type: SuvType = SuvType.BW,
+    frame_numbers: Sequence[int | None] | None = None,
+) -> SuvConversion:
+    """Compute the factor that turns each plane's rescaled values into SUVs of ``suv_type``.
+
+    Parameters
+    ----------
+    headers
+        One header per plane, in plane order (``Volume.headers``); planes of one multi-frame
+        instance share one header.
+    suv_type
+        What the activity is normalised by.
+    frame_numbers
+        1-based frame of each plane in a multi-frame instance (``Volume.slices[k].frame_number``),
+        None for single-frame planes; needed only for per-frame times (DecayCorrection NONE).
+
+    Raises
+    ------
+    SuvError
+        If a required tag is missing or absurd; the message names it.
+    """
+    if not headers:
+        raise SuvError("no PET headers given")
+    suv_type = SuvType(suv_type)
+    frames: list[int | None] = (
+        list(frame_numbers) if frame_numbers is not None else [None] * len(headers)
+    )
+    if len(frames) != len(headers):
+        raise ValueError("frame_numbers must have one entry per header")
+    _check_one_series(headers)
+    ds = headers[0]
+    units = _units(ds)
+    if units in (PetUnits.GML, PetUnits.CM2ML):
+        return _already_suv(headers, units, suv_type)
+    decay = _decay_correction(ds)
+    _check_corrections(ds, decay)
+    if units is PetUnits.CNTS:
+        philips = [_private_float(h, PHILIPS_SUV_FACTOR) for h in headers]
+        if all(f is not None for f in philips):
+            return _philips_suv(headers, philips, decay, suv_type)  # type: ignore[arg-type]
+        activity = [_private_float(h, PHILIPS_ACTIVITY_FACTOR) for h in headers]
+        if not all(f is not None for f in activity):
+            raise SuvError(
+                "Units (0054,1001) are CNTS but neither the Philips SUV scale factor (7053,1000) "
+                "nor the activity concentration factor (7053,1009) is present and positive; "
+                "export the series in BQML"
+            )
+        conversion = _from_activity(headers, frames, decay, suv_type)
+        scaled = conversion.factors * np.asarray(activity, dtype=np.float64)
+        method = "CNTS × (7053,1009) → Bq/mL, " + conversion.method
+        return dataclasses.replace(conversion, factors=scaled, method=method)
+    return _from_activity(headers, frames, decay, suv_type)
+
+
+def _already_suv(headers: Sequence[Dataset], units: PetUnits, suv_type: SuvType) -> SuvConversion:
+    stored = SuvType.BW if units is PetUnits.GML else SuvType.BSA
+    n = len(headers)
+    if suv_type is stored:
+        return SuvConversion(
+            suv_type, units, None, np.ones(n), f"values are SUV{stored.value} already"
+        )
+    body = _body_size(headers[0])
+    ratio = body.normaliser_g(suv_type) / body.normaliser_g(stored)
+    return SuvConversion(
+        suv_type,
+        units,
+        None,
+        np.full(n, ratio),
+        f"SUV{stored.value} × {suv_type.value} / {stored.value} body size",
+        normaliser=body.normaliser_g(suv_type),
+    )
+
+
+def _philips_suv(
+    headers: Sequence[Dataset], philips: list[float], decay: DecayCorrection, suv_type: SuvType
+) -> SuvConversion:
+    factors = np.asarray(philips, dtype=np.float64)
+    normaliser = None
+    if suv_type is not SuvType.BW:
+        body = _body_size(headers[0])
+        normaliser = body.normaliser_g(suv_type)
+        factors = factors * normaliser / body.normaliser_g(SuvType.BW)
+    return SuvConversion(
+        suv_type,
+        PetUnits.CNTS,
+        decay,
+        factors,
+        "Philips private SUV scale factor (7053,1000)",
+        normaliser=normaliser,
+    )
+
+
+def _dose_and_half_life(ds: Dataset, decay: DecayCorrection) -> tuple[float, float, list[str]]:
+    info = _radiopharmaceutical(ds)
+    warnings = []
+    dose = _float(info, "RadionuclideTotalDose", "(0018,1074)")
+    if dose <= 0:
+        raise SuvError(
+            f"RadionuclideTotalDose (0018,1074) is {dose:g}; the injected dose must be positive"
+        )
+    if dose < _MBQ_THRESHOLD:
+        warnings.append(f"RadionuclideTotalDose {dose:g} read as MBq (too small for Bq)")
+        dose *= 1e6
+    half_life = float("nan")
+    if decay is not DecayCorrection.ADMIN:
+        half_life = _float(info, "RadionuclideHalfLife", "(0018,1075)")
+        if half_life <= 0:
+            raise SuvError(
+                f"RadionuclideHalfLife (0018,1075) is {half_life:g}; it must be positive"
+            )
+    return dose, half_life, warnings
+
+
+def _from_activity(
+    headers: Sequence[Dataset],
+    frames: list[int | None],
+    decay: DecayCorrection,
+    suv_type: SuvType,
+) -> SuvConversion:
+    """Factors for values in Bq/mL (BQML, or CNTS scaled by the Philips activity factor)."""
+    ds = headers[0]
+    body = _body_size(ds)
+    normaliser = body.normaliser_g(suv_type)
+    dose, half_life, warnings = _dose_and_half_life(ds, decay)
+    common = {
+        "suv_type": suv_type,
+        "units": _units(ds),
+        "decay_correction": decay,
+        "injected_dose_bq": dose,
+        "normaliser": normaliser,
+    }
+    if decay is DecayCorrection.ADMIN:
+        factors = np.full(len(headers), normaliser / dose)
+        return SuvConversion(
+            factors=factors,
+            method="decay-corrected to administration: no further decay",
+            warnings=tuple(warnings),
+            **common,  # type: ignore[arg-type]
+        )
+    scan, source, scan_warnings = scan_datetime(headers, frames)
+    warnings += scan_warnings
+    injection, injection_warnings = injection_datetime(ds, scan)
+    warnings += injection_warnings
+    if decay is DecayCorrection.NONE:
+        factors = _per_frame_factors(headers, frames, injection, dose, half_life, normaliser)
+        method = "not decay-corrected: dose decayed to each frame's acquisition"
+        reference, source = None, "per-frame acquisition date/time"
+    else:
+        seconds = (scan - injection).total_seconds()
+        _check_decay_time(seconds, half_life, warnings)
+        factors = np.full(len(headers), normaliser / (dose * decay_factor(seconds, half_life)))
+        method = "decay-corrected to scan start: dose decayed from injection to scan"
+        reference = scan
+    for warning in warnings:
+        logger.warning("SUV: %s", warning)
+    return SuvConversion(
+        factors=factors,
+        method=method,
+        injection_datetime=injection,
+        scan_datetime=reference,
+        scan_time_source=source,
+        half_life_s=half_life,
+        warnings=tuple(warnings),
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def _check_decay_time(seconds: float, half_life: float, warnings: list[str]) -> None:
+    if seconds < 0:
+        raise SuvError(
+            f"scan time is {-seconds:.0f} s before RadiopharmaceuticalStartDateTime/Time "
+            "(0018,1078)/(0018,1072); check the injection and series times"
+        )
+    if seconds > 10 * half_life:
+        raise SuvError(
+            f"{seconds / 3600:.1f} h between injection (0018,1078)/(0018,1072) and scan is more "
+            "than 10 half-lives; check the injection date and time"
+        )
+    if seconds > 24 * 3600:
+        warnings.append(f"{seconds / 3600:.1f} h between injection and scan")
+
+
+def _acquisition_datetime(ds: Dataset, frame: int | None) -> datetime | None:
+    """Acquisition start of one plane: per-frame content, AcquisitionDateTime, or Date+Time."""
+    content = _first_functional(ds, "FrameContentSequence", frame) if frame else None
+    if content is not None and _has(content, "FrameAcquisitionDateTime"):
+        return parse_dt(content.FrameAcquisitionDateTime, "FrameAcquisitionDateTime (0018,9074)")
+    if _has(ds, "AcquisitionDateTime"):
+        return parse_dt(ds.AcquisitionDateTime, "AcquisitionDateTime (0008,002A)")
+    if _has(ds, "AcquisitionTime"):
+        date = ds.get("AcquisitionDate") or ds.get("SeriesDate")
+        return combine(
+            date, ds.AcquisitionTime, "AcquisitionDate (0008,0022)", "AcquisitionTime (0008,0032)"
+        )
+    return None
+
+
+def scan_datetime(
+    headers: Sequence[Dataset], frames: Sequence[int | None]
+) -> tuple[datetime, str, list[str]]:
+    """The decay reference of a START-corrected series, where it came from, and warnings.
+
+    Raises
+    ------
+    SuvError
+        If no usable series or acquisition date/time is present.
+    """
+    ds = headers[0]
+    warnings: list[str] = []
+    if _has(ds, "DecayCorrectionDateTime"):
+        return (
+            parse_dt(ds.DecayCorrectionDateTime, "DecayCorrectionDateTime (0018,9701)"),
+            "DecayCorrectionDateTime (0018,9701)",
+            warnings,
+        )
+    ge_text = (
+        _tag_text(ds[GE_POST_INJECTION_DATETIME].value) if GE_POST_INJECTION_DATETIME in ds else ""
+    )
+    acquisitions = [
+        t for t in (_acquisition_datetime(h, f) for h, f in zip(headers, frames, strict=True)) if t
+    ]
+    earliest = min(acquisitions) if acquisitions else None
+    series = None
+    if _has(ds, "SeriesTime") and (_has(ds, "SeriesDate") or _has(ds, "AcquisitionDate")):
+        date = ds.SeriesDate if _has(ds, "SeriesDate") else ds.AcquisitionDate
+        series = combine(date, ds.SeriesTime, "SeriesDate (0008,0021)", "SeriesTime (0008,0031)")
+    if ge_text:
+        ge = parse_dt(ge_text, "GE private post-injection datetime (0009,100D)")
+        if series is not None and abs((ge - series).total_seconds()) > 1:
+            warnings.append(f"GE post-injection datetime {ge.isoformat()} used; SeriesTime differs")
+        return ge, "GE private post-injection datetime (0009,100D)", warnings
+    if series is None and earliest is None:
+        raise SuvError(
+            "SeriesDate/SeriesTime (0008,0021)/(0008,0031) and AcquisitionDate/Time "
+            "(0008,0022)/(0008,0032) are missing; the scan time is unknown"
+        )
+    if series is None:
+        warnings.append("SeriesDate/SeriesTime missing; earliest acquisition time used")
+        return earliest, "earliest AcquisitionDate/Time", warnings  # type: ignore[return-value]
+    if earliest is not None and series > earliest:
+        warnings.append(
+            f"SeriesTime {series.time().isoformat()} is after the earliest AcquisitionTime "
+            f"{earliest.time().isoformat()} (series re-created?); earliest acquisition used"
+        )
+        return earliest, "earliest AcquisitionDate/Time", warnings
+    return series, "SeriesDate/SeriesTime", warnings
+
+
+def injection_datetime(ds: Dataset, scan: datetime) -> tuple[datetime, list[str]]:
+    """Radiopharmaceutical start datetime; a time alone takes the scan date (or the day before).
+
+    Raises
+    ------
+    SuvError
+        If neither RadiopharmaceuticalStartDateTime nor RadiopharmaceuticalStartTime is usable.
+    """
+    info = _radiopharmaceutical(ds)
+    if _has(info, "RadiopharmaceuticalStartDateTime"):
+        return parse_dt(
+            info.RadiopharmaceuticalStartDateTime, "RadiopharmaceuticalStartDateTime (0018,1078)"
+        ), []
+    if not _has(info, "RadiopharmaceuticalStartTime"):
+        raise SuvError(
+            "RadiopharmaceuticalStartDateTime (0018,1078) and RadiopharmaceuticalStartTime "
+            "(0018,1072) are both missing; the injection time is unknown"
+        )
+    day = parse_da(scan.strftime("%Y%m%d"), "scan date")
+    start = combine(
+        day.strftime("%Y%m%d"),
+        info.RadiopharmaceuticalStartTime,
+        "scan date",
+        "RadiopharmaceuticalStartTime (0018,1072)",
+    )
+    if start > scan:
+        # Only a time of day is given, and it lies after the scan: injected before midnight.
+        return start - timedelta(days=1), [
+            "RadiopharmaceuticalStartTime is after the scan time: injection taken to be on the "
+            "previous day"
+        ]
+    return start, []
+
+
+def _per_frame_factors(
+    headers: Sequence[Dataset],
+    frames: list[int | None],
+    injection: datetime,
+    dose: float,
+    half_life: float,
+    normaliser: float,
+) -> np.ndarray:
+    factors = np.empty(len(headers))
+    for k, (ds, frame) in enumerate(zip(headers, frames, strict=True)):
+        start = _acquisition_datetime(ds, frame)
+        if start is None:
+            raise SuvError(
+                f"plane {k}: AcquisitionDate/Time (0008,0022)/(0008,0032) missing; with "
+                "DecayCorrection NONE every frame needs its acquisition time"
+            )
+        seconds = (start - injection).total_seconds()
+        _check_decay_time(seconds, half_life, [])
+        duration_ms = _frame_duration_ms(ds, frame)
+        factors[k] = normaliser / (
+            dose * frame_average_decay(seconds, duration_ms / 1000, half_life)
+        )
+    return factors
+
+
+def _frame_duration_ms(ds: Dataset, frame: int | None) -> float:
+    content = _first_functional(ds, "FrameContentSequence", frame) if frame else None
+    if content is not None and _has(content, "FrameAcquisitionDuration"):
+        return float(content.FrameAcquisitionDuration)
+    return float(ds.ActualFrameDuration) if _has(ds, "ActualFrameDuration") else 0.0
+
+
+def to_suv(volume: Volume, suv_type: SuvType = SuvType.BW) -> tuple[np.ndarray, SuvConversion]:
+    """Convert a PET volume to SUVs of ``suv_type``.
+
+    Returns
+    -------
+    tuple
+        The SUV array (float32, same grid as ``volume``) and the conversion record.
+
+    Raises
+    ------
+    SuvError
+        If the volume is not PET, a tag is missing or absurd, or per-plane factors differ on a
+        volume that was resampled off its source planes.
+    """
+    if volume.modality != "PT":
+        raise SuvError(
+            f"series {volume.series_instance_uid} is {volume.modality}, not PET (PT); "
+            "SUV applies to PET only"
+        )
+    frames = [s.frame_number for s in volume.slices]
+    conversion = compute_suv_factors(volume.headers, suv_type, frames)
+    single = conversion.factor
+    values = volume.array.astype(np.float64)
+    if single is not None:
+        values *= single
+    elif volume.on_source_grid and len(conversion.factors) == volume.shape[2]:
+        values *= conversion.factors[np.newaxis, np.newaxis, :]
+    else:
+        raise SuvError(
+            f"series {volume.series_instance_uid}: SUV factors differ between planes and the "
+            "volume was resampled; read it with geometry policy 'strict' or fix the geometry"
+        )
+    return values.astype(np.float32), conversion

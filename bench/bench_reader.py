@@ -14,7 +14,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +25,9 @@ from service.config import get_settings  # noqa: E402
 CASES = {
     "raw GE PET, 267 slices (BQML)": "sts001-raw/FDG_PET/image",
     "Siemens MR T1, 512x512x40, oblique": "sts001-raw/MR_T1/image",
-    "CT JPEG 2000, 512x512x20, blank UIDs": "ct-totalseg-example/tests/reference_files/example_ct_dicom",
+    "CT JPEG 2000, 512x512x20, blank UIDs": (
+        "ct-totalseg-example/tests/reference_files/example_ct_dicom"
+    ),
     "GE CT gantry tilt 18.5 deg (resampled)": "ct-gantry-tilt-ge/In/GE",
     "IBSI CT 202x198x59": "ibsi-sts001-multimodal/ibsi_validation/dicom/STS_001/CT/image",
 }

@@ -114,7 +114,7 @@ class MultiTaskUNet(nn.Module):
         self._check_input(x)
         if task not in self.heads:
             raise KeyError(f"model has no head {task!r}; heads: {sorted(self.heads)}")
-        return self.heads[task](self.encoder(x))  # type: ignore[no-any-return]
+        return self.heads[task](self.encoder(x))
 
     def forward(self, x: torch.Tensor, task: str | None = None) -> torch.Tensor:
         """Full-size logits of ``task`` (the only head when ``task`` is None)."""
@@ -129,7 +129,7 @@ class MultiTaskUNet(nn.Module):
         if self.classifier is None:
             raise ValueError("this model has no classification head")
         self._check_input(x)
-        return self.classifier(self.encoder(x)[-1])  # type: ignore[no-any-return]
+        return self.classifier(self.encoder(x)[-1])
 
     def group_of(self, parameter_name: str) -> str:
         """Parameter group (``"shared"`` or ``"task:<name>"``) of a state-dict entry."""

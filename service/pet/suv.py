@@ -232,7 +232,10 @@ def _first_functional(ds: Dataset, keyword: str, frame: int | None = None) -> Da
 
 
 def _check_corrections(ds: Dataset, decay: DecayCorrection) -> None:
-    corrected = {str(v).strip().upper() for v in ds.get("CorrectedImage", []) or []}
+    values = ds.get("CorrectedImage", []) or []
+    # A single value comes back as a plain string, not a one-item list.
+    values = [values] if isinstance(values, str) else values
+    corrected = {str(v).strip().upper() for v in values}
     # Enhanced PET states the corrections as YES/NO flags instead.
     if str(ds.get("AttenuationCorrected", "")).upper() == "YES":
         corrected.add("ATTN")

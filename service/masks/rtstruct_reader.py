@@ -24,6 +24,7 @@ from service.masks.regions import Region, RegionSet
 logger = logging.getLogger(__name__)
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+_CONTOUR_DATA = 0x30060050
 _RASTERISED_TYPES = {"CLOSED_PLANAR"}
 _SKIPPED_TYPES = {"POINT", "OPEN_PLANAR", "OPEN_NONPLANAR"}
 
@@ -55,7 +56,9 @@ def read_rtstruct(
     """
     options = options or ReaderOptions()
     ds = _read(path)
-    _check_frame_of_reference(ds, volume, path)
+    warnings = _check_frame_of_reference(ds, volume, path)
+    for warning in warnings:
+        logger.warning("%s: %s", path.name, warning)
     names = {
         int(r.ROINumber): str(r.get("ROIName", "")).strip() for r in ds.StructureSetROISequence
     }
@@ -70,7 +73,13 @@ def read_rtstruct(
         regions.append(Region(name=name, number=number, mask=mask, code=entry))
     if not regions:
         raise MaskInputError(f"{path}: the RTSTRUCT holds no ROI contours")
-    return RegionSet(regions=regions, shape=volume.shape, affine=volume.affine, source=str(path))
+    return RegionSet(
+        regions=regions,
+        shape=volume.shape,
+        affine=volume.affine,
+        source=str(path),
+        warnings=warnings,
+    )
 
 
 def _read(path: Path) -> Dataset:
@@ -85,21 +94,38 @@ def _read(path: Path) -> Dataset:
     return ds
 
 
-def _check_frame_of_reference(ds: Dataset, volume: Volume, path: Path) -> None:
+def _referenced_series(ds: Dataset) -> set[str]:
+    return {
+        str(series.get("SeriesInstanceUID", ""))
+        for frame in ds.get("ReferencedFrameOfReferenceSequence", [])
+        for study in frame.get("RTReferencedStudySequence", [])
+        for series in study.get("RTReferencedSeriesSequence", [])
+    } - {""}
+
+
+def _check_frame_of_reference(ds: Dataset, volume: Volume, path: Path) -> list[str]:
+    """Refuse an RTSTRUCT of another frame of reference, unless it names this very series.
+
+    Some writers (rt-utils among them) invent a new FrameOfReferenceUID while referencing the
+    right series; those are read with a warning.
+    """
     referenced = {
         str(item.get("FrameOfReferenceUID", ""))
         for item in ds.get("ReferencedFrameOfReferenceSequence", [])
     } - {""}
-    if (
-        referenced
-        and volume.frame_of_reference_uid
-        and volume.frame_of_reference_uid not in referenced
-    ):
-        raise MaskInputError(
-            f"{path}: the RTSTRUCT refers to frame of reference {', '.join(sorted(referenced))}, "
-            f"but series {volume.series_instance_uid} uses {volume.frame_of_reference_uid}; "
-            "pass the image series the structures were drawn on"
-        )
+    ours = volume.frame_of_reference_uid
+    if not referenced or not ours or ours in referenced:
+        return []
+    if volume.series_instance_uid in _referenced_series(ds):
+        return [
+            f"frame of reference {', '.join(sorted(referenced))} differs from the image's "
+            f"{ours}, but the RTSTRUCT references this series; read anyway"
+        ]
+    raise MaskInputError(
+        f"{path}: the RTSTRUCT refers to frame of reference {', '.join(sorted(referenced))}, "
+        f"but series {volume.series_instance_uid} uses {ours}; "
+        "pass the image series the structures were drawn on"
+    )
 
 
 def _add_contour(
@@ -110,7 +136,7 @@ def _add_contour(
         return
     if kind not in _RASTERISED_TYPES:
         raise MaskInputError(f"{where}: unknown ContourGeometricType {kind!r}")
-    points = np.asarray(contour.ContourData, dtype=np.float64).reshape(-1, 3)
+    points = _contour_points(contour, where)
     if len(points) < 3:
         raise MaskInputError(f"{where}: a closed contour has only {len(points)} point(s)")
     voxels = (np.linalg.inv(volume.affine) @ np.c_[points, np.ones(len(points))].T)[:3].T
@@ -131,6 +157,27 @@ def _add_contour(
             + "); the RTSTRUCT's image references are broken or it belongs to another series"
         )
     mask[:, :, k_index] ^= rasterise_polygon(voxels[:, 0], voxels[:, 1], mask.shape[:2])
+
+
+def _contour_points(contour: Dataset, where: str) -> np.ndarray:
+    """ContourData as an (n, 3) array, parsed from the raw bytes when still raw.
+
+    Building one pydicom DS object per coordinate dominates reading time otherwise.
+    """
+    element = contour.get_item(_CONTOUR_DATA)
+    if element is None:
+        raise MaskInputError(f"{where}: a contour has no ContourData")
+    raw = element.value
+    if isinstance(raw, bytes):
+        text = raw.decode("ascii").strip("\x00 ")
+        values = np.array(text.split("\\"), dtype=np.float64) if text else np.zeros(0)
+    else:
+        values = np.asarray(contour.ContourData, dtype=np.float64)
+    if values.size % 3:
+        raise MaskInputError(
+            f"{where}: ContourData holds {values.size} numbers, not a multiple of 3"
+        )
+    return values.reshape(-1, 3)
 
 
 def rasterise_polygon(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

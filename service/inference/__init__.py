@@ -1,0 +1,1 @@
+"""Torch-free inference: model bundles, onnxruntime sessions and sliding-window prediction."""

@@ -1,0 +1,86 @@
+"""From a source volume to network input, exactly as the manifest says.
+
+The steps are small callables applied in order (MONAI's transform style): values → canonical
+orientation → model spacing → intensity normalisation. :class:`ModelGrid` remembers the grids so
+that predictions can be mapped back onto the source voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.dicom.volume import Volume
+from service.imaging.orientation import Reorientation, reorient
+from service.imaging.resample import Grid, grid_for_spacing, resample
+from service.inference.manifest import Manifest, Normalisation, NormalisationKind
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """The grids between the source volume and the network input."""
+
+    source: Grid  # the volume's own grid
+    oriented: Grid  # the same voxels in the model's orientation
+    reorientation: Reorientation
+    model: Grid  # the model's spacing
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """Network input ``(C, X, Y, Z)`` on the model grid, and how to map back."""
+
+    image: np.ndarray
+    grid: ModelGrid
+    values: np.ndarray  # source-grid values the model saw (HU, SUV, MR units), for measures
+
+
+class Normaliser:
+    """Intensity normalisation configured from the manifest."""
+
+    def __init__(self, config: Normalisation) -> None:
+        self.config = config
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """Normalise a volume of HU, SUV or MR values to network input."""
+        cfg = self.config
+        if cfg.kind is NormalisationKind.ZSCORE:
+            foreground = values[values > cfg.low]
+            sample = foreground if foreground.size > 100 else values
+            mean, std = float(sample.mean()), float(sample.std())
+            return ((values - mean) / (std if std > 0 else 1.0)).astype(np.float32)
+        clipped = np.clip(values, cfg.low, cfg.high)
+        return ((clipped - cfg.low) / (cfg.high - cfg.low)).astype(np.float32)
+
+
+def model_values(volume: Volume, normalisation: Normalisation) -> np.ndarray:
+    """The physical values a model works on: HU/MR units as read, PET converted to SUV."""
+    if normalisation.kind is NormalisationKind.SUV:
+        from service.pet.body_size import SuvType
+        from service.pet.suv import to_suv
+
+        suv, _ = to_suv(volume, SuvType(normalisation.suv_type))
+        return suv
+    return volume.array
+
+
+def prepare(volume: Volume, manifest: Manifest, values: np.ndarray | None = None) -> PreparedInput:
+    """Reorient, resample and normalise a volume for ``manifest``'s network."""
+    values = model_values(volume, manifest.normalisation) if values is None else values
+    source = Grid(shape=volume.shape, affine=volume.affine)
+    oriented_values, oriented_affine, step = reorient(values, volume.affine, manifest.orientation)
+    oriented = Grid(shape=_shape3(oriented_values.shape), affine=oriented_affine)
+    model = grid_for_spacing(oriented, manifest.spacing)
+    fill = float(oriented_values.min())
+    resampled = resample(oriented_values, oriented, model, order=1, fill=fill)
+    image = Normaliser(manifest.normalisation)(resampled)[None]
+    return PreparedInput(
+        image=image,
+        grid=ModelGrid(source=source, oriented=oriented, reorientation=step, model=model),
+        values=values,
+    )
+
+
+def _shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return (int(shape[0]), int(shape[1]), int(shape[2]))

@@ -1,0 +1,102 @@
+"""onnxruntime sessions with explicit, verified execution providers.
+
+onnxruntime-gpu silently falls back to the CPU when CUDA cannot be loaded, so the provider a
+session actually got is read back after creation and reported; asking for ``cuda`` fails loudly
+when it is not there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from service.errors import ConfigurationError, ModelBundleError
+
+logger = logging.getLogger(__name__)
+
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class Device(StrEnum):
+    """Where inference runs."""
+
+    AUTO = "auto"  # a GPU when onnxruntime offers one, else the CPU
+    CPU = "cpu"
+    CUDA = "cuda"  # required: fail when no GPU provider can be used
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Threading and device options for an inference session."""
+
+    device: Device = Device.AUTO
+    intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    inter_op_threads: int = 0
+    use_tensorrt: bool = False
+
+
+def _onnxruntime():  # type: ignore[no-untyped-def]
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ConfigurationError(
+            "onnxruntime is not installed; install fedseg[cpu] (or fedseg[gpu] on a GPU machine)"
+        ) from exc
+    return onnxruntime
+
+
+def requested_providers(device: Device, available: list[str], use_tensorrt: bool) -> list[str]:
+    """Providers to ask onnxruntime for, best first."""
+    gpu = [p for p in _GPU_PROVIDERS if p in available]
+    if not use_tensorrt:
+        gpu = [p for p in gpu if p != "TensorrtExecutionProvider"]
+    if device is Device.CPU:
+        return ["CPUExecutionProvider"]
+    if device is Device.CUDA and not gpu:
+        raise ConfigurationError(
+            "device 'cuda' was required but onnxruntime offers no GPU provider "
+            f"(available: {', '.join(available)}); install fedseg[gpu] with a matching CUDA, "
+            "or use --device cpu"
+        )
+    return [*gpu, "CPUExecutionProvider"]
+
+
+class OnnxModel:
+    """A loaded ONNX network: ``predict`` maps an input batch to its output batch."""
+
+    def __init__(self, path: Path, options: SessionOptions | None = None) -> None:
+        options = options or SessionOptions()
+        ort = _onnxruntime()
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = options.intra_op_threads
+        session_options.inter_op_num_threads = options.inter_op_threads
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = requested_providers(
+            Device(options.device), list(ort.get_available_providers()), options.use_tensorrt
+        )
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=session_options, providers=providers
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelBundleError(f"{path}: onnxruntime could not load the model: {exc}") from exc
+        self.provider: str = self._session.get_providers()[0]
+        if options.device is Device.CUDA and self.provider not in _GPU_PROVIDERS:
+            raise ConfigurationError(
+                f"device 'cuda' was required but the session fell back to {self.provider}; "
+                "check the CUDA/cuDNN libraries that onnxruntime-gpu needs"
+            )
+        if self.provider != providers[0]:
+            logger.warning("asked for %s, onnxruntime gave %s", providers[0], self.provider)
+        self._input = self._session.get_inputs()[0].name
+        logger.info("model %s on %s", path.name, self.provider)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Run the network on a ``(B, C, X, Y, Z)`` float32 batch; returns its first output."""
+        outputs = self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})
+        result: np.ndarray = outputs[0]
+        return result

@@ -1,0 +1,58 @@
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from service.imaging.resample import Grid
+from training.data.preprocess import Prepared
+from training.engine import TrainConfig, load_model, predict_labels, train
+from training.engine.loop import build_model
+from training.metrics import dice
+from training.models import ModelConfig
+from training.tasks import TASKS, TaskName
+
+TASK = dataclasses.replace(TASKS[TaskName.PET_LESION], patch_size=(24, 24, 24))
+
+
+def _phantom(seed: int) -> Prepared:
+    """A noisy 24³ volume with one bright ellipsoid lesion."""
+    rng = np.random.default_rng(seed)
+    i, j, k = np.meshgrid(*(np.arange(24),) * 3, indexing="ij")
+    centre = rng.uniform(9, 15, 3)
+    inside = ((i - centre[0]) / 6) ** 2 + ((j - centre[1]) / 5) ** 2 + ((k - centre[2]) / 4) ** 2
+    labels = (inside <= 1).astype(np.int64)
+    image = (0.1 + 0.5 * labels + rng.normal(0, 0.05, labels.shape)).astype(np.float32)
+    return Prepared(image=image, labels=labels, grid=Grid((24, 24, 24), np.eye(4)))
+
+
+def _config(steps: int) -> TrainConfig:
+    return TrainConfig(
+        steps=steps, batch_size=2, learning_rate=1e-2, validate_every=20, seed=3, progress=False
+    )
+
+
+def test_overfits_tiny_phantom_and_resumes(tmp_path: Path) -> None:
+    cases = [_phantom(0), _phantom(1)]
+    model = build_model(ModelConfig(heads={TASK.name.value: 2}, filters=(8, 16, 32, 64)), seed=0)
+    result = train(model, TASK, cases, cases, _config(60), tmp_path)
+    assert result.best_dice > 0.9
+    best, payload = load_model(tmp_path / "best.pt")
+    pred = predict_labels(best, cases[0].image, TASK.name.value, TASK.patch_size)
+    assert dice(pred == 1, cases[0].labels == 1) > 0.9
+    assert payload["val_dice"] == result.best_dice
+    assert json.loads((tmp_path / "result.json").read_text())["steps"] == 60
+    # Resuming a finished run to a later step continues from the saved state.
+    resumed = train(model, TASK, cases, cases, _config(80), tmp_path)
+    assert resumed.steps == 80 and len(resumed.history) == len(result.history) + 1
+
+
+def test_same_seed_gives_same_weights(tmp_path: Path) -> None:
+    cases = [_phantom(0)]
+    weights = []
+    for run in ("a", "b"):
+        model = build_model(ModelConfig(heads={TASK.name.value: 2}, filters=(4, 8)), seed=1)
+        train(model, TASK, cases, cases, _config(4), tmp_path / run)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])

@@ -1,0 +1,39 @@
+"""Sliding-window prediction of a whole prepared volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from training.models import MultiTaskUNet
+
+
+def _pad_to(array: np.ndarray, divisor: int, minimum: tuple[int, int, int]) -> np.ndarray:
+    target = [max(m, -(-s // divisor) * divisor) for s, m in zip(array.shape, minimum, strict=True)]
+    pads = [(0, t - s) for s, t in zip(array.shape, target, strict=True)]
+    return np.pad(array, pads, mode="edge")
+
+
+@torch.no_grad()
+def predict_labels(
+    model: MultiTaskUNet,
+    image: np.ndarray,
+    task: str,
+    patch_size: tuple[int, int, int],
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """Arg-max labels of a normalised image on its own grid (``[i, j, k]``)."""
+    device = device or torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    padded = _pad_to(np.asarray(image, dtype=np.float32), model.config.divisor, patch_size)
+    x = torch.from_numpy(padded)[None, None].to(device)
+    logits = sliding_window_inference(
+        x, roi_size=patch_size, sw_batch_size=2, predictor=lambda t: model(t, task), overlap=0.5
+    )
+    model.train(was_training)
+    assert isinstance(logits, torch.Tensor)
+    labels = torch.argmax(logits, dim=1)[0].cpu().numpy()
+    i, j, k = image.shape
+    return np.asarray(labels[:i, :j, :k], dtype=np.int16)

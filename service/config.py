@@ -53,6 +53,14 @@ class Settings(BaseSettings):
             "that is still read as regular (bed boundaries shift slices by a few hundredths)."
         ),
     )
+    model_store: Path = Field(
+        default=Path.home() / ".local" / "share" / "fedseg" / "models",
+        description="Writable folder where installed model bundles live (name/version/).",
+    )
+    shipped_models: Path = Field(
+        default=_REPO_ROOT / "models",
+        description="Read-only folder of the default bundles shipped with fedseg.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level name.")
 
 

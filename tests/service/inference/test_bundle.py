@@ -53,7 +53,7 @@ def test_missing_files(make_bundle: Callable[..., Path], tmp_path: Path) -> None
         ModelBundle.load(tmp_path / "nothing")
     path = make_bundle()
     (path / "checksums.sha256").unlink()
-    with pytest.raises(ModelBundleError, match="checksums.sha256 missing"):
+    with pytest.raises(ModelBundleError, match=r"checksums\.sha256 missing"):
         ModelBundle.load(path)
 
 
@@ -62,5 +62,5 @@ def test_manifest_validation() -> None:
         threshold_manifest(postprocessing={"largest_component": ["spleen"]})
     with pytest.raises(ValueError, match="onnx_opset"):
         threshold_manifest(onnx_opset=11)
-    with pytest.raises(ValueError, match="high .* must exceed low"):
+    with pytest.raises(ValueError, match=r"high .* must exceed low"):
         threshold_manifest(normalisation={"kind": "ct-window", "low": 5, "high": 1})

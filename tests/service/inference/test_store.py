@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.errors import ModelBundleError
+from service.inference.store import ModelStore
+
+from .conftest import threshold_manifest
+
+
+def test_install_resolve_and_refuse_reinstall(
+    make_bundle: Callable[..., Path], tmp_path: Path
+) -> None:
+    store = ModelStore(roots=(tmp_path / "store",))
+    old = make_bundle(threshold_manifest(version="1.2.0"), "old")
+    new = make_bundle(threshold_manifest(version="1.10.0"), "new")
+    store.install(old)
+    store.install(new)
+    assert [b.manifest.version for b in store.bundles()] == ["1.10.0", "1.2.0"]
+    assert store.resolve("threshold-test").manifest.version == "1.10.0"  # numeric, not text
+    assert store.for_task("pet-lesion") is not None and store.for_task("ct-organs") is None
+    with pytest.raises(ModelBundleError, match="already installed"):
+        store.install(new)
+    with pytest.raises(ModelBundleError, match=r"no model 'missing'.*installed: threshold-test"):
+        store.resolve("missing")
+
+
+def test_damaged_bundle_is_not_installed(make_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    path = make_bundle()
+    (path / "model.onnx").write_bytes(b"garbage")
+    store = ModelStore(roots=(tmp_path / "store",))
+    with pytest.raises(ModelBundleError, match="checksum does not match"):
+        store.install(path)
+    assert not list((tmp_path / "store").glob("*/*"))

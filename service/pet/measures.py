@@ -86,6 +86,7 @@ def voxel_volume_ml(affine: np.ndarray) -> float:
 
 
 def _basic(values: np.ndarray, voxel_ml: float) -> dict[str, float]:
+    values = values.astype(np.float64)  # float32 sums of large regions lose digits
     mean = float(values.mean())
     mtv = values.size * voxel_ml
     return {

@@ -1,0 +1,205 @@
+"""RTSTRUCT from regions on a source series' grid: pixel-edge contours, one ROI per region."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.valuerep import DSfloat
+
+from service.dicom.volume import Volume
+from service.errors import DicomInputError
+from service.labels.registry import LabelTable, RoiInterpretedType
+from service.masks.regions import Region, RegionSet
+from service.results.contours import trace_loops
+from service.results.provenance import (
+    MANUFACTURER,
+    STUDY_KEYWORDS,
+    AlgorithmIdentity,
+    DerivedSeries,
+    as_region_set,
+    clip_copied_values,
+    require_source_grid,
+    software_version,
+)
+
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+_STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management, as in PS3.3
+_DEFAULT_COLOR = (255, 255, 0)
+_COPIED = (
+    "SpecificCharacterSet",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "StudyDescription",
+    "FrameOfReferenceUID",
+    "PositionReferenceIndicator",
+)
+_TYPE2_EMPTY = (  # Type 2: present, empty when the source has no value
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "PositionReferenceIndicator",
+    "OperatorsName",
+)
+
+
+@dataclass(frozen=True)
+class RtstructResult:
+    """A written RTSTRUCT and the ROI number of each region."""
+
+    dataset: Dataset
+    roi_numbers: dict[str, int]
+
+
+def write_rtstruct(
+    volume: Volume,
+    labels: RegionSet | np.ndarray,
+    table: LabelTable | None,
+    algorithm: AlgorithmIdentity,
+    series: DerivedSeries | None = None,
+) -> RtstructResult:
+    """Build an RTSTRUCT with one ROI per non-empty region, contours along pixel edges.
+
+    Raises
+    ------
+    DicomInputError
+        If the volume is not on its source planes or the labels are on another grid.
+    """
+    require_source_grid(volume, "an RTSTRUCT")
+    series = series or DerivedSeries(series_description="fedseg structures")
+    regions = [r for r in as_region_set(labels, volume, table).regions if r.mask.any()]
+    if not regions:
+        raise DicomInputError(
+            f"series {volume.series_instance_uid}: nothing is segmented, no RTSTRUCT to write"
+        )
+    ds = _base(volume, algorithm, series)
+    ds.ReferencedFrameOfReferenceSequence = Sequence([_referenced_frame(volume)])
+    ds.StructureSetROISequence = Sequence()
+    ds.ROIContourSequence = Sequence()
+    ds.RTROIObservationsSequence = Sequence()
+    numbers = {}
+    for number, region in enumerate(regions, start=1):
+        numbers[region.name] = number
+        _add_roi(ds, number, region, volume, algorithm)
+    clip_copied_values(ds, STUDY_KEYWORDS)
+    return RtstructResult(dataset=ds, roi_numbers=numbers)
+
+
+def _base(volume: Volume, algorithm: AlgorithmIdentity, series: DerivedSeries) -> Dataset:
+    source = volume.header
+    now = datetime.now()
+    ds = Dataset()
+    for keyword in _COPIED:
+        if keyword in source:
+            setattr(ds, keyword, source.data_element(keyword).value)  # type: ignore[union-attr]
+    for keyword in _TYPE2_EMPTY:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    ds.SOPClassUID = RTSTRUCT_SOP_CLASS
+    ds.SOPInstanceUID = hd.UID()
+    ds.Modality = "RTSTRUCT"
+    ds.SeriesInstanceUID = hd.UID()
+    ds.SeriesNumber = series.series_number
+    ds.InstanceNumber = series.instance_number
+    ds.SeriesDescription = series.series_description
+    ds.SeriesDate = ds.InstanceCreationDate = ds.StructureSetDate = now.strftime("%Y%m%d")
+    ds.SeriesTime = ds.InstanceCreationTime = ds.StructureSetTime = now.strftime("%H%M%S")
+    ds.FrameOfReferenceUID = volume.frame_of_reference_uid or source.get("FrameOfReferenceUID")
+    ds.Manufacturer = MANUFACTURER
+    ds.ManufacturerModelName = algorithm.name
+    ds.SoftwareVersions = software_version()
+    ds.StructureSetLabel = algorithm.name[:16]
+    ds.StructureSetName = f"{algorithm.name} {algorithm.version}"[:64]
+    ds.ApprovalStatus = "UNAPPROVED"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    return ds
+
+
+def _image_ref(volume: Volume, k: int) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = volume.slices[k].sop_class_uid
+    item.ReferencedSOPInstanceUID = volume.slices[k].sop_instance_uid
+    if volume.slices[k].frame_number is not None:
+        item.ReferencedFrameNumber = volume.slices[k].frame_number
+    return item
+
+
+def _referenced_frame(volume: Volume) -> Dataset:
+    series = Dataset()
+    series.SeriesInstanceUID = volume.series_instance_uid
+    series.ContourImageSequence = Sequence(_image_ref(volume, k) for k in range(volume.shape[2]))
+    study = Dataset()
+    study.ReferencedSOPClassUID = _STUDY_COMPONENT_SOP_CLASS
+    study.ReferencedSOPInstanceUID = volume.study_instance_uid
+    study.RTReferencedSeriesSequence = Sequence([series])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = volume.frame_of_reference_uid
+    frame.RTReferencedStudySequence = Sequence([study])
+    return frame
+
+
+def _add_roi(
+    ds: Dataset, number: int, region: Region, volume: Volume, algorithm: AlgorithmIdentity
+) -> None:
+    entry = region.code
+    roi = Dataset()
+    roi.ROINumber = number
+    roi.ReferencedFrameOfReferenceUID = volume.frame_of_reference_uid
+    roi.ROIName = region.name
+    roi.ROIGenerationAlgorithm = "AUTOMATIC"
+    roi.ROIGenerationDescription = f"{algorithm.name} {algorithm.version}"[:64]
+    ds.StructureSetROISequence.append(roi)
+    contours = Dataset()
+    contours.ReferencedROINumber = number
+    contours.ROIDisplayColor = list(entry.color if entry else _DEFAULT_COLOR)
+    contours.ContourSequence = Sequence(_contours(region.mask, volume))
+    ds.ROIContourSequence.append(contours)
+    observation = Dataset()
+    observation.ObservationNumber = number
+    observation.ReferencedROINumber = number
+    kind = entry.rt_roi_interpreted_type if entry else RoiInterpretedType.ORGAN
+    observation.RTROIInterpretedType = kind.value
+    observation.ROIInterpreter = ""
+    ds.RTROIObservationsSequence.append(observation)
+
+
+def _contours(mask: np.ndarray, volume: Volume) -> list[Dataset]:
+    items: list[Dataset] = []
+    for k in np.flatnonzero(mask.any(axis=(0, 1))):
+        for loop in trace_loops(mask[:, :, k]):
+            voxels = np.c_[loop, np.full(len(loop), float(k)), np.ones(len(loop))]
+            points = (volume.affine @ voxels.T)[:3].T
+            item = Dataset()
+            item.ContourImageSequence = Sequence([_image_ref(volume, int(k))])
+            item.ContourGeometricType = "CLOSED_PLANAR"
+            item.NumberOfContourPoints = len(points)
+            item.ContourNumber = len(items) + 1
+            item.ContourData = [
+                DSfloat(round(float(v), 4), auto_format=True) for v in points.ravel()
+            ]
+            items.append(item)
+    return items

@@ -1,0 +1,152 @@
+"""DICOM-SEG from regions on a source series' grid (highdicom)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+from service.dicom.volume import Volume
+from service.errors import DicomInputError
+from service.labels.registry import LabelEntry, LabelTable
+from service.masks.regions import Region, RegionSet
+from service.results.provenance import (
+    MANUFACTURER,
+    STUDY_KEYWORDS,
+    AlgorithmIdentity,
+    DerivedSeries,
+    as_region_set,
+    clip_copied_values,
+    require_source_grid,
+    software_version,
+)
+
+# Used for regions no label table describes.
+_GENERIC_CATEGORY = hd.sr.CodedConcept("85756007", "SCT", "Tissue")
+_GENERIC_TYPE = hd.sr.CodedConcept("85756007", "SCT", "Tissue")
+
+
+class SegType(StrEnum):
+    """Kinds of SEG fedseg writes."""
+
+    BINARY = "BINARY"
+    LABELMAP = "LABELMAP"
+
+
+@dataclass(frozen=True)
+class SegResult:
+    """A written SEG and the segment number each region got."""
+
+    dataset: Dataset
+    segment_numbers: dict[str, int]
+
+
+def write_seg(
+    volume: Volume,
+    labels: RegionSet | np.ndarray,
+    table: LabelTable | None,
+    algorithm: AlgorithmIdentity,
+    seg_type: SegType | str = SegType.BINARY,
+    series: DerivedSeries | None = None,
+) -> SegResult:
+    """Build a DICOM-SEG of ``labels`` referencing every source instance of ``volume``.
+
+    Empty regions get no segment; empty frames are omitted. Binary SEG numbers segments 1..n in
+    region order; label-map SEG keeps the label numbers as pixel values.
+
+    Raises
+    ------
+    DicomInputError
+        If the volume is not on its source planes, the labels are on another grid, or nothing
+        is segmented.
+    """
+    require_source_grid(volume, "a DICOM-SEG")
+    seg_type = SegType(seg_type)
+    series = series or DerivedSeries(series_description="fedseg segmentation")
+    regions = [r for r in as_region_set(labels, volume, table).regions if r.mask.any()]
+    if not regions:
+        raise DicomInputError(
+            f"series {volume.series_instance_uid}: nothing is segmented, no SEG to write"
+        )
+    if seg_type is SegType.LABELMAP:
+        regions.sort(key=lambda r: r.number)
+        numbers = {r.name: r.number for r in regions}
+        pixels = RegionSet(regions, volume.shape, volume.affine).to_label_map()
+        pixel_array = np.transpose(pixels, (2, 1, 0))  # [i, j, k] → (frames, rows, columns)
+    else:
+        numbers = {r.name: n for n, r in enumerate(regions, start=1)}
+        stacked = np.stack([r.mask for r in regions], axis=-1).astype(np.uint8)
+        pixel_array = np.transpose(stacked, (2, 1, 0, 3))
+    family = codes.cid7162.ArtificialIntelligence
+    identification = hd.AlgorithmIdentificationSequence(
+        name=algorithm.name, family=family, version=algorithm.version
+    )
+    descriptions = [_description(numbers[r.name], r, identification, table) for r in regions]
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=list(volume.headers),
+            pixel_array=pixel_array,
+            segmentation_type=seg_type.value,
+            segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(),
+            series_number=series.series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=series.instance_number,
+            manufacturer=MANUFACTURER,
+            manufacturer_model_name=algorithm.name,
+            software_versions=software_version(),
+            device_serial_number="0",
+            series_description=series.series_description,
+            omit_empty_frames=True,
+        )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DicomInputError(
+            f"series {volume.series_instance_uid}: highdicom refused the SEG: {exc}"
+        ) from exc
+    clip_copied_values(seg, STUDY_KEYWORDS)
+    return SegResult(dataset=seg, segment_numbers=numbers)
+
+
+def _entry(region: Region, table: LabelTable | None) -> LabelEntry | None:
+    if region.code is not None:
+        return region.code
+    return table.find(region.name) if table is not None else None
+
+
+def _description(
+    number: int,
+    region: Region,
+    identification: hd.AlgorithmIdentificationSequence,
+    table: LabelTable | None,
+) -> hd.seg.SegmentDescription:
+    entry = _entry(region, table)
+    if entry is None:
+        category, type_, label, color = _GENERIC_CATEGORY, _GENERIC_TYPE, region.name, None
+    else:
+        category = hd.sr.CodedConcept(
+            entry.category.code, entry.category.scheme, entry.category.meaning
+        )
+        type_ = hd.sr.CodedConcept(entry.type.code, entry.type.scheme, entry.type.meaning)
+        label, color = entry.name, hd.color.CIELabColor.from_rgb(*entry.color)
+    description = hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=label,
+        segmented_property_category=category,
+        segmented_property_type=type_,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=identification,
+        tracking_uid=hd.UID(),
+        tracking_id=label,
+        display_color=color,
+    )
+    if entry is not None and entry.laterality is not None:
+        side = entry.laterality
+        modifier = hd.sr.CodedConcept(side.code, side.scheme, side.meaning)
+        description.SegmentedPropertyTypeCodeSequence[
+            0
+        ].SegmentedPropertyTypeModifierCodeSequence = [modifier]
+    return description

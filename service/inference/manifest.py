@@ -7,6 +7,7 @@ with the field named.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from enum import StrEnum
 from typing import Any
@@ -18,12 +19,23 @@ from service.labels.registry import LabelEntry, LabelTable
 MANIFEST_VERSION = 1
 
 
+def label_dicts(table: LabelTable) -> list[dict[str, Any]]:
+    """A label table's entries as manifest JSON (the inverse of ``LabelEntry.from_dict``)."""
+    out = []
+    for entry in sorted(table.labels, key=lambda e: e.number):
+        data = dataclasses.asdict(entry)
+        data["color"] = list(entry.color)
+        data["rt_roi_interpreted_type"] = entry.rt_roi_interpreted_type.value
+        out.append({k: v for k, v in data.items() if v is not None})
+    return out
+
+
 class NormalisationKind(StrEnum):
     """How voxel values are turned into network input."""
 
     CT_WINDOW = "ct-window"  # clip HU to [low, high], scale to [0, 1]
-    SUV = "suv"  # PET converted to SUV (type in `suv_type`), clipped to [low, high], scaled
-    ZSCORE = "zscore"  # (x - mean) / std over the foreground (x > low) of each volume
+    SUV = "suv"  # PET converted to SUV (type in `suv_type`), divided by (high - low), no clip
+    ZSCORE = "z-score"  # (x - mean) / std over the foreground (x > min) of each volume
 
 
 class Activation(StrEnum):

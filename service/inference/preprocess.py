@@ -37,21 +37,25 @@ class PreparedInput:
 
 
 class Normaliser:
-    """Intensity normalisation configured from the manifest."""
+    """Intensity normalisation configured from the manifest; training uses the same class."""
 
     def __init__(self, config: Normalisation) -> None:
         self.config = config
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        """Normalise a volume of HU, SUV or MR values to network input."""
+        """Normalise a volume of HU, SUV or MR values to network input (float32)."""
         cfg = self.config
-        if cfg.kind is NormalisationKind.ZSCORE:
-            foreground = values[values > cfg.low]
-            sample = foreground if foreground.size > 100 else values
-            mean, std = float(sample.mean()), float(sample.std())
-            return ((values - mean) / (std if std > 0 else 1.0)).astype(np.float32)
-        clipped = np.clip(values, cfg.low, cfg.high)
-        return ((clipped - cfg.low) / (cfg.high - cfg.low)).astype(np.float32)
+        values = np.asarray(values, dtype=np.float32)
+        if cfg.kind is NormalisationKind.CT_WINDOW:
+            clipped = np.clip(values, cfg.low, cfg.high)
+            return ((clipped - cfg.low) / (cfg.high - cfg.low)).astype(np.float32)
+        if cfg.kind is NormalisationKind.SUV:
+            # No clipping: how far above the range a lesion goes is information.
+            return (values / (cfg.high - cfg.low)).astype(np.float32)
+        above = values > values.min()
+        foreground = values[above] if above.any() else values
+        std = float(foreground.std())
+        return ((values - float(foreground.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
 def model_values(volume: Volume, normalisation: Normalisation) -> np.ndarray:

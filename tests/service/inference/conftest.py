@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from service.inference.bundle import save_bundle
-from service.inference.manifest import Manifest
+from service.inference.manifest import Manifest, label_dicts
 from service.labels.registry import get_table
 
 
@@ -41,17 +41,7 @@ def threshold_manifest(task: str = "pet-lesion", **overrides: object) -> Manifes
         "version": "0.0.1",
         "task": task,
         "modality": "PT",
-        "labels": [
-            {
-                "number": e.number,
-                "name": e.name,
-                "category": {"code": e.category.code, "meaning": e.category.meaning},
-                "type": {"code": e.type.code, "meaning": e.type.meaning},
-                "color": list(e.color),
-                "rt_roi_interpreted_type": e.rt_roi_interpreted_type.value,
-            }
-            for e in table.labels
-        ],
+        "labels": label_dicts(table),
         "spacing": (2.0, 2.0, 2.0),
         "normalisation": {"kind": "ct-window", "low": 0.0, "high": 10.0},
         "patch_size": (16, 16, 16),

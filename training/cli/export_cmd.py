@@ -1,0 +1,56 @@
+"""``fedseg export RUN --out BUNDLE``: a trained run as a service model bundle."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from service.errors import ModelBundleError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export`` subcommand."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a trained run as an ONNX model bundle for the service",
+        description="Write model.onnx, manifest.json and checksums.sha256 for one task head.",
+    )
+    parser.add_argument("run", type=Path, help="training run folder (best.pt) or a checkpoint")
+    parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    parser.add_argument("--task", help="task head to export (default: the run's task)")
+    parser.add_argument("--version", default="0.1.0", help="model version (default 0.1.0)")
+    parser.add_argument("--name", help="model name (default fedseg-<task>)")
+    parser.add_argument("--notes", default="", help="free text recorded in the provenance")
+    parser.set_defaults(handler=run)
+
+
+def _checkpoint(path: Path) -> Path:
+    if path.is_file():
+        return path
+    for name in ("best.pt", "last.pt"):
+        if (path / name).is_file():
+            return path / name
+    raise ModelBundleError(f"{path}: no best.pt or last.pt; pass a training run folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export and print where the bundle went."""
+    from training.engine.checkpoint import load_model
+    from training.export import ExportInfo, export_bundle
+    from training.tasks import get_task
+
+    checkpoint = _checkpoint(args.run)
+    model, payload = load_model(checkpoint)
+    task_name = args.task or payload.get("task")
+    if not task_name:
+        raise ModelBundleError(f"{checkpoint}: the checkpoint names no task; pass --task")
+    metrics = {"val_dice": float(payload["val_dice"])} if "val_dice" in payload else {}
+    info = ExportInfo(
+        version=args.version, name=args.name, validation_metrics=metrics, notes=args.notes
+    )
+    bundle = export_bundle(model, get_task(task_name), args.out, info)
+    size_mb = bundle.model_path.stat().st_size / 2**20
+    print(
+        f"wrote {bundle.path} ({bundle.manifest.name} {bundle.manifest.version}, {size_mb:.1f} MB)"
+    )
+    return 0

@@ -104,11 +104,17 @@ def measure_lesions(
     affine: np.ndarray,
     mask: np.ndarray,
     connectivity: Connectivity = Connectivity.FACE_EDGE_VERTEX,
+    kernel: np.ndarray | None = None,
 ) -> list[LesionPetMeasures]:
-    """Measures of each connected component of ``mask``, largest first."""
+    """Measures of each connected component of ``mask``, largest first.
+
+    ``kernel`` is the SUVpeak sphere (:func:`~service.pet.peak.sphere_weights`), computed
+    from the affine when not given.
+    """
     labels, count = ndimage.label(mask, structure=Connectivity(connectivity).structure)
     voxel_ml = voxel_volume_ml(affine)
-    kernel = sphere_weights(voxel_spacing(affine))
+    if kernel is None:
+        kernel = sphere_weights(voxel_spacing(affine))
     objects = ndimage.find_objects(labels)
     lesions = []
     pad = [n // 2 for n in kernel.shape]
@@ -158,9 +164,14 @@ def measure_region(
         return RegionPetMeasures(
             name, SuvType(suv_type), 0, 0, None, None, None, None, None, None, 0.0, 0.0
         )
-    lesions = measure_lesions(suv, affine, mask, connectivity)
+    kernel = sphere_weights(voxel_spacing(affine))
+    lesions = measure_lesions(suv, affine, mask, connectivity, kernel)
     basic = _basic(suv[mask], voxel_volume_ml(affine))
-    peak = suv_peak(suv, mask, affine)
+    # Sphere means do not depend on the mask, so the region's peaks follow from its lesions:
+    # global = best lesion global; local = best local among lesions holding the hottest voxel.
+    hottest = max(lesion.suv_max for lesion in lesions)
+    local = max(lesion.suv_peak_local for lesion in lesions if lesion.suv_max == hottest)
+    best_global = max(lesion.suv_peak_global for lesion in lesions)
     return RegionPetMeasures(
         name=name,
         suv_type=SuvType(suv_type),
@@ -170,8 +181,8 @@ def measure_region(
         suv_min=basic["suv_min"],
         suv_mean=basic["suv_mean"],
         suv_median=basic["suv_median"],
-        suv_peak_local=peak.local,
-        suv_peak_global=peak.global_,
+        suv_peak_local=local,
+        suv_peak_global=best_global,
         mtv_ml=basic["mtv_ml"],
         tlg=float(sum(lesion.tlg for lesion in lesions)),
         lesions=lesions,

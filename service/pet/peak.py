@@ -95,12 +95,16 @@ def sphere_means(
     outer = _box(mask, pad)  # type: ignore[arg-type]
     crop = values[outer].astype(np.float64)
     sums = ndimage.correlate(crop, kernel, mode="constant", cval=0.0)
-    # Image edges: only voxels that exist count, so renormalise by the weights that were used.
-    norms = ndimage.correlate(np.ones_like(crop), kernel, mode="constant", cval=0.0)
-    means = sums / norms
     rel = tuple(
         slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True)
     )
+    if all(i.start - o.start >= p for i, o, p in zip(inner, outer, pad, strict=True)) and all(
+        o.stop - i.stop >= p for i, o, p in zip(inner, outer, pad, strict=True)
+    ):
+        return sums[rel] / kernel.sum(), inner
+    # Image edges: only voxels that exist count, so renormalise by the weights that were used.
+    norms = ndimage.correlate(np.ones_like(crop), kernel, mode="constant", cval=0.0)
+    means = sums / norms
     return means[rel], inner
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from service.pet.body_size import SuvType
 from service.pet.measures import Connectivity, measure_regions, voxel_volume_ml
+from service.pet.peak import suv_peak
 
 
 def sphere_phantom(
@@ -76,6 +77,10 @@ def test_lesions_and_totals() -> None:
     assert region.tlg == pytest.approx(big.tlg + small.tlg)
     assert region.tlg == pytest.approx(region.suv_mean * region.mtv_ml)
     assert region.suv_max == 12.0
+    # Region peaks derived from the lesions equal a direct search over the whole region.
+    direct = suv_peak(suv, suv > 0, affine)
+    assert region.suv_peak_local == direct.local
+    assert region.suv_peak_global == direct.global_
 
 
 @pytest.mark.parametrize(

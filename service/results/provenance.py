@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
@@ -108,8 +109,10 @@ def clip_copied_values(ds: Dataset, keywords: tuple[str, ...]) -> list[str]:
     """
     cut = []
     for keyword in keywords:
-        element = ds.data_element(keyword)
-        if element is None or element.VR not in _MAX_LENGTH or element.VM != 1:
+        if keyword not in ds:
+            continue
+        element = ds[keyword]
+        if element.VR not in _MAX_LENGTH or element.VM != 1:
             continue
         value = str(element.value)
         if len(value) > _MAX_LENGTH[element.VR]:
@@ -126,3 +129,13 @@ STUDY_KEYWORDS = (
     "ReferringPhysicianName",
     "PatientName",
 )
+
+
+def frame_of_reference_uid(volume: Volume) -> str:
+    """The source's FrameOfReferenceUID, or one derived from its series UID when it has none.
+
+    The derivation is deterministic, so every object fedseg writes for such a series agrees.
+    """
+    if volume.frame_of_reference_uid:
+        return volume.frame_of_reference_uid
+    return str(generate_uid(entropy_srcs=["fedseg frame of reference", volume.series_instance_uid]))

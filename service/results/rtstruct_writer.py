@@ -24,6 +24,7 @@ from service.results.provenance import (
     DerivedSeries,
     as_region_set,
     clip_copied_values,
+    frame_of_reference_uid,
     require_source_grid,
     software_version,
 )
@@ -123,7 +124,7 @@ def _base(volume: Volume, algorithm: AlgorithmIdentity, series: DerivedSeries) -
     ds.SeriesDescription = series.series_description
     ds.SeriesDate = ds.InstanceCreationDate = ds.StructureSetDate = now.strftime("%Y%m%d")
     ds.SeriesTime = ds.InstanceCreationTime = ds.StructureSetTime = now.strftime("%H%M%S")
-    ds.FrameOfReferenceUID = volume.frame_of_reference_uid or source.get("FrameOfReferenceUID")
+    ds.FrameOfReferenceUID = frame_of_reference_uid(volume)
     ds.Manufacturer = MANUFACTURER
     ds.ManufacturerModelName = algorithm.name
     ds.SoftwareVersions = software_version()
@@ -157,7 +158,7 @@ def _referenced_frame(volume: Volume) -> Dataset:
     study.ReferencedSOPInstanceUID = volume.study_instance_uid
     study.RTReferencedSeriesSequence = Sequence([series])
     frame = Dataset()
-    frame.FrameOfReferenceUID = volume.frame_of_reference_uid
+    frame.FrameOfReferenceUID = frame_of_reference_uid(volume)
     frame.RTReferencedStudySequence = Sequence([study])
     return frame
 
@@ -168,7 +169,7 @@ def _add_roi(
     entry = region.code
     roi = Dataset()
     roi.ROINumber = number
-    roi.ReferencedFrameOfReferenceUID = volume.frame_of_reference_uid
+    roi.ReferencedFrameOfReferenceUID = frame_of_reference_uid(volume)
     roi.ROIName = region.name
     roi.ROIGenerationAlgorithm = "AUTOMATIC"
     roi.ROIGenerationDescription = f"{algorithm.name} {algorithm.version}"[:64]

@@ -64,8 +64,11 @@ class Ellipsoid:
         r = np.asarray(self.rotation, dtype=np.float64)
         total: np.ndarray | float = 0.0
         for axis in range(3):
-            u = d[0] * r[0, axis] + d[1] * r[1, axis] + d[2] * r[2, axis]
-            total = total + (u / self.radii[axis]) ** 2
+            # Scalar coefficients and skipped zero terms keep an axis-aligned ellipsoid
+            # separable, so only the final sum is evaluated on the full grid.
+            terms = [d[n] * float(r[n, axis] / self.radii[axis]) for n in range(3) if r[n, axis]]
+            u = sum(terms[1:], terms[0])
+            total = total + u * u
         return np.asarray(total <= 1.0)
 
     @property

@@ -1,0 +1,149 @@
+"""What the SR and the JSON report per segment, and how it is measured from a volume.
+
+Plain dataclasses, filled from the PET measures (:mod:`service.pet.measures`) and the organ
+statistics (:mod:`service.organ_stats`), so both renderings report the very same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.dicom.volume import Volume
+from service.masks.regions import RegionSet
+from service.organ_stats import OrganStatistics, organ_statistics
+from service.pet.measures import RegionPetMeasures, measure_regions
+from service.pet.suv import SuvType, to_suv
+
+
+@dataclass(frozen=True)
+class PetMeasurements:
+    """SUV measures of one segment (SUV of ``suv_type``; volumes in mL, TLG in g)."""
+
+    suv_type: str
+    lesion_count: int
+    suv_max: float | None
+    suv_mean: float | None
+    suv_median: float | None
+    suv_peak_local: float | None  # SUVpeak around the hottest voxel (1 mL sphere)
+    suv_peak_global: float | None  # highest 1 mL sphere mean anywhere in the segment
+    mtv_ml: float
+    tlg: float
+
+    @classmethod
+    def from_region(cls, region: RegionPetMeasures) -> PetMeasurements:
+        """Copy the PET helper's region measures."""
+        return cls(
+            suv_type=str(region.suv_type.value),
+            lesion_count=region.lesion_count,
+            suv_max=region.suv_max,
+            suv_mean=region.suv_mean,
+            suv_median=region.suv_median,
+            suv_peak_local=region.suv_peak_local,
+            suv_peak_global=region.suv_peak_global,
+            mtv_ml=region.mtv_ml,
+            tlg=region.tlg,
+        )
+
+
+@dataclass(frozen=True)
+class IntensityStatistics:
+    """Image values inside one segment, in ``unit`` (``HU``, ``SUV`` or ``MR``)."""
+
+    unit: str
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+
+    @classmethod
+    def from_organ(cls, stats: OrganStatistics, unit: str) -> IntensityStatistics:
+        """Copy the organ statistics of one structure."""
+        return cls(unit=unit, mean=stats.mean, std=stats.std, min=stats.min, max=stats.max)
+
+
+@dataclass(frozen=True)
+class SegmentMeasurements:
+    """Everything reported for one segment."""
+
+    segment_number: int
+    name: str
+    voxel_count: int
+    volume_ml: float
+    intensity: IntensityStatistics | None = None
+    pet: PetMeasurements | None = None
+
+
+@dataclass(frozen=True)
+class MeasurementReportData:
+    """The measurements of one segmentation of one series."""
+
+    modality: str
+    study_instance_uid: str
+    series_instance_uid: str
+    algorithm: str
+    segments: list[SegmentMeasurements] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        numbers = [s.segment_number for s in self.segments]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"segment numbers repeat: {numbers}")
+
+
+_UNITS = {"CT": "HU", "PT": "SUV", "MR": "MR"}
+
+
+def measure_segments(
+    volume: Volume,
+    regions: RegionSet,
+    segment_numbers: dict[str, int],
+    suv_type: SuvType = SuvType.BW,
+) -> list[SegmentMeasurements]:
+    """Measure every region that has a segment number, on ``volume``'s values.
+
+    PET volumes are converted to SUV first and get the PET measures; every modality gets the
+    volume and intensity statistics.
+
+    Raises
+    ------
+    SuvError
+        If a PET volume cannot be converted to SUV.
+    """
+    masks = {r.name: r.mask for r in regions if r.name in segment_numbers}
+    values = volume.array
+    pet: dict[str, PetMeasurements] = {}
+    if volume.modality == "PT":
+        values, _ = to_suv(volume, suv_type)
+        measured = measure_regions(values, volume.affine, masks, suv_type=suv_type)
+        pet = {m.name: PetMeasurements.from_region(m) for m in measured}
+    unit = _UNITS.get(volume.modality, "")
+    stats = {s.name: s for s in organ_statistics(np.asarray(values), volume.affine, masks)}
+    return [
+        SegmentMeasurements(
+            segment_number=segment_numbers[name],
+            name=name,
+            voxel_count=stats[name].voxel_count,
+            volume_ml=stats[name].volume_ml,
+            intensity=IntensityStatistics.from_organ(stats[name], unit),
+            pet=pet.get(name),
+        )
+        for name in masks
+    ]
+
+
+def build_report(
+    volume: Volume,
+    regions: RegionSet,
+    segment_numbers: dict[str, int],
+    algorithm: str,
+    suv_type: SuvType = SuvType.BW,
+) -> MeasurementReportData:
+    """Measurements of ``regions`` on ``volume`` with the study and series they belong to."""
+    return MeasurementReportData(
+        modality=volume.modality,
+        study_instance_uid=volume.study_instance_uid,
+        series_instance_uid=volume.series_instance_uid,
+        algorithm=algorithm,
+        segments=measure_segments(volume, regions, segment_numbers, suv_type),
+    )

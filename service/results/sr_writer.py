@@ -1,0 +1,177 @@
+"""Comprehensive 3D SR (TID 1500) with one measurement group per SEG segment (highdicom)."""
+
+from __future__ import annotations
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+from service.dicom.volume import Volume
+from service.errors import DicomInputError
+from service.results.measurements import MeasurementReportData, SegmentMeasurements
+from service.results.provenance import (
+    MANUFACTURER,
+    STUDY_KEYWORDS,
+    AlgorithmIdentity,
+    DerivedSeries,
+    clip_copied_values,
+)
+
+_CC = hd.sr.CodedConcept
+_ML = _CC("ml", "UCUM", "milliliter")
+_GRAM = _CC("g", "UCUM", "gram")
+_HU = _CC("[hnsf'U]", "UCUM", "Hounsfield unit")
+_ARBITRARY = _CC("[arb'U]", "UCUM", "arbitrary unit")
+# SUV concept, UCUM unit and calculation method per fedseg SUV type (DICOM CID 85, 7180, 7181).
+_SUV = {
+    "bw": (
+        _CC("126401", "DCM", "SUVbw"),
+        _CC("g/ml{SUVbw}", "UCUM", "Standardized Uptake Value body weight"),
+        codes.DCM.SUVBodyWeightCalculationMethod,
+    ),
+    "lbm": (
+        _CC("126402", "DCM", "SUVlbm"),
+        _CC("g/ml{SUVlbm}", "UCUM", "Standardized Uptake Value lean body mass (James)"),
+        codes.DCM.SUVLeanBodyMassCalculationMethod,
+    ),
+    "lbm-janma": (
+        _CC("126405", "DCM", "SUVlbm(Janma)"),
+        _CC("g/ml{SUVlbm(Janma)}", "UCUM", "Standardized Uptake Value lean body mass (Janma)"),
+        codes.DCM.SUVLeanBodyMassCalculationJanmahasatianMethod,
+    ),
+    "bsa": (
+        _CC("126403", "DCM", "SUVbsa"),
+        _CC("cm2/ml{SUVbsa}", "UCUM", "Standardized Uptake Value body surface area"),
+        codes.DCM.SUVBodySurfaceAreaCalculationMethod,
+    ),
+    "ibw": (
+        _CC("126404", "DCM", "SUVibw"),
+        _CC("g/ml{SUVibw}", "UCUM", "Standardized Uptake Value ideal body weight"),
+        codes.DCM.SUVIdealBodyWeightCalculationMethod,
+    ),
+}
+_PROCEDURES = {
+    "PT": _CC("44139-4", "LN", "PET whole body"),
+    "CT": _CC("25045-6", "LN", "CT unspecified body region"),
+    "MR": _CC("25056-3", "LN", "MRI unspecified body region"),
+}
+
+
+def write_sr(
+    volume: Volume,
+    seg: Dataset,
+    report: MeasurementReportData,
+    algorithm: AlgorithmIdentity,
+    series: DerivedSeries | None = None,
+) -> Dataset:
+    """Build a Comprehensive 3D SR whose groups reference the segments of ``seg``.
+
+    Raises
+    ------
+    DicomInputError
+        If a measured segment is not in ``seg`` or highdicom refuses the content.
+    """
+    series = series or DerivedSeries(series_number=901, series_description="fedseg measurements")
+    segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence}
+    groups = []
+    for measured in report.segments:
+        if measured.segment_number not in segments:
+            raise DicomInputError(
+                f"segment {measured.segment_number} ({measured.name}) is not in SEG "
+                f"{seg.SOPInstanceUID}; write the SR from the SEG it measures"
+            )
+        groups.append(_group(measured, segments[measured.segment_number], seg, volume))
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=hd.UID(), name=algorithm.name, model_name=algorithm.version
+        ),
+    )
+    content = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=_PROCEDURES.get(volume.modality, _PROCEDURES["CT"]),
+        imaging_measurements=groups,
+    )
+    try:
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=[seg],
+            content=content[0],
+            series_instance_uid=hd.UID(),
+            series_number=series.series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=series.instance_number,
+            manufacturer=MANUFACTURER,
+            series_description=series.series_description,
+        )
+    except (ValueError, TypeError) as exc:
+        raise DicomInputError(f"highdicom refused the SR content: {exc}") from exc
+    clip_copied_values(sr, STUDY_KEYWORDS)
+    return sr
+
+
+def _group(
+    measured: SegmentMeasurements, segment: Dataset, seg: Dataset, volume: Volume
+) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    type_item = segment.SegmentedPropertyTypeCodeSequence[0]
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=str(segment.get("TrackingUID") or hd.UID()), identifier=measured.name
+        ),
+        referenced_segment=hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID,
+            sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=measured.segment_number,
+            source_series=hd.sr.SourceSeriesForSegmentation(volume.series_instance_uid),
+        ),
+        finding_type=_CC(
+            type_item.CodeValue, type_item.CodingSchemeDesignator, type_item.CodeMeaning
+        ),
+        measurements=_measurements(measured, volume.modality),
+    )
+
+
+def _measurements(measured: SegmentMeasurements, modality: str) -> list[hd.sr.Measurement]:
+    items = [
+        hd.sr.Measurement(
+            name=codes.SCT.Volume,
+            value=measured.volume_ml,
+            unit=_ML,
+            method=_CC("126030", "DCM", "Sum of segmented voxel volumes"),
+        )
+    ]
+    pet = measured.pet
+    if pet is not None and pet.suv_type in _SUV:
+        name, unit, method = _SUV[pet.suv_type]
+        for value, derivation in (
+            (pet.suv_max, codes.SCT.Maximum),
+            (pet.suv_mean, codes.SCT.Mean),
+            (pet.suv_median, codes.SCT.Median),
+            (pet.suv_peak_local, codes.DCM.PeakValueWithinROI),
+        ):
+            if value is not None:
+                items.append(
+                    hd.sr.Measurement(
+                        name=name, value=value, unit=unit, derivation=derivation, method=method
+                    )
+                )
+        items.append(hd.sr.Measurement(name=codes.DCM.MetabolicVolume, value=pet.mtv_ml, unit=_ML))
+        items.append(
+            hd.sr.Measurement(name=codes.DCM.TotalLesionGlycolysis, value=pet.tlg, unit=_GRAM)
+        )
+        return items
+    stats = measured.intensity
+    if stats is None or modality not in ("CT", "MR"):
+        return items
+    name = codes.DCM.AttenuationCoefficient if modality == "CT" else codes.DCM.MRSignalIntensity
+    unit = _HU if modality == "CT" else _ARBITRARY
+    for value, derivation in (
+        (stats.mean, codes.SCT.Mean),
+        (stats.std, codes.SCT.StandardDeviation),
+        (stats.min, codes.SCT.Minimum),
+        (stats.max, codes.SCT.Maximum),
+    ):
+        if value is not None:
+            items.append(
+                hd.sr.Measurement(name=name, value=value, unit=unit, derivation=derivation)
+            )
+    return items

@@ -12,7 +12,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository layout puts the shared data beside the checkout: <repo>/../shared/data.
@@ -26,6 +26,31 @@ class GeometryPolicy(StrEnum):
     RESAMPLE = "resample"
     #: Refuse any irregular stack with a :class:`~service.errors.DicomGeometryError`.
     STRICT = "strict"
+
+
+class DestinationKind(StrEnum):
+    """How results are sent to a destination."""
+
+    DIMSE = "dimse"
+    STOWRS = "stowrs"
+
+
+class Destination(BaseModel):
+    """A place results are sent to after each job (C-STORE SCP or STOW-RS endpoint)."""
+
+    name: str = Field(min_length=1)
+    kind: DestinationKind
+    host: str = "127.0.0.1"
+    port: int = Field(default=104, ge=1, le=65535)
+    ae_title: str = Field(default="ANY-SCP", min_length=1, max_length=16)
+    url: str = ""
+    bearer_token: str = ""
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Destination:
+        if self.kind is DestinationKind.STOWRS and not self.url:
+            raise ValueError(f"destination {self.name!r}: a STOW-RS destination needs a url")
+        return self
 
 
 class Settings(BaseSettings):
@@ -62,6 +87,53 @@ class Settings(BaseSettings):
         description="Read-only folder of the default bundles shipped with fedseg.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+
+    # --- Clinical inference server (fedseg serve / fedseg worker) ---
+    state_dir: Path = Field(
+        default=Path.home() / ".local" / "share" / "fedseg" / "state",
+        description="Folder of the embedded database, received instances and results.",
+    )
+    database_url: str = Field(
+        default="",
+        description=(
+            "SQLAlchemy URL of the job database; empty means SQLite (WAL) at "
+            "<state_dir>/fedseg.db. Use postgresql+psycopg://... for several processes."
+        ),
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
+    api_port: int = Field(default=8042, ge=1, le=65535, description="HTTP API port.")
+    tls_certfile: Path | None = Field(default=None, description="PEM certificate; enables TLS.")
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key for TLS.")
+    max_upload_bytes: int = Field(
+        default=4 * 1024**3, gt=0, description="Largest accepted request body (STOW, upload)."
+    )
+    max_bundle_bytes: int = Field(
+        default=2 * 1024**3, gt=0, description="Largest uncompressed model bundle accepted."
+    )
+    dicom_ae_title: str = Field(default="FEDSEG", min_length=1, max_length=16)
+    dicom_port: int = Field(default=11112, ge=0, le=65535, description="C-STORE SCP port.")
+    dicom_allowed_aes: list[str] = Field(
+        default_factory=list,
+        description="Calling AE titles the SCP accepts; empty means the SCP is not started.",
+    )
+    quiet_period_s: float = Field(
+        default=30.0, ge=0, description="A study is complete after this long without instances."
+    )
+    destinations: list[Destination] = Field(
+        default_factory=list, description="Where results are sent (JSON list in the env)."
+    )
+    delivery_max_attempts: int = Field(default=5, ge=1)
+    delivery_retry_s: float = Field(default=10.0, ge=0, description="First retry delay.")
+    job_lease_s: float = Field(default=120.0, gt=0, description="Worker lease per heartbeat.")
+    job_max_attempts: int = Field(default=3, ge=1, description="Tries before a job fails.")
+    worker_poll_s: float = Field(default=1.0, gt=0, description="Idle worker poll interval.")
+    retention_days: float = Field(
+        default=30.0, gt=0, description="Finished studies older than this are purged."
+    )
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside :attr:`state_dir`."""
+        return self.database_url or f"sqlite:///{self.state_dir / 'fedseg.db'}"
 
 
 def get_settings(**overrides: object) -> Settings:

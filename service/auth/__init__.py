@@ -1,0 +1,1 @@
+"""API tokens: roles, hashed storage, constant-time verification."""

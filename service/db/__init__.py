@@ -1,0 +1,1 @@
+"""Persistence of the inference server: SQLAlchemy models, engine and Alembic migrations."""

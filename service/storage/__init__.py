@@ -1,0 +1,1 @@
+"""Received and produced DICOM instances on disk, under content-addressed paths."""

@@ -1,0 +1,126 @@
+"""Receiving one DICOM instance: validate, store by content, record, and mark its study active.
+
+STOW-RS, the C-STORE SCP and job uploads all end here, so every path applies the same checks
+and the same idempotence: an instance re-sent with the same bytes changes nothing but the
+study's last-received time; re-sent with different bytes, the newer version replaces it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from sqlalchemy.orm import Session
+
+from service.db.models import Instance, InstanceOrigin, Study, StudyState, utcnow
+from service.storage.errors import InstanceRejectedError
+from service.storage.store import InstanceStore
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+#: Attributes copied into the database for QIDO-RS (keyword -> DICOM JSON VR).
+QIDO_ATTRIBUTES: dict[str, str] = {
+    "StudyDate": "DA",
+    "StudyTime": "TM",
+    "AccessionNumber": "SH",
+    "PatientName": "PN",
+    "PatientID": "LO",
+    "StudyID": "SH",
+    "StudyDescription": "LO",
+    "ReferringPhysicianName": "PN",
+    "SeriesDescription": "LO",
+    "SeriesNumber": "IS",
+    "BodyPartExamined": "CS",
+    "InstanceNumber": "IS",
+}
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What happened to one received instance."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    #: False when the identical instance was already stored.
+    new: bool
+
+
+def read_header(data: bytes) -> pydicom.Dataset:
+    """Parse the header of a DICOM file (Part 10, or a raw dataset with explicit meta absent).
+
+    Raises
+    ------
+    InstanceRejectedError
+        If the bytes are not DICOM or lack the identifying UIDs.
+    """
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+        raise InstanceRejectedError(f"not a readable DICOM instance: {exc}") from exc
+    missing = [k for k in _REQUIRED if not str(ds.get(k, "") or "").strip()]
+    if missing:
+        raise InstanceRejectedError(f"instance lacks {', '.join(missing)}; cannot store it")
+    return ds
+
+
+def qido_attributes(ds: pydicom.Dataset) -> dict[str, Any]:
+    """The QIDO attributes present in ``ds``, as plain strings keyed by keyword."""
+    return {k: str(ds.get(k)) for k in QIDO_ATTRIBUTES if ds.get(k) not in (None, "")}
+
+
+def ingest(
+    session: Session,
+    store: InstanceStore,
+    data: bytes,
+    source: str,
+    origin: InstanceOrigin = InstanceOrigin.RECEIVED,
+) -> IngestOutcome:
+    """Store ``data`` and record it; the caller commits the session.
+
+    Raises
+    ------
+    InstanceRejectedError
+        If the bytes are not a storable DICOM instance.
+    """
+    ds = read_header(data)
+    stored = store.put(data)
+    uid = str(ds.SOPInstanceUID)
+    study_uid = str(ds.StudyInstanceUID)
+    row = session.get(Instance, uid)
+    new = row is None or row.sha256 != stored.sha256
+    if row is None:
+        row = Instance(sop_instance_uid=uid)
+        session.add(row)
+    if new:
+        row.sop_class_uid = str(ds.SOPClassUID)
+        row.study_instance_uid = study_uid
+        row.series_instance_uid = str(ds.SeriesInstanceUID)
+        row.modality = str(ds.get("Modality", "") or "")
+        row.origin = origin.value
+        row.sha256 = stored.sha256
+        row.size = stored.size
+        row.attributes = qido_attributes(ds)
+        row.source = source[:64]
+        row.received_at = utcnow()
+    if origin is InstanceOrigin.RECEIVED:
+        touch_study(session, study_uid)
+    return IngestOutcome(row.sop_class_uid, uid, study_uid, row.series_instance_uid, new=new)
+
+
+def touch_study(session: Session, study_uid: str) -> None:
+    """Restart the study's quiet period (instances are still arriving)."""
+    study = session.get(Study, study_uid)
+    if study is None:
+        session.add(Study(study_instance_uid=study_uid, last_received_at=utcnow()))
+        session.flush()
+        return
+    study.last_received_at = utcnow()
+    study.state = StudyState.RECEIVING.value

@@ -93,3 +93,18 @@ def test_pet_noise_is_optional_and_seeded() -> None:
 def test_config_validates(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         PhantomConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_malignant_tumours_are_heterogeneous_and_benign_smooth() -> None:
+    config = PhantomConfig(sites=1, seed=0, size="small", modalities=("mr",))
+    spread: dict[str, list[float]] = {"malignant": [], "benign": []}
+    for number in range(1, 7):
+        case = make_case(config, 1, number)
+        assert case.mr is not None
+        inside = case.mr.tumour_mask > 0
+        values = case.mr.signal[inside]
+        spread[case.mr.tumour.kind].append(float(values.std() / values.mean()))
+        if case.mr.tumour.kind == "benign":
+            assert case.mr.tumour.lobes == 0
+    assert spread["malignant"] and spread["benign"]
+    assert min(spread["malignant"]) > 2 * max(spread["benign"])

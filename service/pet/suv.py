@@ -28,7 +28,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 import numpy as np
@@ -38,22 +38,20 @@ from pydicom.tag import Tag
 from service.dicom.volume import Volume
 from service.errors import SuvError
 from service.pet.body_size import BodySize, Sex, SuvType
-from service.pet.times import (
-    _text as _tag_text,
+from service.pet.reference_times import (
+    acquisition_datetime,
+    functional_group,
+    has_value,
+    injection_datetime,
+    radiopharmaceutical,
+    scan_datetime,
 )
-from service.pet.times import (
-    combine,
-    decay_factor,
-    frame_average_decay,
-    parse_da,
-    parse_dt,
-)
+from service.pet.times import decay_factor, frame_average_decay, tag_text
 
 logger = logging.getLogger(__name__)
 
 PHILIPS_SUV_FACTOR = Tag(0x7053, 0x1000)
 PHILIPS_ACTIVITY_FACTOR = Tag(0x7053, 0x1009)
-GE_POST_INJECTION_DATETIME = Tag(0x0009, 0x100D)
 #: Doses below this many "Bq" are taken to be in MBq (20 GBq would never be injected).
 _MBQ_THRESHOLD = 2e4
 
@@ -139,12 +137,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _has(ds: Dataset, keyword: str) -> bool:
-    return keyword in ds and ds[keyword].value not in (None, "", b"")
-
-
 def _float(ds: Dataset, keyword: str, tag: str) -> float:
-    if not _has(ds, keyword):
+    if not has_value(ds, keyword):
         raise SuvError(f"{keyword} {tag} is missing or empty; it is required for SUV")
     try:
         return float(ds[keyword].value)
@@ -158,7 +152,7 @@ def _private_float(ds: Dataset, tag: int) -> float | None:
         return None
     value = ds[tag].value
     if isinstance(value, bytes):
-        value = _tag_text(value).split("\\")[0]
+        value = tag_text(value).split("\\")[0]
     try:
         number = float(value[0] if isinstance(value, list | tuple) else value)
     except (TypeError, ValueError, IndexError):
@@ -166,22 +160,11 @@ def _private_float(ds: Dataset, tag: int) -> float | None:
     return number if np.isfinite(number) and number > 0 else None
 
 
-def _radiopharmaceutical(ds: Dataset) -> Dataset:
-    seq = ds.get("RadiopharmaceuticalInformationSequence")
-    if not seq:
-        raise SuvError(
-            "RadiopharmaceuticalInformationSequence (0054,0016) is missing or empty; the "
-            "injected dose and injection time are unknown"
-        )
-    item: Dataset = seq[0]
-    return item
-
-
 def _body_size(ds: Dataset) -> BodySize:
     weight = _float(ds, "PatientWeight", "(0010,1030)")
     if weight <= 0:
         raise SuvError(f"PatientWeight (0010,1030) is {weight:g}; a positive weight is required")
-    height = float(ds.PatientSize) if _has(ds, "PatientSize") else None
+    height = float(ds.PatientSize) if has_value(ds, "PatientSize") else None
     if height is not None and height <= 0:
         height = None
     sex_text = str(ds.get("PatientSex", "")).strip().upper()
@@ -192,7 +175,7 @@ def _body_size(ds: Dataset) -> BodySize:
 def _units(ds: Dataset) -> PetUnits:
     text = str(ds.get("Units", "")).strip().upper()
     if not text:
-        transform = _first_functional(ds, "PixelValueTransformationSequence")
+        transform = functional_group(ds, "PixelValueTransformationSequence")
         text = str(transform.get("RescaleType", "")).strip().upper() if transform else ""
     if not text:
         raise SuvError("Units (0054,1001) is missing; the PET values cannot be interpreted")
@@ -207,7 +190,7 @@ def _units(ds: Dataset) -> PetUnits:
 
 def _decay_correction(ds: Dataset) -> DecayCorrection:
     text = str(ds.get("DecayCorrection", "")).strip().upper()
-    if not text and _has(ds, "DecayCorrectionDateTime"):
+    if not text and has_value(ds, "DecayCorrectionDateTime"):
         return DecayCorrection.START
     try:
         return DecayCorrection(text)
@@ -215,20 +198,6 @@ def _decay_correction(ds: Dataset) -> DecayCorrection:
         raise SuvError(
             f"DecayCorrection (0054,1102) is {text!r}; expected START, ADMIN or NONE"
         ) from exc
-
-
-def _first_functional(ds: Dataset, keyword: str, frame: int | None = None) -> Dataset | None:
-    """A functional-group macro of a multi-frame header (per-frame first, then shared)."""
-    groups = []
-    if frame is not None and "PerFrameFunctionalGroupsSequence" in ds:
-        groups.append(ds.PerFrameFunctionalGroupsSequence[frame - 1])
-    if ds.get("SharedFunctionalGroupsSequence"):
-        groups.append(ds.SharedFunctionalGroupsSequence[0])
-    for group in groups:
-        if group.get(keyword):
-            item: Dataset = group[keyword][0]
-            return item
-    return None
 
 
 def _check_corrections(ds: Dataset, decay: DecayCorrection) -> None:
@@ -360,7 +329,7 @@ def _philips_suv(
 
 
 def _dose_and_half_life(ds: Dataset, decay: DecayCorrection) -> tuple[float, float, list[str]]:
-    info = _radiopharmaceutical(ds)
+    info = radiopharmaceutical(ds)
     warnings = []
     dose = _float(info, "RadionuclideTotalDose", "(0018,1074)")
     if dose <= 0:
@@ -449,106 +418,6 @@ def _check_decay_time(seconds: float, half_life: float, warnings: list[str]) -> 
         warnings.append(f"{seconds / 3600:.1f} h between injection and scan")
 
 
-def _acquisition_datetime(ds: Dataset, frame: int | None) -> datetime | None:
-    """Acquisition start of one plane: per-frame content, AcquisitionDateTime, or Date+Time."""
-    content = _first_functional(ds, "FrameContentSequence", frame) if frame else None
-    if content is not None and _has(content, "FrameAcquisitionDateTime"):
-        return parse_dt(content.FrameAcquisitionDateTime, "FrameAcquisitionDateTime (0018,9074)")
-    if _has(ds, "AcquisitionDateTime"):
-        return parse_dt(ds.AcquisitionDateTime, "AcquisitionDateTime (0008,002A)")
-    if _has(ds, "AcquisitionTime"):
-        date = ds.get("AcquisitionDate") or ds.get("SeriesDate")
-        return combine(
-            date, ds.AcquisitionTime, "AcquisitionDate (0008,0022)", "AcquisitionTime (0008,0032)"
-        )
-    return None
-
-
-def scan_datetime(
-    headers: Sequence[Dataset], frames: Sequence[int | None]
-) -> tuple[datetime, str, list[str]]:
-    """The decay reference of a START-corrected series, where it came from, and warnings.
-
-    Raises
-    ------
-    SuvError
-        If no usable series or acquisition date/time is present.
-    """
-    ds = headers[0]
-    warnings: list[str] = []
-    if _has(ds, "DecayCorrectionDateTime"):
-        return (
-            parse_dt(ds.DecayCorrectionDateTime, "DecayCorrectionDateTime (0018,9701)"),
-            "DecayCorrectionDateTime (0018,9701)",
-            warnings,
-        )
-    ge_text = (
-        _tag_text(ds[GE_POST_INJECTION_DATETIME].value) if GE_POST_INJECTION_DATETIME in ds else ""
-    )
-    acquisitions = [
-        t for t in (_acquisition_datetime(h, f) for h, f in zip(headers, frames, strict=True)) if t
-    ]
-    earliest = min(acquisitions) if acquisitions else None
-    series = None
-    if _has(ds, "SeriesTime") and (_has(ds, "SeriesDate") or _has(ds, "AcquisitionDate")):
-        date = ds.SeriesDate if _has(ds, "SeriesDate") else ds.AcquisitionDate
-        series = combine(date, ds.SeriesTime, "SeriesDate (0008,0021)", "SeriesTime (0008,0031)")
-    if ge_text:
-        ge = parse_dt(ge_text, "GE private post-injection datetime (0009,100D)")
-        if series is not None and abs((ge - series).total_seconds()) > 1:
-            warnings.append(f"GE post-injection datetime {ge.isoformat()} used; SeriesTime differs")
-        return ge, "GE private post-injection datetime (0009,100D)", warnings
-    if series is None and earliest is None:
-        raise SuvError(
-            "SeriesDate/SeriesTime (0008,0021)/(0008,0031) and AcquisitionDate/Time "
-            "(0008,0022)/(0008,0032) are missing; the scan time is unknown"
-        )
-    if series is None:
-        warnings.append("SeriesDate/SeriesTime missing; earliest acquisition time used")
-        return earliest, "earliest AcquisitionDate/Time", warnings  # type: ignore[return-value]
-    if earliest is not None and series > earliest:
-        warnings.append(
-            f"SeriesTime {series.time().isoformat()} is after the earliest AcquisitionTime "
-            f"{earliest.time().isoformat()} (series re-created?); earliest acquisition used"
-        )
-        return earliest, "earliest AcquisitionDate/Time", warnings
-    return series, "SeriesDate/SeriesTime", warnings
-
-
-def injection_datetime(ds: Dataset, scan: datetime) -> tuple[datetime, list[str]]:
-    """Radiopharmaceutical start datetime; a time alone takes the scan date (or the day before).
-
-    Raises
-    ------
-    SuvError
-        If neither RadiopharmaceuticalStartDateTime nor RadiopharmaceuticalStartTime is usable.
-    """
-    info = _radiopharmaceutical(ds)
-    if _has(info, "RadiopharmaceuticalStartDateTime"):
-        return parse_dt(
-            info.RadiopharmaceuticalStartDateTime, "RadiopharmaceuticalStartDateTime (0018,1078)"
-        ), []
-    if not _has(info, "RadiopharmaceuticalStartTime"):
-        raise SuvError(
-            "RadiopharmaceuticalStartDateTime (0018,1078) and RadiopharmaceuticalStartTime "
-            "(0018,1072) are both missing; the injection time is unknown"
-        )
-    day = parse_da(scan.strftime("%Y%m%d"), "scan date")
-    start = combine(
-        day.strftime("%Y%m%d"),
-        info.RadiopharmaceuticalStartTime,
-        "scan date",
-        "RadiopharmaceuticalStartTime (0018,1072)",
-    )
-    if start > scan:
-        # Only a time of day is given, and it lies after the scan: injected before midnight.
-        return start - timedelta(days=1), [
-            "RadiopharmaceuticalStartTime is after the scan time: injection taken to be on the "
-            "previous day"
-        ]
-    return start, []
-
-
 def _per_frame_factors(
     headers: Sequence[Dataset],
     frames: list[int | None],
@@ -559,7 +428,7 @@ def _per_frame_factors(
 ) -> np.ndarray:
     factors = np.empty(len(headers))
     for k, (ds, frame) in enumerate(zip(headers, frames, strict=True)):
-        start = _acquisition_datetime(ds, frame)
+        start = acquisition_datetime(ds, frame)
         if start is None:
             raise SuvError(
                 f"plane {k}: AcquisitionDate/Time (0008,0022)/(0008,0032) missing; with "
@@ -575,10 +444,10 @@ def _per_frame_factors(
 
 
 def _frame_duration_ms(ds: Dataset, frame: int | None) -> float:
-    content = _first_functional(ds, "FrameContentSequence", frame) if frame else None
-    if content is not None and _has(content, "FrameAcquisitionDuration"):
+    content = functional_group(ds, "FrameContentSequence", frame) if frame else None
+    if content is not None and has_value(content, "FrameAcquisitionDuration"):
         return float(content.FrameAcquisitionDuration)
-    return float(ds.ActualFrameDuration) if _has(ds, "ActualFrameDuration") else 0.0
+    return float(ds.ActualFrameDuration) if has_value(ds, "ActualFrameDuration") else 0.0
 
 
 def to_suv(volume: Volume, suv_type: SuvType = SuvType.BW) -> tuple[np.ndarray, SuvConversion]:

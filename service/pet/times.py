@@ -17,7 +17,8 @@ _TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$")
 _DT = re.compile(r"^(\d{8})(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?(?:[+-]\d{4})?$")
 
 
-def _text(value: object) -> str:
+def tag_text(value: object) -> str:
+    """A tag value as stripped text (bytes of private elements read as UN are decoded)."""
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
     return str(value).strip().rstrip("\x00").strip() if value is not None else ""
@@ -31,7 +32,7 @@ def parse_da(value: object, tag: str) -> datetime:
     SuvError
         If the value is empty or not a date; the message names ``tag``.
     """
-    text = _text(value).replace(".", "").replace("-", "")
+    text = tag_text(value).replace(".", "").replace("-", "")
     try:
         return datetime.strptime(text, "%Y%m%d")
     except ValueError as exc:
@@ -46,7 +47,7 @@ def parse_tm(value: object, tag: str) -> timedelta:
     SuvError
         If the value is empty or not a time; the message names ``tag``.
     """
-    text = _text(value).replace(":", "")
+    text = tag_text(value).replace(":", "")
     match = _TM.match(text)
     if not match:
         raise SuvError(f"{tag} is {text!r}, not a DICOM time (HHMMSS.FFFFFF)")
@@ -70,7 +71,7 @@ def parse_dt(value: object, tag: str) -> datetime:
     SuvError
         If the value is empty or not a datetime; the message names ``tag``.
     """
-    text = _text(value)
+    text = tag_text(value)
     match = _DT.match(text)
     if not match:
         raise SuvError(f"{tag} is {text!r}, not a DICOM datetime (YYYYMMDDHHMMSS.FFFFFF)")

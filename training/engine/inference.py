@@ -6,7 +6,10 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from service.imaging.resample import Grid, resample_labels
+from training.data.preprocess import prepare
 from training.models import MultiTaskUNet
+from training.tasks import Task
 
 
 def _pad_to(array: np.ndarray, divisor: int, minimum: tuple[int, int, int]) -> np.ndarray:
@@ -37,3 +40,17 @@ def predict_labels(
     labels = torch.argmax(logits, dim=1)[0].cpu().numpy()
     i, j, k = image.shape
     return np.asarray(labels[:i, :j, :k], dtype=np.int16)
+
+
+def predict_on_source_grid(
+    model: MultiTaskUNet,
+    task: Task,
+    image: np.ndarray,
+    affine: np.ndarray,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """Labels of a raw image (HU, SUV, MR units) on its own grid, via the task's grid."""
+    prepared = prepare(image, affine, None, task)
+    labels = predict_labels(model, prepared.image, task.name.value, task.patch_size, device)
+    source = Grid(shape=(image.shape[0], image.shape[1], image.shape[2]), affine=affine)
+    return resample_labels(labels, prepared.grid, source)

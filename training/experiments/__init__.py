@@ -1,0 +1,1 @@
+"""Reproducible experiments reported under docs/experiments/."""

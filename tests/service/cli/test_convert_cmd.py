@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from service.cli.main import main
+from service.dicom.volume import read_volume
+from service.masks import load_regions
+from service.nifti import write_nifti
+from tests.dciodvfy import assert_valid
+from tests.result_series import phantom_labels, write_phantom_series
+
+
+@pytest.fixture(scope="module")
+def ct_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ct")
+    write_phantom_series(folder, "CT", "feet-first")
+    return folder
+
+
+def test_nifti_mask_to_every_format(ct_series: Path, tmp_path: Path) -> None:
+    volume = read_volume(ct_series)
+    labels = phantom_labels()
+    mask = write_nifti(tmp_path / "labels.nii.gz", labels, volume.affine)
+    out = tmp_path / "out"
+    assert main(["convert", "--image", str(ct_series), "--mask", str(mask), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "measurements.json",
+        "rtstruct.dcm",
+        "seg.dcm",
+        "sr.dcm",
+    ]
+    for name in ("seg.dcm", "rtstruct.dcm", "sr.dcm"):
+        assert_valid(out / name)
+        ds = pydicom.dcmread(out / name)
+        assert ds.StudyInstanceUID == volume.study_instance_uid
+        assert ds.SeriesInstanceUID != volume.series_instance_uid
+    for name in ("seg.dcm", "rtstruct.dcm"):
+        back = load_regions(out / name, volume)
+        assert back.names == ["liver", "spleen", "kidney_left"]  # named by the ct-organs table
+        assert np.array_equal(back.to_label_map(), labels)
+    data = json.loads((out / "measurements.json").read_text())
+    assert [s["name"] for s in data["segments"]] == ["liver", "spleen", "kidney_left"]
+    assert data["segments"][0]["voxel_count"] == int((labels == 1).sum())
+
+
+def test_seg_to_rtstruct_only(ct_series: Path, tmp_path: Path) -> None:
+    volume = read_volume(ct_series)
+    mask = write_nifti(tmp_path / "labels.nii", phantom_labels(), volume.affine)
+    first = tmp_path / "first"
+    assert (
+        main(
+            [
+                "convert",
+                "--image",
+                str(ct_series),
+                "--mask",
+                str(mask),
+                "--out",
+                str(first),
+                "--formats",
+                "seg",
+            ]
+        )
+        == 0
+    )
+    second = tmp_path / "second"
+    args = ["--mask", str(first / "seg.dcm"), "--out", str(second), "--formats", "rtstruct"]
+    assert main(["convert", "--image", str(ct_series), *args]) == 0
+    assert [p.name for p in second.iterdir()] == ["rtstruct.dcm"]
+    assert np.array_equal(
+        load_regions(second / "rtstruct.dcm", volume).to_label_map(), phantom_labels()
+    )
+
+
+@pytest.mark.parametrize(("formats", "message"), [("sr", "needs seg"), ("seg,png", "png")])
+def test_bad_formats_exit_with_configuration_error(
+    ct_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], formats: str, message: str
+) -> None:
+    args = ["--mask", str(tmp_path / "x.nii"), "--out", str(tmp_path / "o"), "--formats", formats]
+    assert main(["convert", "--image", str(ct_series), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_real_pet_rtstruct_measurements(data_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir("ibsi-sts001-multimodal/ibsi_validation/dicom/STS_001/PET")
+    out = tmp_path / "out"
+    args = ["--mask", str(root / "mask/RS.dcm"), "--out", str(out), "--formats", "seg,sr,json"]
+    assert main(["convert", "--image", str(root / "image"), *args]) == 0
+    (segment,) = json.loads((out / "measurements.json").read_text())["segments"]
+    assert segment["voxel_count"] == 5095
+    # MIRP's reference for this tumour: 7.9 < SUVmax < 8.0, 0.15 < SUVmin < 0.20 (README).
+    assert 7.9 < segment["pet"]["suv_max"] < 8.0
+    assert 0.15 < segment["intensity"]["min"] < 0.20
+    assert segment["pet"]["suv_type"] == "bw"
+    assert_valid(out / "seg.dcm")
+    assert_valid(out / "sr.dcm")

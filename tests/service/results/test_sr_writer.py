@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from service.dicom.volume import Volume
+from service.labels import get_table
+from service.masks.regions import RegionSet
+from service.results.measurements import build_report
+from service.results.measurements_json import report_to_dict, write_measurements_json
+from service.results.provenance import AlgorithmIdentity
+from service.results.seg_writer import write_seg
+from service.results.sr_writer import write_sr
+from tests.dciodvfy import assert_valid
+from tests.result_series import phantom_labels
+
+ALGORITHM = AlgorithmIdentity("fedseg-unet", "1.2.0")
+
+
+def _report(volume: Volume) -> tuple[pydicom.Dataset, object]:
+    table = get_table("ct-organs")
+    regions = RegionSet.from_label_map(phantom_labels(), volume.affine, table)
+    seg = write_seg(volume, regions, table, ALGORITHM)
+    report = build_report(volume, regions, seg.segment_numbers, "fedseg-unet 1.2.0")
+    return seg.dataset, report
+
+
+def _numbers(sr: pydicom.Dataset) -> dict[tuple[str, str], list[tuple[str, float, str]]]:
+    """Per group (tracking id, referenced segment): (concept, value, unit) of every NUM."""
+    content = hd.sr.Comprehensive3DSR.from_dataset(sr).content
+    out: dict[tuple[str, str], list[tuple[str, float, str]]] = {}
+    groups = content.get_volumetric_roi_measurement_groups()
+    for group in groups:
+        reference = group.referenced_segment[0].ReferencedSOPSequence[0]  # the IMAGE item
+        assert reference.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+        key = (group.tracking_identifier, str(reference.ReferencedSegmentNumber))
+        out[key] = [
+            (m.name.meaning, float(m.value), m.unit.value) for m in group.get_measurements()
+        ]
+    return out
+
+
+@pytest.mark.parametrize("modality", ["PT", "CT", "MR"])
+def test_sr_is_valid_and_references_every_segment(
+    make_series: Callable[[str, str], Volume], tmp_path: Path, modality: str
+) -> None:
+    volume = make_series(modality, "axial")
+    seg, report = _report(volume)
+    sr = write_sr(volume, seg, report, ALGORITHM)  # type: ignore[arg-type]
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert_valid(path)
+    ds = pydicom.dcmread(path)
+    assert ds.StudyInstanceUID == volume.study_instance_uid
+    assert ds.PatientID == volume.header.PatientID
+    evidence = ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
+    groups = _numbers(ds)
+    assert sorted(groups) == [("kidney_left", "3"), ("liver", "1"), ("spleen", "2")]
+    liver = groups[("liver", "1")]
+    voxel_ml = abs(np.linalg.det(volume.affine[:3, :3])) / 1000.0
+    assert ("Volume", pytest.approx(int((phantom_labels() == 1).sum()) * voxel_ml), "ml") in liver
+    concepts = {(name, unit) for name, _, unit in liver}
+    if modality == "PT":
+        assert ("SUVbw", "g/ml{SUVbw}") in concepts
+        assert ("Metabolic Volume", "ml") in concepts
+        assert ("Total Lesion Glycolysis", "g") in concepts
+        assert sum(1 for name, _, _ in liver if name == "SUVbw") == 4  # max, mean, median, peak
+    elif modality == "CT":
+        assert ("Attenuation Coefficient", "[hnsf'U]") in concepts
+    else:
+        assert ("MR signal intensity", "[arb'U]") in concepts
+
+
+def test_json_carries_the_same_numbers_as_the_sr(
+    make_series: Callable[[str, str], Volume], tmp_path: Path
+) -> None:
+    volume = make_series("PT", "feet-first")
+    seg, report = _report(volume)
+    sr = write_sr(volume, seg, report, ALGORITHM)  # type: ignore[arg-type]
+    data = json.loads(write_measurements_json(report, tmp_path / "m.json").read_text())  # type: ignore[arg-type]
+    assert data == report_to_dict(report)  # type: ignore[arg-type]
+    by_name = {s["name"]: s for s in data["segments"]}
+    groups = _numbers(sr)
+    for (name, number), measures in groups.items():
+        segment = by_name[name]
+        assert segment["segment_number"] == int(number)
+        suv = {v for n, v, _ in measures if n == "SUVbw"}
+        pet = segment["pet"]
+        assert {pet["suv_max"], pet["suv_mean"], pet["suv_median"], pet["suv_peak_local"]} == suv
+        assert pet["tlg"] == pytest.approx(pet["suv_mean"] * pet["mtv_ml"])
+        assert pet["suv_max"] >= pet["suv_mean"] > 0
+
+
+def test_sr_refuses_a_segment_missing_from_the_seg(
+    make_series: Callable[[str, str], Volume],
+) -> None:
+    from service.errors import DicomInputError
+    from service.results.measurements import MeasurementReportData, SegmentMeasurements
+
+    volume = make_series("CT", "axial")
+    seg, _ = _report(volume)
+    bogus = MeasurementReportData("CT", "", "", "x", [SegmentMeasurements(9, "x", 1, 1.0)])
+    with pytest.raises(DicomInputError, match="segment 9"):
+        write_sr(volume, seg, bogus, ALGORITHM)

@@ -5,21 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-#: Canonical ``ct-organs`` classes (value → name), shared with label tables and models.
-CT_ORGANS: dict[int, str] = {
-    1: "liver",
-    2: "spleen",
-    3: "kidney_left",
-    4: "kidney_right",
-    5: "pancreas",
-    6: "spinal_cord",
-    7: "lung_left",
-    8: "lung_right",
-}
+from training.tasks import LESION_CLASSES as LESION_CLASSES
+from training.tasks import TASKS, TaskName
+
+#: ``ct-organs`` classes (value → name), from the one task table shared with models and writers.
+CT_ORGANS: dict[int, str] = dict(TASKS[TaskName.CT_ORGANS].labels)
 ORGAN_VALUES: dict[str, int] = {name: value for value, name in CT_ORGANS.items()}
-PET_LESION = {1: "lesion"}
-MR_TUMOUR = {1: "tumour"}
-LESION_CLASSES = ("malignant", "benign")
+PET_LESION = dict(TASKS[TaskName.PET_LESION].labels)
+MR_TUMOUR = dict(TASKS[TaskName.MR_TUMOUR].labels)
 
 #: SegViz / ConDistFL style partial annotation: site n annotates group n (cycling).
 PARTIAL_LABEL_GROUPS: tuple[tuple[str, ...], ...] = (

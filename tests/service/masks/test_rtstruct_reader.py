@@ -109,3 +109,22 @@ def test_an_image_is_not_a_mask(data_dir) -> None:  # type: ignore[no-untyped-de
     volume = read_volume(folder)
     with pytest.raises(MaskInputError, match="not a mask"):
         load_regions(folder / "0.dcm", volume)
+
+
+def test_raw_whole_body_pet_rtstruct_matches_the_cropped_ibsi_mask(data_dir) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir("sts001-raw/FDG_PET")
+    volume = read_volume(root / "image")
+    (mask_file,) = (root / "mask").iterdir()
+    regions = load_regions(mask_file, volume)
+    assert regions.names == ["GTV_Mass", "GTV_Edema"]
+    # The IBSI PET crop of this patient holds the same tumour: 5095 voxels.
+    assert regions.get("GTV_Mass").voxel_count == 5095
+
+
+def test_raw_oblique_mr_rtstruct_is_read(data_dir) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir("sts001-raw/MR_T2")
+    volume = read_volume(root / "image")
+    (mask_file,) = (root / "mask").iterdir()
+    regions = load_regions(mask_file, volume)
+    assert regions.names == ["GTV_Mass", "GTV_Edema"]
+    assert 0 < regions.get("GTV_Mass").voxel_count < regions.get("GTV_Edema").voxel_count

@@ -146,6 +146,7 @@ def succeed(
     worker_id: str,
     results: dict[str, Any],
     timings: dict[str, float],
+    progress: dict[str, float] | None = None,
 ) -> bool:
     """Mark the job done with its results; False when the lease was lost meanwhile."""
     with factory() as session, session.begin():
@@ -156,6 +157,7 @@ def succeed(
                 state=JobState.SUCCEEDED.value,
                 results=results,
                 timings=timings,
+                progress=progress or {},
                 finished_at=utcnow(),
                 lease_owner=None,
                 error=None,

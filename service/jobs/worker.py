@@ -139,7 +139,7 @@ def run_job(ctx: WorkerContext, job: Job) -> queue.JobState | None:
     finally:
         beat.stopped.set()
     timings["total_s"] = round(time.perf_counter() - started, 3)
-    if not queue.succeed(ctx.factory, job.id, ctx.worker_id, results, timings):
+    if not queue.succeed(ctx.factory, job.id, ctx.worker_id, results, timings, dict(beat.progress)):
         logger.warning("job %s finished after its lease was lost; result discarded", job.id)
         return None
     if ctx.after_success is not None:

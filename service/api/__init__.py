@@ -1,0 +1,1 @@
+"""The HTTP API of the inference server (FastAPI): DICOMweb, jobs, models, dashboard."""

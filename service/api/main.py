@@ -1,0 +1,85 @@
+"""The FastAPI application: ``create_app(settings)`` with a lifespan that opens the database.
+
+Routes live in one router per resource (``service/api/routers``); fedseg errors become HTTP
+statuses in one handler here. ``fedseg serve`` runs this app with uvicorn and, by default, an
+in-process worker and DIMSE SCP (see :mod:`service.cli.serve_cmd`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+
+from service.api.deps import ANY_ROLE
+from service.api.routers import dashboard, dicomweb, health, jobs, models, routing
+from service.api.state import ServerState
+from service.config import Settings
+from service.db.migrate import upgrade
+from service.errors import DicomInputError, FedsegError, ModelBundleError
+
+logger = logging.getLogger(__name__)
+
+#: Background services started with the app (worker thread, DIMSE SCP); each returns a stopper.
+Background = Callable[[ServerState], Callable[[], None]]
+
+
+def _status_for(exc: FedsegError) -> int:
+    if isinstance(exc, DicomInputError | ModelBundleError):
+        return 422
+    return 500
+
+
+def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> FastAPI:
+    """Build the API for ``settings``; ``background`` services run for the app's lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServerState.from_settings(settings)
+        upgrade(state.engine)
+        app.state.server = state
+        stoppers = [start(state) for start in background]
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                stop()
+            state.engine.dispose()
+
+    # No Swagger/ReDoc pages: they load scripts from a CDN, and a hospital network must see
+    # only the traffic it asked for. The OpenAPI document itself needs a token.
+    app = FastAPI(
+        title="fedseg",
+        summary="DICOM segmentation service: DICOMweb, DIMSE, jobs and results",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    for module in (health, dicomweb, jobs, models, routing, dashboard):
+        app.include_router(module.router)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(ANY_ROLE)])
+    def openapi() -> dict[str, Any]:
+        return get_openapi(title=app.title, version="1", routes=app.routes)
+
+    @app.exception_handler(FedsegError)
+    async def fedseg_error(_: Request, exc: FedsegError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=_status_for(exc))
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        server: ServerState | None = getattr(request.app.state, "server", None)
+        route = request.scope.get("route")
+        if server is not None:
+            path = getattr(route, "path", "unmatched")
+            server.metrics.requests.labels(request.method, path, response.status_code).inc()
+        return response
+
+    return app

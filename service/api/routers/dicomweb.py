@@ -1,0 +1,252 @@
+"""DICOMweb: STOW-RS store, QIDO-RS search and WADO-RS retrieval under ``/dicomweb``."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import defaultdict
+from typing import Any
+
+import pydicom
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+
+from service.api import dicom_json as dj
+from service.api.deps import Reader, Sender, StateDep, audit_access
+from service.api.multipart import (
+    BodyTooLargeError,
+    NotMultipartError,
+    read_parts,
+    related_boundary,
+    write_related,
+)
+from service.api.state import ServerState
+from service.db.models import Instance
+from service.storage.errors import InstanceRejectedError
+from service.storage.ingest import IngestOutcome, ingest
+
+router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+
+DICOM_JSON = "application/dicom+json"
+_STUDY_KEYS = (
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "PatientName",
+    "PatientID",
+    "StudyID",
+    "StudyDescription",
+    "ReferringPhysicianName",
+)
+_SERIES_KEYS = ("SeriesNumber", "SeriesDescription", "BodyPartExamined")
+
+
+def _store_one(state: ServerState, data: bytes, source: str) -> IngestOutcome:
+    with state.factory() as session, session.begin():
+        return ingest(session, state.store, data, source)
+
+
+def _failure(part_ct: str, reason: int, data: bytes | None) -> dict[str, Any]:
+    sop_class = sop_uid = ""
+    if data:
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            sop_class, sop_uid = str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
+        except Exception:
+            pass
+    return dj.reference(sop_class, sop_uid, reason=dj.element("FailureReason", "US", reason))
+
+
+def _content_length_ok(request: Request, limit: int) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"body of {length} bytes exceeds the upload limit of {limit} bytes",
+        )
+
+
+async def store_body(
+    request: Request, state: ServerState, source: str
+) -> tuple[list[IngestOutcome], list[dict[str, Any]]]:
+    """Store every part of a STOW-RS body; returns the stored outcomes and failure items."""
+    limit = state.settings.max_upload_bytes
+    _content_length_ok(request, limit)
+    try:
+        boundary, _ = related_boundary(request.headers.get("content-type", ""))
+    except NotMultipartError as exc:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from exc
+    stored: list[IngestOutcome] = []
+    failed: list[dict[str, Any]] = []
+    try:
+        async for part in read_parts(request.stream(), boundary, limit):
+            data = bytes(part.content)
+            if part.content_type not in ("application/dicom", ""):
+                failed.append(_failure(part.content_type, dj.FAILURE_CANNOT_UNDERSTAND, None))
+                continue
+            try:
+                stored.append(await run_in_threadpool(_store_one, state, data, source))
+                state.metrics.instances.labels("stow", "stored").inc()
+            except InstanceRejectedError:
+                failed.append(_failure(part.content_type, dj.FAILURE_CANNOT_UNDERSTAND, data))
+                state.metrics.instances.labels("stow", "rejected").inc()
+    except BodyTooLargeError as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
+    return stored, failed
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/dicomweb"
+
+
+@router.post("/studies", dependencies=[], summary="STOW-RS: store instances")
+async def stow(request: Request, principal: Sender, state: StateDep) -> Response:
+    """Store the instances of a multipart/related body; every part is acknowledged."""
+    stored, failed = await store_body(request, state, f"stow:{principal.name}")
+    base = _base_url(request)
+    referenced = [
+        dj.reference(
+            o.sop_class_uid,
+            o.sop_instance_uid,
+            url=dj.element(
+                "RetrieveURL",
+                "UR",
+                f"{base}/studies/{o.study_instance_uid}/series/{o.series_instance_uid}"
+                f"/instances/{o.sop_instance_uid}",
+            ),
+        )
+        for o in stored
+    ]
+    for study_uid in sorted({o.study_instance_uid for o in stored}):
+        audit_access(state, principal, "stow-rs store", study_uid, f"{len(stored)} instances")
+    body = dj.sequence("ReferencedSOPSequence", referenced)
+    if failed:
+        body |= dj.sequence("FailedSOPSequence", failed)
+    code = (
+        status.HTTP_200_OK
+        if not failed
+        else (status.HTTP_202_ACCEPTED if stored else status.HTTP_409_CONFLICT)
+    )
+    return Response(json.dumps(body), status_code=code, media_type=DICOM_JSON)
+
+
+def _instances(state: ServerState, study: str | None, series: str | None = None) -> list[Instance]:
+    query = select(Instance).order_by(Instance.series_instance_uid, Instance.sop_instance_uid)
+    if study:
+        query = query.where(Instance.study_instance_uid == study)
+    if series:
+        query = query.where(Instance.series_instance_uid == series)
+    with state.factory() as session:
+        return list(session.scalars(query).all())
+
+
+def _matches(attributes: dict[str, Any], request: Request, keys: tuple[str, ...]) -> bool:
+    """QIDO matching: exact, or a prefix when the query value ends with ``*``."""
+    for key in keys:
+        wanted = request.query_params.get(key)
+        have = str(attributes.get(key, ""))
+        if not wanted:
+            continue
+        if wanted.endswith("*") and not have.startswith(wanted[:-1]):
+            return False
+        if not wanted.endswith("*") and have != wanted:
+            return False
+    return True
+
+
+@router.get("/studies", summary="QIDO-RS: search studies", dependencies=[])
+def search_studies(request: Request, principal: Reader, state: StateDep) -> Response:
+    """Studies matching StudyInstanceUID, PatientID, AccessionNumber, StudyDate, Modality."""
+    by_study: dict[str, list[Instance]] = defaultdict(list)
+    for row in _instances(state, request.query_params.get("StudyInstanceUID")):
+        by_study[row.study_instance_uid].append(row)
+    results = []
+    wanted_modality = request.query_params.get("ModalitiesInStudy")
+    for study_uid, rows in sorted(by_study.items()):
+        first = rows[0].attributes
+        modalities = sorted({r.modality for r in rows if r.modality})
+        if not _matches(first, request, ("PatientID", "AccessionNumber", "StudyDate")):
+            continue
+        if wanted_modality and wanted_modality not in modalities:
+            continue
+        results.append(
+            dj.uid("StudyInstanceUID", study_uid)
+            | dj.copied(first, _STUDY_KEYS)
+            | dj.element("ModalitiesInStudy", "CS", *modalities)
+            | dj.element(
+                "NumberOfStudyRelatedSeries", "IS", len({r.series_instance_uid for r in rows})
+            )
+            | dj.element("NumberOfStudyRelatedInstances", "IS", len(rows))
+            | dj.element("RetrieveURL", "UR", f"{_base_url(request)}/studies/{study_uid}")
+        )
+    audit_access(state, principal, "qido-rs studies", None, f"{len(results)} studies")
+    return Response(json.dumps(results), media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study}/series", summary="QIDO-RS: search a study's series")
+def search_series(study: str, request: Request, principal: Reader, state: StateDep) -> Response:
+    """The series of a study, results included (Modality SEG, RTSTRUCT, SR)."""
+    by_series: dict[str, list[Instance]] = defaultdict(list)
+    for row in _instances(state, study):
+        by_series[row.series_instance_uid].append(row)
+    wanted = request.query_params.get("Modality")
+    results = [
+        dj.uid("SeriesInstanceUID", uid)
+        | dj.element("Modality", "CS", rows[0].modality)
+        | dj.copied(rows[0].attributes, _SERIES_KEYS)
+        | dj.element("NumberOfSeriesRelatedInstances", "IS", len(rows))
+        | dj.element("RetrieveURL", "UR", f"{_base_url(request)}/studies/{study}/series/{uid}")
+        for uid, rows in sorted(by_series.items())
+        if not wanted or rows[0].modality == wanted
+    ]
+    audit_access(state, principal, "qido-rs series", study)
+    return Response(json.dumps(results), media_type=DICOM_JSON)
+
+
+def _retrieve(state: ServerState, rows: list[Instance]) -> Response:
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such instances")
+    parts = [state.store.path_for(r.sha256).read_bytes() for r in rows]
+    body, content_type = write_related(parts, "application/dicom")
+    return Response(body, media_type=content_type)
+
+
+@router.get("/studies/{study}", summary="WADO-RS: retrieve a study")
+def retrieve_study(study: str, principal: Reader, state: StateDep) -> Response:
+    """Every stored instance of a study."""
+    audit_access(state, principal, "wado-rs study", study)
+    return _retrieve(state, _instances(state, study))
+
+
+@router.get("/studies/{study}/series/{series}", summary="WADO-RS: retrieve a series")
+def retrieve_series(study: str, series: str, principal: Reader, state: StateDep) -> Response:
+    """Every instance of a series (e.g. a result SEG series)."""
+    audit_access(state, principal, "wado-rs series", study, series)
+    return _retrieve(state, _instances(state, study, series))
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}", summary="WADO-RS: an instance")
+def retrieve_instance(
+    study: str, series: str, instance: str, principal: Reader, state: StateDep
+) -> Response:
+    """One instance."""
+    audit_access(state, principal, "wado-rs instance", study, instance)
+    rows = [r for r in _instances(state, study, series) if r.sop_instance_uid == instance]
+    return _retrieve(state, rows)
+
+
+@router.get("/studies/{study}/series/{series}/metadata", summary="WADO-RS: series metadata")
+def series_metadata(study: str, series: str, principal: Reader, state: StateDep) -> Response:
+    """The headers (no pixel data) of every instance in a series, as DICOM JSON."""
+    rows = _instances(state, study, series)
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such series")
+    audit_access(state, principal, "wado-rs metadata", study, series)
+    metadata = []
+    for row in rows:
+        ds = pydicom.dcmread(state.store.path_for(row.sha256), stop_before_pixels=True)
+        metadata.append(
+            ds.to_json_dict(bulk_data_threshold=1 << 16, bulk_data_element_handler=lambda _: "")
+        )
+    return Response(json.dumps(metadata), media_type=DICOM_JSON)

@@ -113,3 +113,27 @@ def test_highdicom_ct_segs_are_read(data_dir, name: str) -> None:  # type: ignor
     except MaskInputError as exc:
         pytest.fail(f"{name}: {exc}")
     assert all(r.voxel_count > 0 for r in regions)
+
+
+def _shifted_copy(source: Path, target: Path, shift_mm: float) -> Path:
+    ds = pydicom.dcmread(source)
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        position = item.PlanePositionSequence[0]
+        x, y, z = (float(v) for v in position.ImagePositionPatient)
+        position.ImagePositionPatient = [x + shift_mm, y, z + shift_mm]
+    ds.save_as(target)
+    return target
+
+
+def test_frames_slightly_off_the_grid_are_read_and_far_off_refused(
+    data_dir, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    folder = data_dir("seg-dcmqi/data/segmentations")
+    volume = read_volume(folder / "ct-3slice")
+    original = load_regions(folder / "liver.dcm", volume).regions[0].mask
+    spacing = min(volume.spacing)
+    near = _shifted_copy(folder / "liver.dcm", tmp_path / "near.dcm", 0.05 * spacing)
+    assert np.array_equal(load_regions(near, volume).regions[0].mask, original)
+    far = _shifted_copy(folder / "liver.dcm", tmp_path / "far.dcm", 0.4 * spacing)
+    with pytest.raises(MaskInputError, match="does not lie on the voxel grid"):
+        load_regions(far, volume)

@@ -1,0 +1,1 @@
+"""Sending results to the configured destinations, with retries and visible status."""

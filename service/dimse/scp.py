@@ -1,0 +1,90 @@
+"""The C-ECHO and C-STORE SCP: instances from allow-listed AEs go to the instance store.
+
+Every accepted instance restarts its study's quiet period; the worker queues the study once
+the period passes (:func:`service.jobs.intake.enqueue_quiet_studies`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pynetdicom import AE, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import ConfigurationError
+from service.storage.errors import InstanceRejectedError
+from service.storage.ingest import ingest
+from service.storage.store import InstanceStore
+
+logger = logging.getLogger(__name__)
+
+#: C-STORE statuses (PS3.4 Annex B.2.3).
+SUCCESS = 0x0000
+CANNOT_UNDERSTAND = 0xC000
+OUT_OF_RESOURCES = 0xA700
+
+
+@dataclass(frozen=True)
+class ScpConfig:
+    """Where the SCP listens and whom it accepts."""
+
+    ae_title: str
+    host: str
+    port: int
+    allowed_aes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.allowed_aes:
+            raise ConfigurationError(
+                "the DICOM SCP needs at least one allowed calling AE title "
+                "(FEDSEG_DICOM_ALLOWED_AES='[\"PACS\"]')"
+            )
+
+
+def _store_handler(
+    factory: sessionmaker[Session], store: InstanceStore
+) -> Callable[[evt.Event], int]:
+    def handle(event: evt.Event) -> int:
+        calling = event.assoc.requestor.ae_title.strip()
+        try:
+            data = event.encoded_dataset()
+        except Exception:
+            return CANNOT_UNDERSTAND
+        try:
+            with factory() as session, session.begin():
+                ingest(session, store, data, f"dimse:{calling}")
+        except InstanceRejectedError:
+            return CANNOT_UNDERSTAND
+        except OSError:
+            logger.exception("C-STORE: cannot write the instance")
+            return OUT_OF_RESOURCES
+        return SUCCESS
+
+    return handle
+
+
+def start_scp(
+    config: ScpConfig, factory: sessionmaker[Session], store: InstanceStore
+) -> Callable[[], None]:
+    """Start the SCP in background threads; returns a function that stops it."""
+    ae = AE(ae_title=config.ae_title)
+    ae.supported_contexts = AllStoragePresentationContexts
+    ae.add_supported_context(Verification)
+    ae.require_calling_aet = list(config.allowed_aes)
+    server = ae.start_server(
+        (config.host, config.port),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, _store_handler(factory, store))],
+    )
+    if server is None:  # pynetdicom returns None only when block=True
+        raise ConfigurationError("the DICOM SCP did not start")
+    logger.info("DICOM SCP %s listening on %s:%d", config.ae_title, config.host, config.port)
+
+    def stop() -> None:
+        server.shutdown()
+
+    return stop

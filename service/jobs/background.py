@@ -1,0 +1,81 @@
+"""Background services of ``fedseg serve``: an in-process worker thread and the DIMSE SCP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from service.api.state import ServerState
+from service.delivery.dispatcher import DeliveryPolicy, deliver_due, schedule
+from service.dimse.scp import ScpConfig, start_scp
+from service.jobs.worker import JobRunner, WorkerContext, work_forever
+
+logger = logging.getLogger(__name__)
+
+
+def worker_context(state: ServerState, runner: JobRunner) -> WorkerContext:
+    """A worker context whose successes schedule deliveries to the configured destinations."""
+    settings = state.settings
+    return WorkerContext(
+        factory=state.factory,
+        store=state.store,
+        results_root=state.results_root,
+        runner=runner,
+        policy=state.policy,
+        quiet_period_s=settings.quiet_period_s,
+        after_success=lambda job_id: schedule(state.factory, job_id, settings.destinations),
+    )
+
+
+def delivery_step(state: ServerState) -> Callable[[], None]:
+    """One pass over due deliveries (run between worker polls)."""
+    settings = state.settings
+    policy = DeliveryPolicy(
+        max_attempts=settings.delivery_max_attempts,
+        retry_s=settings.delivery_retry_s,
+        calling_ae=settings.dicom_ae_title,
+    )
+
+    def step() -> None:
+        deliver_due(state.factory, state.store, settings.destinations, policy)
+
+    return step
+
+
+def worker_service(runner: JobRunner) -> Callable[[ServerState], Callable[[], None]]:
+    """A background service running one worker thread (with deliveries) for the app."""
+
+    def start(state: ServerState) -> Callable[[], None]:
+        stop = threading.Event()
+        ctx = worker_context(state, runner)
+        thread = threading.Thread(
+            target=work_forever,
+            args=(ctx, stop, state.settings.worker_poll_s, delivery_step(state)),
+            name="fedseg-worker",
+            daemon=True,
+        )
+        thread.start()
+
+        def halt() -> None:
+            stop.set()
+            thread.join(timeout=60)
+
+        return halt
+
+    return start
+
+
+def scp_service(state: ServerState) -> Callable[[], None]:
+    """Start the DIMSE SCP when AE titles are allowed; otherwise log why it is off."""
+    settings = state.settings
+    if not settings.dicom_allowed_aes or settings.dicom_port == 0:
+        logger.warning("DICOM SCP off: set FEDSEG_DICOM_ALLOWED_AES to accept C-STORE")
+        return lambda: None
+    config = ScpConfig(
+        settings.dicom_ae_title,
+        settings.api_host,
+        settings.dicom_port,
+        tuple(settings.dicom_allowed_aes),
+    )
+    return start_scp(config, state.factory, state.store)

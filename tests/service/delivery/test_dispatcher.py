@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from service.config import Destination
+from service.db.models import Delivery, DeliveryState, Job
+from service.delivery.dispatcher import DeliveryPolicy, deliver_due, schedule
+from service.jobs.queue import QueuePolicy, enqueue
+from service.jobs.worker import WorkerContext, work_once
+from service.storage.ingest import ingest
+from service.storage.store import InstanceStore
+from tests.service.dimse.test_scp import free_port, wait_for_port
+from tests.service.jobs.support import sqlite_db, threshold_seg_runner, write_ct_study
+
+
+def _finished_job(tmp_path: Path):  # type: ignore[no-untyped-def]
+    _, factory = sqlite_db(tmp_path)
+    store = InstanceStore(tmp_path / "store")
+    files = write_ct_study(tmp_path / "ct")
+    with factory() as session, session.begin():
+        for path in files:
+            ingest(session, store, path.read_bytes(), "test")
+    study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
+    job, _ = enqueue(factory, study, "k", QueuePolicy())
+    ctx = WorkerContext(factory, store, tmp_path / "results", threshold_seg_runner)
+    assert work_once(ctx)
+    return factory, store, job.id
+
+
+def test_results_arrive_at_a_dcmtk_storescp(tmp_path: Path) -> None:
+    exe = shutil.which("storescp")
+    if exe is None:
+        pytest.skip("dcmtk storescp is not installed")
+    factory, store, job_id = _finished_job(tmp_path)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    port = free_port()
+    peer = subprocess.Popen([exe, "-aet", "PLANNER", "-od", str(inbox), str(port)])
+    try:
+        wait_for_port(port)
+        destination = Destination(name="tps", kind="dimse", port=port, ae_title="PLANNER")
+        schedule(factory, job_id, [destination])
+        schedule(factory, job_id, [destination])  # idempotent
+        assert deliver_due(factory, store, [destination], DeliveryPolicy()) == 1
+    finally:
+        peer.terminate()
+        peer.wait(timeout=10)
+    (received,) = list(inbox.iterdir())
+    assert pydicom.dcmread(received).Modality == "SEG"
+    with factory() as session:
+        (row,) = session.query(Delivery).all()
+    assert row.state == DeliveryState.DELIVERED and row.attempts == 1 and row.last_error is None
+
+
+def test_unreachable_destination_is_retried_then_failed(tmp_path: Path) -> None:
+    factory, store, job_id = _finished_job(tmp_path)
+    destination = Destination(name="down", kind="dimse", port=free_port(), ae_title="GONE")
+    schedule(factory, job_id, [destination])
+    policy = DeliveryPolicy(max_attempts=3, retry_s=0)
+    for _ in range(5):
+        deliver_due(factory, store, [destination], policy)
+    with factory() as session:
+        (row,) = session.query(Delivery).all()
+        assert session.get(Job, job_id) is not None
+    assert row.state == DeliveryState.FAILED and row.attempts == 3
+    assert "was not accepted" in (row.last_error or "")
+
+
+def test_delayed_retry_waits(tmp_path: Path) -> None:
+    factory, store, job_id = _finished_job(tmp_path)
+    destination = Destination(name="down", kind="dimse", port=free_port(), ae_title="GONE")
+    schedule(factory, job_id, [destination])
+    policy = DeliveryPolicy(max_attempts=3, retry_s=3600)
+    assert deliver_due(factory, store, [destination], policy) == 1
+    assert deliver_due(factory, store, [destination], policy) == 0  # next try is an hour away

@@ -1,0 +1,1 @@
+"""fedseg's Flower app: ServerApp and ClientApp wiring around the ``federation`` package."""

@@ -1,0 +1,125 @@
+"""Local training and evaluation of a site's task heads (the ClientApp's pure functions).
+
+Each head is binary (background, organ). A site trains the shared encoder and only the heads it
+holds labels for; FedProx adds ``mu / 2 * ||w - w_global||^2`` to the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from federation.sites import SiteCase
+from training.losses import LabelSupervision, MarginalLoss
+from training.metrics import dice
+from training.models import ModelConfig, MultiTaskUNet
+
+
+@dataclass(frozen=True)
+class LocalTraining:
+    """Settings of one site's local round."""
+
+    steps: int = 4
+    learning_rate: float = 3e-3
+    proximal_mu: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.learning_rate <= 0 or self.proximal_mu < 0:
+            raise ValueError("steps and learning rate must be positive, proximal mu >= 0")
+
+
+def model_config(heads: Sequence[str], filters: Sequence[int]) -> ModelConfig:
+    """One binary head per task, in sorted order so every site builds the same model."""
+    return ModelConfig(heads={h: 2 for h in sorted(set(heads))}, filters=tuple(filters))
+
+
+def build_model(config: ModelConfig, seed: int) -> MultiTaskUNet:
+    """A model initialised from ``seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MultiTaskUNet(config)
+
+
+def get_arrays(model: MultiTaskUNet) -> dict[str, np.ndarray]:
+    """The state dict as numpy arrays (copies)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def set_arrays(model: MultiTaskUNet, arrays: Mapping[str, np.ndarray]) -> None:
+    """Load numpy arrays into ``model`` (strict: names and shapes must match)."""
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+
+
+def _padded(array: np.ndarray, divisor: int) -> np.ndarray:
+    pads = [(0, -s % divisor) for s in array.shape]
+    return np.pad(array, pads, mode="edge" if array.dtype.kind == "f" else "constant")
+
+
+def _tensors(case: SiteCase, head: str, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    image = torch.from_numpy(_padded(case.image.astype(np.float32), divisor))[None, None]
+    target = torch.from_numpy(_padded(case.target(head), divisor))[None]
+    return image, target
+
+
+def train_heads(
+    model: MultiTaskUNet,
+    cases: Sequence[SiteCase],
+    heads: Sequence[str],
+    settings: LocalTraining,
+) -> float:
+    """Train the encoder and ``heads`` on whole volumes; returns the mean loss of the round."""
+    if not cases or not heads:
+        raise ValueError("local training needs cases and at least one head")
+    rng = np.random.default_rng(settings.seed)
+    anchor = [p.detach().clone() for p in model.parameters()]
+    trainable = list(model.encoder.parameters())
+    for head in heads:
+        trainable += list(model.heads[head].parameters())
+    optimizer = torch.optim.Adam(trainable, lr=settings.learning_rate)
+    loss_fn = MarginalLoss(2)
+    full = [LabelSupervision.full(2)]
+    model.train()
+    losses = []
+    for _ in range(settings.steps):
+        case = cases[int(rng.integers(len(cases)))]
+        loss = torch.zeros(())
+        for head in heads:
+            image, target = _tensors(case, head, model.config.divisor)
+            loss = loss + loss_fn(model(image, head), target, full)
+        if settings.proximal_mu:
+            drift = sum(
+                ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
+            )
+            loss = loss + settings.proximal_mu / 2 * drift
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.item()))
+    return float(np.mean(losses))
+
+
+@torch.no_grad()
+def predict(model: MultiTaskUNet, case: SiteCase, head: str) -> np.ndarray:
+    """Binary prediction of ``head`` on the case's grid."""
+    model.eval()
+    image, _ = _tensors(case, head, model.config.divisor)
+    labels = torch.argmax(model(image, head), dim=1)[0].numpy()
+    i, j, k = case.image.shape
+    return labels[:i, :j, :k] == 1
+
+
+def evaluate_heads(
+    model: MultiTaskUNet, cases: Sequence[SiteCase], heads: Sequence[str]
+) -> dict[str, list[float]]:
+    """Dice of every case for every head (organs absent from a case's truth are skipped)."""
+    scores: dict[str, list[float]] = {h: [] for h in heads}
+    for case in cases:
+        for head in heads:
+            truth = case.target(head).astype(bool)
+            if truth.any():
+                scores[head].append(float(dice(predict(model, case, head), truth)))
+    return scores

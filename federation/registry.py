@@ -1,0 +1,62 @@
+"""The model registry: one entry per round's global model (version, hash, sites, metrics)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One registered global model.
+
+    ``site_metrics`` maps site name to its federated-evaluation metrics (``dice/<task>``,
+    ``num-examples``); ``task_metrics`` holds the example-weighted mean Dice per task.
+    """
+
+    version: str
+    server_round: int
+    model_hash: str
+    sites: list[str]
+    site_metrics: dict[str, dict[str, float]]
+    task_metrics: dict[str, float]
+    rejected: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+class ModelRegistry:
+    """Append-only JSON-lines file ``registry.jsonl``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / "registry.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def register(self, entry: RegistryEntry) -> None:
+        """Append ``entry`` (a later entry for the same round supersedes an earlier one)."""
+        with self.path.open("a", encoding="utf-8") as stream:
+            stream.write(json.dumps(asdict(entry), sort_keys=True) + "\n")
+
+    def entries(self) -> list[RegistryEntry]:
+        """Every entry, newest per round, in round order."""
+        if not self.path.exists():
+            return []
+        by_round: dict[int, RegistryEntry] = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                entry = RegistryEntry(**json.loads(line))
+                by_round[entry.server_round] = entry
+        return [by_round[r] for r in sorted(by_round)]
+
+
+def task_metrics(site_metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Example-weighted mean of each ``dice/<task>`` over the sites that report it."""
+    totals: dict[str, list[float]] = {}
+    for metrics in site_metrics.values():
+        for key, value in metrics.items():
+            if key.startswith("dice/"):
+                weight = float(metrics.get(f"n/{key.removeprefix('dice/')}", 1.0))
+                acc = totals.setdefault(key.removeprefix("dice/"), [0.0, 0.0])
+                acc[0] += weight * value
+                acc[1] += weight
+    return {task: s / w for task, (s, w) in totals.items() if w > 0}

@@ -1,0 +1,194 @@
+"""The server's round loop on a Flower Grid: query sites, train, check, aggregate, evaluate.
+
+Every message carries the round timeout as its wait; replies that do not arrive in time, error
+replies and rejected updates simply do not count, so a site that drops out mid-round cannot
+stall the run. A round with fewer than ``min_sites`` accepted updates keeps the previous model.
+The global model is checkpointed and registered after every round; a restarted run resumes
+after the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from federation.checkpoint import CheckpointStore, RoundState, model_hash
+from federation.errors import FederationError
+from federation.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, site_of, to_record, update_of
+from federation.registry import ModelRegistry, RegistryEntry, task_metrics
+from federation.settings import RunSettings
+from federation.strategies import UpdateCheck, aggregate_updates, check_updates
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    """The model being trained and who takes part."""
+
+    arrays: dict[str, np.ndarray]
+    model_config: dict[str, object]
+    sites: dict[str, list[str]] = field(default_factory=dict)
+    last_round: int = 0
+
+
+def _send(
+    grid: Grid, nodes: Iterable[int], kind: str, record: RecordDict, timeout: float
+) -> list[Message]:
+    messages = [Message(content=record, dst_node_id=n, message_type=kind) for n in nodes]
+    replies = list(grid.send_and_receive(messages, timeout=timeout))
+    ok = [r for r in replies if not r.has_error()]
+    for reply in replies:
+        if reply.has_error():
+            logger.warning(
+                "node %d replied with an error: %s", reply.metadata.src_node_id, reply.error.reason
+            )
+    missing = len(messages) - len(replies)
+    if missing:
+        logger.warning(
+            "%d of %d sites did not reply within %.0f s", missing, len(messages), timeout
+        )
+    return ok
+
+
+def wait_for_sites(grid: Grid, settings: RunSettings) -> list[int]:
+    """Node ids once ``min_sites`` are connected.
+
+    Raises
+    ------
+    FederationError
+        If too few sites connect within the connect timeout.
+    """
+    deadline = time.monotonic() + settings.connect_timeout_s
+    while len(nodes := sorted(grid.get_node_ids())) < settings.min_sites:
+        if time.monotonic() > deadline:
+            raise FederationError(
+                f"only {len(nodes)} of the required {settings.min_sites} sites connected within "
+                f"{settings.connect_timeout_s:.0f} s; check the SuperNodes' logs"
+            )
+        time.sleep(1.0)
+    return nodes
+
+
+def query_sites(grid: Grid, nodes: list[int], settings: RunSettings) -> dict[str, list[str]]:
+    """Each responding site's declared tasks, by site name."""
+    record = RecordDict({CONFIG_KEY: ConfigRecord({"query": "site"})})
+    sites: dict[str, list[str]] = {}
+    for reply in _send(grid, nodes, MessageType.QUERY, record, settings.connect_timeout_s):
+        name, tasks = site_of(reply)
+        sites[name] = sorted(tasks)
+    if len(sites) < settings.min_sites:
+        raise FederationError(f"only {len(sites)} sites answered; {settings.min_sites} required")
+    return sites
+
+
+def _config(settings: RunSettings, state: RunState, server_round: int) -> ConfigRecord:
+    return ConfigRecord(
+        {
+            "server-round": server_round,
+            "model-config": json.dumps(state.model_config),
+            "local-steps": settings.local_steps,
+            "learning-rate": settings.learning_rate,
+            "proximal-mu": settings.proximal_mu,
+            "seed": settings.seed + server_round,
+        }
+    )
+
+
+def train_round(
+    grid: Grid, settings: RunSettings, state: RunState, server_round: int
+) -> dict[str, str]:
+    """One training round; updates ``state.arrays`` in place. Returns rejected sites and why."""
+    nodes = sorted(grid.get_node_ids())
+    logger.info("round %d: training on %d sites", server_round, len(nodes))
+    record = RecordDict(
+        {ARRAYS_KEY: to_record(state.arrays), CONFIG_KEY: _config(settings, state, server_round)}
+    )
+    replies = _send(grid, nodes, MessageType.TRAIN, record, settings.round_timeout_s)
+    updates = []
+    for reply in replies:
+        try:
+            updates.append(update_of(reply))
+        except (KeyError, ValueError, TypeError) as exc:
+            logger.warning(
+                "round %d: malformed reply from node %d: %s",
+                server_round,
+                reply.metadata.src_node_id,
+                exc,
+            )
+    accepted, rejected = check_updates(
+        updates, state.arrays, UpdateCheck(norm_ratio=settings.norm_ratio)
+    )
+    if len(accepted) < settings.min_sites:
+        logger.warning(
+            "round %d: %d accepted updates, %d required; keeping the previous model",
+            server_round,
+            len(accepted),
+            settings.min_sites,
+        )
+    else:
+        state.arrays = aggregate_updates(
+            state.arrays, accepted, settings.aggregator, settings.selective, settings.trim_fraction
+        )
+    logger.info("round %d: aggregated sites %s", server_round, sorted(u.site for u in accepted))
+    return {r.site: r.reason for r in rejected}
+
+
+def evaluate_round(
+    grid: Grid, settings: RunSettings, state: RunState, server_round: int
+) -> dict[str, dict[str, float]]:
+    """Federated evaluation of the global model: metrics by site name."""
+    nodes = sorted(grid.get_node_ids())
+    record = RecordDict(
+        {ARRAYS_KEY: to_record(state.arrays), CONFIG_KEY: _config(settings, state, server_round)}
+    )
+    out: dict[str, dict[str, float]] = {}
+    for reply in _send(grid, nodes, MessageType.EVALUATE, record, settings.round_timeout_s):
+        name, _ = site_of(reply)
+        metrics = reply.content.metric_records[METRICS_KEY]
+        out[name] = {k: float(v) for k, v in metrics.items()}  # type: ignore[arg-type]
+    return out
+
+
+def run_rounds(
+    grid: Grid,
+    settings: RunSettings,
+    initial: RunState,
+) -> RunState:
+    """Rounds ``initial.last_round + 1 .. num_rounds``, checkpointing and registering each."""
+    checkpoints = CheckpointStore(settings.state_dir / "checkpoints")
+    registry = ModelRegistry(settings.state_dir)
+    state = initial
+    for server_round in range(state.last_round + 1, settings.num_rounds + 1):
+        started = time.monotonic()
+        rejected = train_round(grid, settings, state, server_round)
+        site_metrics = evaluate_round(grid, settings, state, server_round)
+        state.last_round = server_round
+        checkpoints.save(RoundState(server_round, state.arrays, state.model_config, state.sites))
+        digest = model_hash(state.arrays)
+        registry.register(
+            RegistryEntry(
+                version=f"r{server_round:04d}-{digest[:12]}",
+                server_round=server_round,
+                model_hash=digest,
+                sites=sorted(site_metrics),
+                site_metrics=site_metrics,
+                task_metrics=task_metrics(site_metrics),
+                rejected=rejected,
+                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            )
+        )
+        logger.info(
+            "round %d done in %.1f s; sites %s",
+            server_round,
+            time.monotonic() - started,
+            sorted(site_metrics),
+        )
+    return state

@@ -1,0 +1,148 @@
+"""What a site declares in its SuperNode node config, and the cases it trains on.
+
+A site names itself and the task heads it holds labels for; the server builds the model from
+the union of the declarations. Data either comes from a folder of cases (the training layer's
+readers) or, for pilots and tests, from in-memory phantoms of a given seed and site.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from federation.errors import FederationError
+from training.phantoms.config import ORGAN_VALUES, PhantomConfig, PhantomModality, Size
+
+PHANTOM_DATA = "phantom"
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    """A site's declaration (parsed once from the node config).
+
+    Parameters
+    ----------
+    name
+        Short site name, shown in logs and the model registry (never a patient identifier).
+    tasks
+        Heads the site holds labels for; canonical organ names for ``ct-organs`` sites.
+    data
+        ``"phantom"`` or a folder of training cases.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    data: str = PHANTOM_DATA
+    phantom_seed: int = 0
+    phantom_site: int = 1
+    cases: int = 2
+    spacing_mm: float = 12.0
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise FederationError('node config needs site="<name>"')
+        if not self.tasks:
+            raise FederationError(f'site {self.name}: node config needs tasks="a,b"')
+        unknown = [t for t in self.tasks if t not in ORGAN_VALUES]
+        if unknown:
+            raise FederationError(
+                f"site {self.name}: unknown tasks {unknown}; use canonical organ names "
+                f"({', '.join(ORGAN_VALUES)})"
+            )
+        if self.cases < 1 or self.spacing_mm <= 0:
+            raise FederationError(f"site {self.name}: cases and spacing-mm must be positive")
+
+    @classmethod
+    def from_node_config(cls, config: Mapping[str, object]) -> SiteSpec:
+        """Parse ``site``, ``tasks``, ``data``, ``phantom-seed``, ``phantom-site``, ``cases``."""
+        tasks = str(config.get("tasks", ""))
+        return cls(
+            name=str(config.get("site", "")),
+            tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+            data=str(config.get("data", PHANTOM_DATA)),
+            phantom_seed=int(config.get("phantom-seed", 0)),  # type: ignore[call-overload]
+            phantom_site=int(config.get("phantom-site", 1)),  # type: ignore[call-overload]
+            cases=int(config.get("cases", 2)),  # type: ignore[call-overload]
+            spacing_mm=float(config.get("spacing-mm", 12.0)),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class SiteCase:
+    """One case on the training grid: normalised image and full organ label map."""
+
+    image: np.ndarray
+    organs: np.ndarray
+
+    def target(self, organ: str) -> np.ndarray:
+        """Binary mask of ``organ``."""
+        return (self.organs == ORGAN_VALUES[organ]).astype(np.int64)
+
+
+def _task(spacing_mm: float):  # type: ignore[no-untyped-def]
+    from training.tasks import get_task
+
+    return dataclasses.replace(
+        get_task("ct-organs"), spacing=(spacing_mm,) * 3, patch_size=(16, 16, 16)
+    )
+
+
+def prepare_case(
+    image: np.ndarray, affine: np.ndarray, organs: np.ndarray, spacing_mm: float
+) -> SiteCase:
+    """Reorient, resample and normalise a CT case as the training layer does."""
+    from training.data.preprocess import prepare
+
+    prepared = prepare(image, affine, organs, _task(spacing_mm))
+    assert prepared.labels is not None
+    return SiteCase(prepared.image, prepared.labels)
+
+
+def phantom_cases(
+    config: PhantomConfig, site: int, cases: Sequence[int], spacing_mm: float
+) -> list[SiteCase]:
+    """Phantom CT cases of ``site`` (1-based) generated in memory."""
+    from training.phantoms import make_case
+
+    out = []
+    for number in cases:
+        ct = make_case(config, site, number).ct
+        if ct is None:
+            raise FederationError("the phantom configuration must include CT")
+        out.append(prepare_case(ct.hu, ct.grid.affine, ct.organs, spacing_mm))
+    return out
+
+
+def tiny_phantoms(seed: int, sites: int) -> PhantomConfig:
+    """The CT-only tiny phantom configuration pilots and tests use."""
+    return PhantomConfig(sites=sites, seed=seed, size=Size.TINY, modalities=(PhantomModality.CT,))
+
+
+def load_site_cases(spec: SiteSpec) -> list[SiteCase]:
+    """The training cases of ``spec``.
+
+    Raises
+    ------
+    FederationError
+        If the data folder holds no readable cases.
+    """
+    if spec.data == PHANTOM_DATA:
+        config = tiny_phantoms(spec.phantom_seed, spec.phantom_site)
+        return phantom_cases(config, spec.phantom_site, range(1, spec.cases + 1), spec.spacing_mm)
+    from training.data import discover_cases, load_case
+
+    try:
+        sources = discover_cases(Path(spec.data), spec.name)
+    except FileNotFoundError as exc:
+        raise FederationError(f"site {spec.name}: {exc}") from exc
+    out = []
+    for source in sources[: spec.cases]:
+        case = load_case(source, modality="CT")
+        if case.labels is None:
+            raise FederationError(f"site {spec.name}: case {source.case_id} has no label map")
+        out.append(prepare_case(case.image, case.affine, case.labels, spec.spacing_mm))
+    return out

@@ -1,0 +1,95 @@
+"""``fedseg segment DIR --out OUT``: DICOM study in, SEG / RTSTRUCT / SR / JSON out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from service.config import get_settings
+from service.inference.session import Device
+from service.inference.sliding_window import Progress
+from service.results.outputs import OutputOptions, parse_formats
+from service.segment import STAGES, SegmentOptions, StudyResult, segment_study
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``segment`` subcommand."""
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment a DICOM study with the installed models and write SEG, RTSTRUCT, SR, JSON",
+        description=(
+            "Read the study, pick the series each model applies to (modality and the rules in "
+            "its manifest), segment, and write seg.dcm, rtstruct.dcm, sr.dcm and "
+            "measurements.json into OUT (one sub-folder per series when several are segmented)."
+        ),
+    )
+    parser.add_argument("study", nargs="+", type=Path, help="DICOM folder(s) or files")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME|PATH",
+        help="model name, task or bundle folder (repeatable; default: every installed model)",
+    )
+    parser.add_argument("--device", choices=[d.value for d in Device], default="auto")
+    parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
+    parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
+    parser.add_argument("--formats", default="seg,rtstruct,sr,json", help="outputs to write")
+    parser.set_defaults(handler=run)
+
+
+def _bar_factory() -> Callable[[str], Progress]:
+    def make(label: str) -> Progress:
+        bar = tqdm(desc=label, unit="window", file=sys.stderr, leave=False)
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+            if done >= total:
+                bar.close()
+
+        return update
+
+    return make
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment and print a summary; exit 1 when a series failed."""
+    settings = get_settings()
+    options = SegmentOptions(
+        models=tuple(args.model),
+        device=Device(args.device),
+        fast=args.fast,
+        mirror_tta=args.tta,
+        output=OutputOptions(formats=parse_formats(args.formats)),
+    )
+    result = segment_study(args.study, args.out, options, settings, _bar_factory())
+    _print_summary(result)
+    return 1 if result.failed else 0
+
+
+def _print_summary(result: StudyResult) -> None:
+    for series in result.series:
+        found = ", ".join(series.present) or "nothing"
+        print(
+            f"{series.modality} {series.series_instance_uid}: {series.model} "
+            f"{series.model_version} on {series.provider}: {found}"
+        )
+        for name, path in series.outputs.items():
+            print(f"  {name:<9} {path}")
+        for warning in series.warnings:
+            print(f"  warning: {warning}")
+        if series.error:
+            print(f"  ERROR: {series.error}")
+    total = sum(result.timings.values()) or 1.0
+    stages = "  ".join(
+        f"{stage} {result.timings[stage]:.2f}s ({100 * result.timings[stage] / total:.0f}%)"
+        for stage in STAGES
+    )
+    print(f"timings: {stages}  total {total:.2f}s")

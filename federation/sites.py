@@ -73,13 +73,20 @@ class SiteSpec:
 
 @dataclass(frozen=True)
 class SiteCase:
-    """One case on the training grid: normalised image and full organ label map."""
+    """One case on the training grid: normalised image and organ label map.
+
+    ``annotated`` lists the organs the case's site labels (None: all); an unannotated organ's
+    target is empty, which is what naive pooling of partially labelled data trains on.
+    """
 
     image: np.ndarray
     organs: np.ndarray
+    annotated: frozenset[str] | None = None
 
     def target(self, organ: str) -> np.ndarray:
-        """Binary mask of ``organ``."""
+        """Binary mask of ``organ`` (all zero when the case does not annotate it)."""
+        if self.annotated is not None and organ not in self.annotated:
+            return np.zeros(self.organs.shape, dtype=np.int64)
         return (self.organs == ORGAN_VALUES[organ]).astype(np.int64)
 
 

@@ -1,0 +1,1 @@
+"""fedseg subcommands of the federation layer."""

@@ -1,0 +1,53 @@
+"""``fedseg experiment NAME [--smoke] [--out DIR]``: regenerate an experiment report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+from federation.errors import FederationError
+
+
+class Experiment(StrEnum):
+    """Experiments with a report in docs/experiments."""
+
+    SEGVIZ = "segviz"
+    PET = "pet"
+    CROSS_SITE = "cross-site"
+    CLASSIFICATION = "classification"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``experiment`` subcommand."""
+    parser = subparsers.add_parser(
+        "experiment",
+        help="run a federated-learning experiment and rewrite its report",
+        description="Run an experiment and write docs/experiments/NAME.md with tables and plots.",
+    )
+    parser.add_argument("name", choices=[e.value for e in Experiment])
+    parser.add_argument("--smoke", action="store_true", help="tiny CI-sized run")
+    parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the named experiment."""
+    command = (
+        shlex.join(["fedseg", "experiment", *sys.argv[2:]])
+        if sys.argv[1:2] == ["experiment"]
+        else f"fedseg experiment {args.name}{' --smoke' if args.smoke else ''}"
+    )
+    name = Experiment(args.name)
+    if name is Experiment.SEGVIZ:
+        from federation.experiments import segviz
+
+        path = segviz.main(args.out, args.smoke, command)
+    else:
+        raise FederationError(
+            f"experiment {name.value} is not implemented yet; see docs/federation.md"
+        )
+    sys.stdout.write(f"wrote {path}\n")
+    return 0

@@ -1,0 +1,118 @@
+"""``fedseg federation certs|superlink|supernode|run|status``: operate a federated deployment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from federation.certs import create_pilot_certificates
+from federation.deploy import (
+    SuperLinkSpec,
+    flower_executable,
+    superlink_command,
+    supernode_command,
+)
+from federation.errors import FederationError
+from federation.registry import ModelRegistry
+
+APP_DIR = Path(__file__).resolve().parents[1] / "app"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``federation`` subcommand and its actions."""
+    parser = subparsers.add_parser(
+        "federation",
+        help="federated training: certificates, SuperLink, SuperNode, runs, registry",
+        description="Operate a fedseg federation on Flower (TLS, authenticated sites).",
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    certs = actions.add_parser("certs", help="create a pilot CA, server certificate, site keys")
+    certs.add_argument("out", type=Path, help="folder to write into")
+    certs.add_argument("--host", action="append", default=None, help="server name/IP (repeat)")
+    certs.add_argument("--site", action="append", default=[], help="site key pair (repeat)")
+    certs.add_argument("--days", type=int, default=365)
+    certs.set_defaults(handler=run_certs)
+
+    link = actions.add_parser("superlink", help="start the SuperLink (TLS, node auth)")
+    link.add_argument("--certs", type=Path, required=True, help="folder from `certs`")
+    link.add_argument("--host", default="0.0.0.0")
+    link.add_argument("--port", type=int, default=9092)
+    link.add_argument("--database", type=Path, help="SuperLink state database (survives restart)")
+    link.set_defaults(handler=run_superlink)
+
+    node = actions.add_parser("supernode", help="start this site's SuperNode (dials out only)")
+    node.add_argument("--superlink", required=True, help="host:port of the SuperLink")
+    node.add_argument("--ca", type=Path, required=True, help="the project CA certificate")
+    node.add_argument("--key", type=Path, required=True, help="this site's private key")
+    node.add_argument("--site", required=True, help="site name (no patient data)")
+    node.add_argument("--tasks", required=True, help="comma-separated labels this site holds")
+    node.add_argument("--data", default="phantom", help="case folder, or 'phantom'")
+    node.add_argument("--port", type=int, default=9094, help="local ClientApp I/O port")
+    node.set_defaults(handler=run_supernode)
+
+    start = actions.add_parser("run", help="submit the fedseg Flower app to a SuperLink")
+    start.add_argument("connection", help="SuperLink connection name in $FLWR_HOME/config.toml")
+    start.add_argument("--run-config", default="", help="'key=value ...' overrides")
+    start.set_defaults(handler=run_app)
+
+    status = actions.add_parser("status", help="registered global models of a run")
+    status.add_argument("state_dir", type=Path, help="the run's state-dir")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=run_status)
+
+
+def run_certs(args: argparse.Namespace) -> int:
+    """Write the pilot certificates."""
+    hosts = args.host or ["localhost", "127.0.0.1", "::1"]
+    made = create_pilot_certificates(args.out, hosts, args.site, args.days)
+    sys.stdout.write(f"CA {made.ca_certificate}\nserver {made.server_certificate}\n")
+    for site, (private, public) in made.supernode_keys.items():
+        sys.stdout.write(f"site {site}: give {private} to the site, register {public}\n")
+    return 0
+
+
+def _exec(command: list[str]) -> int:
+    env = dict(os.environ)
+    # SuperLink starts flower-superexec from PATH: put this environment's bin first.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(command, env=env, check=False).returncode
+
+
+def run_superlink(args: argparse.Namespace) -> int:
+    """Run the SuperLink in the foreground."""
+    spec = SuperLinkSpec(args.certs, args.host, args.port, args.database)
+    return _exec(superlink_command(spec))
+
+
+def run_supernode(args: argparse.Namespace) -> int:
+    """Run this site's SuperNode in the foreground."""
+    config = {"site": args.site, "tasks": args.tasks, "data": args.data}
+    return _exec(supernode_command(args.superlink, args.ca, args.key, config, args.port))
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """``flwr run <fedseg app> <connection> --stream``."""
+    command = [flower_executable("flwr"), "run", str(APP_DIR), args.connection, "--stream"]
+    if args.run_config:
+        command += ["--run-config", args.run_config]
+    return _exec(command)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print the registry of a run."""
+    entries = ModelRegistry(args.state_dir).entries()
+    if not entries:
+        raise FederationError(f"{args.state_dir}: no registered round yet")
+    if args.json:
+        sys.stdout.write(json.dumps([e.__dict__ for e in entries], indent=2) + "\n")
+        return 0
+    for e in entries:
+        metrics = " ".join(f"{k}={v:.3f}" for k, v in sorted(e.task_metrics.items()))
+        sys.stdout.write(
+            f"{e.version}  round {e.server_round}  sites {','.join(e.sites)}  {metrics}\n"
+        )
+    return 0

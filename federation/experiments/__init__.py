@@ -1,0 +1,1 @@
+"""Experiments behind ``fedseg experiment NAME``; each rewrites its report."""

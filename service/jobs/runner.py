@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from service.config import Settings
-from service.errors import ConfigurationError
+from service.errors import FedsegError
+from service.inference.sliding_window import Progress as WindowProgress
 from service.jobs.worker import JobRunner, Progress
+from service.segment import SegmentOptions, segment_study
 
 
-def segment_runner(settings: Settings) -> JobRunner:
-    """A runner that segments a study with the installed models (manifest series rules).
-
-    Raises
-    ------
-    ConfigurationError
-        If this installation has no ``service.segment`` pipeline.
-    """
-    try:
-        segment = importlib.import_module("service.segment")
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"the segmentation pipeline (service.segment) is not available: {exc}"
-        ) from exc
+def segment_runner(settings: Settings, options: SegmentOptions | None = None) -> JobRunner:
+    """A runner that segments a study with the installed models (manifest series rules)."""
+    options = options or SegmentOptions()
 
     def run(inputs: Sequence[Path], out_dir: Path, progress: Progress) -> None:
-        def report(*args: Any) -> None:
-            if len(args) >= 2 and isinstance(args[0], str):
-                progress(args[0], float(args[1]))
+        def stage(label: str) -> WindowProgress:
+            return lambda done, total: progress(label, done / max(total, 1))
 
-        segment.segment_study(
-            list(inputs), out_dir, segment.SegmentOptions(), settings, progress=report
-        )
+        result = segment_study(list(inputs), out_dir, options, settings, progress=stage)
+        if result.failed:
+            errors = "; ".join(
+                f"{s.series_instance_uid}: {s.error}" for s in result.series if s.error
+            )
+            raise FedsegError(f"segmentation failed for {errors}")
 
     return run

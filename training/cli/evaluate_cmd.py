@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model.to(device)
     try:
-        sources = discover_cases(args.data)
+        sources = discover_cases(args.data, task=task)
     except FileNotFoundError as exc:
         raise ConfigurationError(str(exc)) from exc
     cases: dict[str, dict[str, dict[str, float | bool]]] = {}

@@ -12,6 +12,8 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from service.errors import ConfigurationError
 from training.tasks import TaskName
 
@@ -49,6 +51,15 @@ def _split(ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
+def annotated_classes(num_classes: int, annotated: tuple[int, ...] | None) -> np.ndarray:
+    """Boolean vector over a task's classes: True where the case's site labels the class."""
+    mask = np.ones(num_classes, dtype=bool)
+    if annotated is not None:
+        mask[:] = False
+        mask[list(annotated)] = True
+    return mask
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and write ``best.pt``, ``last.pt`` and ``result.json`` into ``--out``."""
     from monai.utils import set_determinism
@@ -64,10 +75,11 @@ def run(args: argparse.Namespace) -> int:
     set_determinism(seed=args.seed)
     train_cases: list[Prepared] = []
     val_cases: list[Prepared] = []
+    annotated: list[np.ndarray] = []  # per training case: which classes its site labels
     split: dict[str, dict[str, list[str]]] = {}
     for folder in args.data:
         try:
-            sources = discover_cases(folder)
+            sources = discover_cases(folder, task=task)
         except FileNotFoundError as exc:
             raise ConfigurationError(str(exc)) from exc
         by_id = {s.case_id: s for s in sources}
@@ -77,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             for cid in ids:
                 case = load_case(by_id[cid], modality=task.modality)
                 bucket.append(prepare(case.image, case.affine, case.labels, task))
+                if bucket is train_cases:
+                    annotated.append(annotated_classes(task.num_classes, case.annotated))
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -89,6 +103,6 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "split.json").write_text(json.dumps(split, indent=2))
     model = build_model(ModelConfig(heads={task.name.value: task.num_classes}), seed=args.seed)
-    result = train(model, task, train_cases, val_cases, config, args.out)
+    result = train(model, task, train_cases, val_cases, config, args.out, annotated=annotated)
     logger.info("best validation Dice %.4f at step %d", result.best_dice, result.best_step)
     return 0

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.dicom.volume import read_volume
 from service.errors import MaskInputError
 from service.nifti import read_nifti
+
+if TYPE_CHECKING:
+    from training.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,13 @@ def _case_folder(folder: Path, site: str) -> CaseSource | None:
     return CaseSource(folder.name, site, image, labels)
 
 
-def discover_cases(root: Path | str, site: str | None = None) -> list[CaseSource]:
+def discover_cases(
+    root: Path | str, site: str | None = None, task: Task | None = None
+) -> list[CaseSource]:
     """Every case under ``root``; ``site`` defaults to the folder name.
+
+    A ``fedseg phantoms`` dataset (or one of its site folders) needs ``task`` to choose the
+    series and label file, and carries each site's annotated labels.
 
     Raises
     ------
@@ -109,7 +118,11 @@ def discover_cases(root: Path | str, site: str | None = None) -> list[CaseSource
     """
     root = Path(root)
     site = site or root.name
-    if (root / "ibsi_validation" / "nifti").is_dir():
+    from training.data.phantom_cases import dataset_root, phantom_sources
+
+    if task is not None and dataset_root(root) is not None:
+        sources = phantom_sources(root, task)
+    elif (root / "ibsi_validation" / "nifti").is_dir():
         sources = _sts_sources(root, site)
     else:
         folders = (

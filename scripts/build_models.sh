@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Rebuild the default model bundles shipped in models/ (see models/README.md).
+#   ct-organs, mr-tumour: demonstration models trained on fedseg's own phantoms;
+#   pet-lesion: trained on the real sts-pet data (patient-level split of the pet-lesion
+#   experiment, docs/experiments/pet-lesion.md).
+# Usage: bash scripts/build_models.sh [ct-organs|mr-tumour|pet-lesion ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${FEDSEG_BUILD:-build/models}"
+data="${FEDSEG_DATA:-../shared/data}"
+version="${FEDSEG_MODEL_VERSION:-0.1.0}"
+steps="${FEDSEG_TRAIN_STEPS:-600}"
+tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(ct-organs mr-tumour pet-lesion)
+mkdir -p "$work"
+export PYTHONUNBUFFERED=1
+
+phantoms() {
+  [ -f "$work/phantoms/dataset.json" ] || \
+    fedseg phantoms --out "$work/phantoms" --sites 4 --cases-per-site 3 --seed 2026 \
+      --size small --modalities ct,mr --full-labels
+}
+
+for task in "${tasks[@]}"; do
+  start=$(date +%s)
+  case "$task" in
+    ct-organs|mr-tumour)
+      phantoms
+      fedseg train --task "$task" --data "$work/phantoms" --out "$work/$task" \
+        --steps "$steps" --validate-every 100 --seed 0 --no-progress
+      notes="demonstration model trained on fedseg phantoms (seed 2026, 4 sites x 3 cases); not for clinical use"
+      ;;
+    pet-lesion)
+      python -m training.experiments.pet_lesion --data "$data/sts-pet" --out "$work/pet-lesion" \
+        --steps 400 --validate-every 50
+      notes="trained on sts-pet (TCIA Soft-tissue-Sarcoma via IBSI), 26 training patients; research use only"
+      ;;
+    *) echo "unknown task $task" >&2; exit 2 ;;
+  esac
+  rm -rf "models/$task"
+  fedseg export "$work/$task" --out "models/$task" --version "$version" --notes "$notes"
+  echo "$task: $(( $(date +%s) - start )) s on $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p'))"
+done

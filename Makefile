@@ -7,11 +7,12 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= cpu,serve,train,federation,dev
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all demo test lint typecheck pytest venv clean help
+.PHONY: all demo test lint typecheck pytest venv models clean help
 
 help:
 	@echo "make demo   run the main job on embedded defaults (see README)"
 	@echo "make test   set up .venv from nothing and run lint, types and the whole suite"
+	@echo "make models rebuild the default model bundles in models/"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,10 @@ test: lint typecheck pytest
 
 demo: venv
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+# Rebuild the default bundles in models/ (see models/README.md); takes tens of minutes on a CPU.
+models: venv
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/build_models.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

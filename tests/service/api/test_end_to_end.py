@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 
 from service.api.multipart import write_related
 from service.auth.tokens import Role
@@ -69,14 +68,3 @@ def test_stow_job_results(api: Api, settings: Settings, data_dir: DataDir, tmp_p
     (segment,) = measurements.json()["segments"]
     assert segment["name"] == "lesion" and segment["pet"]["suv_max"] > 4.5
     assert job["progress"], "per-stage progress was reported"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        state_dir=tmp_path / "state",
-        model_store=tmp_path / "models",
-        shipped_models=tmp_path / "shipped",
-        max_upload_bytes=50_000_000,
-        quiet_period_s=3600,
-    )

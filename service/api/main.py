@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
 from service.api.deps import ANY_ROLE
-from service.api.routers import dashboard, dicomweb, health, jobs, models, routing
+from service.api.routers import dashboard, dicomweb, health, jobs, models, routing, viewer
 from service.api.state import ServerState
 from service.config import Settings
 from service.db.migrate import upgrade
@@ -61,7 +61,7 @@ def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> F
         redoc_url=None,
         openapi_url=None,
     )
-    for module in (health, dicomweb, jobs, models, routing, dashboard):
+    for module in (health, dicomweb, jobs, viewer, models, routing, dashboard):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(ANY_ROLE)])

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.slice_stack import StackCache
 from service.config import Settings
 from service.db.engine import make_engine, session_factory
 from service.inference.store import ModelStore
@@ -48,6 +49,8 @@ class ServerState:
     models: ModelStore
     results_root: Path
     metrics: Metrics
+    #: Display stacks of the dashboard's slice viewer.
+    viewer: StackCache = field(default_factory=StackCache)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerState:

@@ -28,13 +28,12 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.main import Background, create_app
-    from service.jobs.background import scp_service, worker_service
-    from service.jobs.runner import segment_runner
+    from service.jobs.background import scp_service, segment_service
 
     settings = get_settings(api_host=args.host, api_port=args.port, state_dir=args.state_dir)
     background: list[Background] = [scp_service]
     if not args.no_worker:
-        background.insert(0, worker_service(segment_runner(settings)))
+        background.insert(0, segment_service())
     app = create_app(settings, tuple(background))
     uvicorn.run(
         app,

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from service.api.state import ServerState
 from service.delivery.dispatcher import DeliveryPolicy, deliver_due, schedule
 from service.dimse.scp import ScpConfig, start_scp
+from service.jobs.routing import rule_source
+from service.jobs.runner import segment_runner
 from service.jobs.worker import JobRunner, WorkerContext, work_forever
+from service.segment import SegmentOptions
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,18 @@ def worker_service(runner: JobRunner) -> Callable[[ServerState], Callable[[], No
             thread.join(timeout=60)
 
         return halt
+
+    return start
+
+
+def segment_service(
+    options: SegmentOptions | None = None,
+) -> Callable[[ServerState], Callable[[], None]]:
+    """A worker thread running the real pipeline, with the routing rules of the app's database."""
+
+    def start(state: ServerState) -> Callable[[], None]:
+        runner = segment_runner(state.settings, options, rules=rule_source(state.factory))
+        return worker_service(runner)(state)
 
     return start
 

@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from service.config import Settings
 from service.errors import FedsegError
 from service.inference.sliding_window import Progress as WindowProgress
+from service.jobs.routing import RuleSource, routed_models, series_of
 from service.jobs.worker import JobRunner, Progress
 from service.segment import SegmentOptions, segment_study
 
+logger = logging.getLogger(__name__)
 
-def segment_runner(settings: Settings, options: SegmentOptions | None = None) -> JobRunner:
-    """A runner that segments a study with the installed models (manifest series rules)."""
-    options = options or SegmentOptions()
+
+def segment_runner(
+    settings: Settings, options: SegmentOptions | None = None, rules: RuleSource | None = None
+) -> JobRunner:
+    """A runner that segments a study with the installed models.
+
+    With ``rules``, the models the routing rules name for the study's series run (see
+    :mod:`service.jobs.routing`); without, or when no rule matches, every installed model
+    whose manifest selects a series runs. Models named in ``options`` are the default.
+    """
+    base = options or SegmentOptions()
 
     def run(inputs: Sequence[Path], out_dir: Path, progress: Progress) -> None:
         def stage(label: str) -> WindowProgress:
             return lambda done, total: progress(label, done / max(total, 1))
 
-        result = segment_study(list(inputs), out_dir, options, settings, progress=stage)
+        chosen = base
+        if rules is not None:
+            models = routed_models(rules(), series_of(inputs))
+            if models:
+                logger.info("routing rules chose models %s", ", ".join(models))
+                chosen = replace(base, models=models)
+        result = segment_study(list(inputs), out_dir, chosen, settings, progress=stage)
         if result.failed:
             errors = "; ".join(
                 f"{s.series_instance_uid}: {s.error}" for s in result.series if s.error

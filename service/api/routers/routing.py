@@ -74,20 +74,3 @@ def delete_rule(rule_id: int, _: Admin, session: SessionDep) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no routing rule {rule_id}")
     session.delete(row)
     session.commit()
-
-
-def models_for(
-    rules: list[RoutingRule], modality: str, body_part: str, description: str
-) -> list[str]:
-    """The models of the first rule matching a series (empty when none matches)."""
-    for rule in sorted(rules, key=lambda r: (r.priority, r.id)):
-        if rule.modality and rule.modality.upper() != modality.upper():
-            continue
-        if rule.body_part and rule.body_part.upper() != body_part.upper():
-            continue
-        if rule.series_description and not re.search(
-            rule.series_description, description, re.IGNORECASE
-        ):
-            continue
-        return list(rule.models)
-    return []

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Work until SIGINT/SIGTERM."""
     from service.api.state import ServerState
     from service.db.migrate import upgrade
-    from service.jobs.background import delivery_step, worker_context
+    from service.jobs.background import idle_step, worker_context
     from service.jobs.routing import rule_source
     from service.jobs.runner import segment_runner
     from service.jobs.worker import work_forever
@@ -42,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, halt)
     signal.signal(signal.SIGINT, halt)
     ctx = worker_context(state, segment_runner(settings, rules=rule_source(state.factory)))
-    work_forever(ctx, stop, settings.worker_poll_s, delivery_step(state))
+    work_forever(ctx, stop, settings.worker_poll_s, idle_step(state))
     return 0

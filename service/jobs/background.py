@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from service.api.state import ServerState
@@ -13,8 +14,12 @@ from service.jobs.routing import rule_source
 from service.jobs.runner import segment_runner
 from service.jobs.worker import JobRunner, WorkerContext, work_forever
 from service.segment import SegmentOptions
+from service.storage.retention import RetentionPolicy, purge_expired
 
 logger = logging.getLogger(__name__)
+
+#: How often the retention purge runs (between worker polls).
+RETENTION_INTERVAL_S = 3600.0
 
 
 def worker_context(state: ServerState, runner: JobRunner) -> WorkerContext:
@@ -46,6 +51,36 @@ def delivery_step(state: ServerState) -> Callable[[], None]:
     return step
 
 
+def retention_step(
+    state: ServerState, interval_s: float = RETENTION_INTERVAL_S
+) -> Callable[[], None]:
+    """Purge expired studies, at most once per ``interval_s`` (the first call purges)."""
+    policy = RetentionPolicy(days=state.settings.retention_days)
+    last: list[float] = []
+
+    def step() -> None:
+        now = time.monotonic()
+        if last and now - last[0] < interval_s:
+            return
+        last[:] = [now]
+        report = purge_expired(state.factory, state.store, state.results_root, policy)
+        for job_id in report.job_ids:
+            state.viewer.drop(job_id)
+
+    return step
+
+
+def idle_step(state: ServerState) -> Callable[[], None]:
+    """What a worker does between polls: due deliveries, then (hourly) retention."""
+    steps = (delivery_step(state), retention_step(state))
+
+    def step() -> None:
+        for run in steps:
+            run()
+
+    return step
+
+
 def worker_service(runner: JobRunner) -> Callable[[ServerState], Callable[[], None]]:
     """A background service running one worker thread (with deliveries) for the app."""
 
@@ -54,7 +89,7 @@ def worker_service(runner: JobRunner) -> Callable[[ServerState], Callable[[], No
         ctx = worker_context(state, runner)
         thread = threading.Thread(
             target=work_forever,
-            args=(ctx, stop, state.settings.worker_poll_s, delivery_step(state)),
+            args=(ctx, stop, state.settings.worker_poll_s, idle_step(state)),
             name="fedseg-worker",
             daemon=True,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,12 +82,14 @@ class SiteCase:
     image: np.ndarray
     organs: np.ndarray
     annotated: frozenset[str] | None = None
+    #: Label value of each head name (the canonical ct-organs values by default).
+    values: Mapping[str, int] = field(default_factory=lambda: ORGAN_VALUES)
 
     def target(self, organ: str) -> np.ndarray:
         """Binary mask of ``organ`` (all zero when the case does not annotate it)."""
         if self.annotated is not None and organ not in self.annotated:
             return np.zeros(self.organs.shape, dtype=np.int64)
-        return (self.organs == ORGAN_VALUES[organ]).astype(np.int64)
+        return (self.organs == self.values[organ]).astype(np.int64)
 
 
 def _task(spacing_mm: float):  # type: ignore[no-untyped-def]

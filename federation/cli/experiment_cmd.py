@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("name", choices=[e.value for e in Experiment])
     parser.add_argument("--smoke", action="store_true", help="tiny CI-sized run")
     parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("../shared/data"),
+        help="shared data root holding sts-pet/ (pet experiment)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -45,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
         from federation.experiments import segviz
 
         path = segviz.main(args.out, args.smoke, command)
+    elif name is Experiment.PET:
+        from federation.experiments import pet
+
+        data = args.data / "sts-pet"
+        if not data.is_dir():
+            raise FederationError(f"{data}: sts-pet not found; pass --data <shared data root>")
+        path = pet.main(args.out, args.smoke, command, data)
     else:
         raise FederationError(
             f"experiment {name.value} is not implemented yet; see docs/federation.md"

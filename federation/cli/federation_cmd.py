@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     node.add_argument("--tasks", required=True, help="comma-separated labels this site holds")
     node.add_argument("--data", default="phantom", help="case folder, or 'phantom'")
     node.add_argument("--port", type=int, default=9094, help="local ClientApp I/O port")
+    node.add_argument("--phantom-site", type=int, default=1, help="phantom scanner (pilots)")
+    node.add_argument("--cases", type=int, default=1000, help="at most this many cases")
     node.set_defaults(handler=run_supernode)
 
     start = actions.add_parser("run", help="submit the fedseg Flower app to a SuperLink")
@@ -90,7 +92,13 @@ def run_superlink(args: argparse.Namespace) -> int:
 
 def run_supernode(args: argparse.Namespace) -> int:
     """Run this site's SuperNode in the foreground."""
-    config = {"site": args.site, "tasks": args.tasks, "data": args.data}
+    config = {
+        "site": args.site,
+        "tasks": args.tasks,
+        "data": args.data,
+        "phantom-site": args.phantom_site,
+        "cases": args.cases,
+    }
     return _exec(supernode_command(args.superlink, args.ca, args.key, config, args.port))
 
 

@@ -69,21 +69,32 @@ def model_values(volume: Volume, normalisation: Normalisation) -> np.ndarray:
     return volume.array
 
 
+def to_model_grid(
+    values: np.ndarray,
+    affine: np.ndarray,
+    spacing: tuple[float, float, float],
+    orientation: str = "LPS",
+) -> tuple[np.ndarray, ModelGrid]:
+    """Reorient (exact) and resample (linear) physical values onto a model's grid.
+
+    Training and inference both call this, so a network sees the same voxels in both.
+    """
+    source = Grid(shape=_shape3(values.shape), affine=affine)
+    oriented_values, oriented_affine, step = reorient(values, affine, orientation)
+    oriented = Grid(shape=_shape3(oriented_values.shape), affine=oriented_affine)
+    model = grid_for_spacing(oriented, spacing)
+    fill = float(oriented_values.min())
+    resampled = resample(oriented_values, oriented, model, order=1, fill=fill)
+    grid = ModelGrid(source=source, oriented=oriented, reorientation=step, model=model)
+    return resampled, grid
+
+
 def prepare(volume: Volume, manifest: Manifest, values: np.ndarray | None = None) -> PreparedInput:
     """Reorient, resample and normalise a volume for ``manifest``'s network."""
     values = model_values(volume, manifest.normalisation) if values is None else values
-    source = Grid(shape=volume.shape, affine=volume.affine)
-    oriented_values, oriented_affine, step = reorient(values, volume.affine, manifest.orientation)
-    oriented = Grid(shape=_shape3(oriented_values.shape), affine=oriented_affine)
-    model = grid_for_spacing(oriented, manifest.spacing)
-    fill = float(oriented_values.min())
-    resampled = resample(oriented_values, oriented, model, order=1, fill=fill)
+    resampled, grid = to_model_grid(values, volume.affine, manifest.spacing, manifest.orientation)
     image = Normaliser(manifest.normalisation)(resampled)[None]
-    return PreparedInput(
-        image=image,
-        grid=ModelGrid(source=source, oriented=oriented, reorientation=step, model=model),
-        values=values,
-    )
+    return PreparedInput(image=image, grid=grid, values=values)
 
 
 def _shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -52,10 +52,13 @@ def _split(ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[
 
 
 def annotated_classes(num_classes: int, annotated: tuple[int, ...] | None) -> np.ndarray:
-    """Boolean vector over a task's classes: True where the case's site labels the class."""
-    mask = np.ones(num_classes, dtype=bool)
+    """Boolean vector over a task's classes: True where the case's site labels the class.
+
+    Index 0 (background) is always False: it is implied, never listed.
+    """
+    mask = np.zeros(num_classes, dtype=bool)
+    mask[1:] = annotated is None
     if annotated is not None:
-        mask[:] = False
         mask[list(annotated)] = True
     return mask
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.imaging.orientation import reorient
-from service.imaging.resample import Grid, grid_for_spacing, resample, resample_labels
-from training.tasks import Normalisation, Task
+from service.imaging.resample import Grid, resample_labels
+from service.inference.manifest import Normalisation, NormalisationKind
+from service.inference.preprocess import Normaliser, to_model_grid
+from training.tasks import Task
 
 
 @dataclass
@@ -24,29 +25,24 @@ class Prepared:
     grid: Grid
 
 
-def normalise(image: np.ndarray, task: Task) -> np.ndarray:
-    """Network input intensities for ``task``, float32."""
+def normalisation_of(task: Task) -> Normalisation:
+    """The service's normalisation settings for ``task`` (what its bundle's manifest will say)."""
     low, high = task.intensity_range
-    image = np.asarray(image, dtype=np.float32)
-    if task.normalisation is Normalisation.CT_WINDOW:
-        return ((np.clip(image, low, high) - low) / (high - low)).astype(np.float32)
-    if task.normalisation is Normalisation.SUV:
-        return (image / (high - low)).astype(np.float32)
-    foreground = image[image > image.min()] if (image > image.min()).any() else image
-    std = float(foreground.std())
-    return ((image - float(foreground.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
+    return Normalisation(kind=NormalisationKind(task.normalisation.value), low=low, high=high)
+
+
+def normalise(image: np.ndarray, task: Task) -> np.ndarray:
+    """Network input intensities for ``task``, float32: the service's own normaliser."""
+    return Normaliser(normalisation_of(task))(image)
 
 
 def prepare(
     image: np.ndarray, affine: np.ndarray, labels: np.ndarray | None, task: Task
 ) -> Prepared:
-    """Reorient to LPS, resample to ``task.spacing`` and normalise."""
-    image, lps_affine, _ = reorient(np.asarray(image), affine)
-    source = Grid(shape=image.shape, affine=lps_affine)
-    target = grid_for_spacing(source, task.spacing)
-    resampled = resample(image.astype(np.float32), source, target, order=1, fill=float(image.min()))
+    """Reorient to LPS, resample to ``task.spacing`` and normalise, exactly as inference does."""
+    resampled, grid = to_model_grid(np.asarray(image, dtype=np.float32), affine, task.spacing)
     out_labels = None
     if labels is not None:
-        oriented, _, _ = reorient(np.asarray(labels), affine)
-        out_labels = resample_labels(oriented, source, target).astype(np.int64)
-    return Prepared(normalise(resampled, task), out_labels, target)
+        oriented, _ = grid.reorientation.apply(np.asarray(labels), affine)
+        out_labels = resample_labels(oriented, grid.oriented, grid.model).astype(np.int64)
+    return Prepared(normalise(resampled, task), out_labels, grid.model)

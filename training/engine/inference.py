@@ -12,12 +12,6 @@ from training.models import MultiTaskUNet
 from training.tasks import Task
 
 
-def _pad_to(array: np.ndarray, divisor: int, minimum: tuple[int, int, int]) -> np.ndarray:
-    target = [max(m, -(-s // divisor) * divisor) for s, m in zip(array.shape, minimum, strict=True)]
-    pads = [(0, t - s) for s, t in zip(array.shape, target, strict=True)]
-    return np.pad(array, pads, mode="edge")
-
-
 @torch.no_grad()
 def predict_labels(
     model: MultiTaskUNet,
@@ -30,16 +24,16 @@ def predict_labels(
     device = device or torch.device("cpu")
     was_training = model.training
     model.eval()
-    padded = _pad_to(np.asarray(image, dtype=np.float32), model.config.divisor, patch_size)
-    x = torch.from_numpy(padded)[None, None].to(device)
+    # The same windows, padding and Gaussian blending as the service's onnxruntime engine
+    # (tests/training/test_sliding_window_parity.py), so evaluation scores what will be served.
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32))[None, None].to(device)
     logits = sliding_window_inference(
         x, roi_size=patch_size, sw_batch_size=2, predictor=lambda t: model(t, task), overlap=0.5
     )
     model.train(was_training)
     assert isinstance(logits, torch.Tensor)
     labels = torch.argmax(logits, dim=1)[0].cpu().numpy()
-    i, j, k = image.shape
-    return np.asarray(labels[:i, :j, :k], dtype=np.int16)
+    return np.asarray(labels, dtype=np.int16)
 
 
 def predict_on_source_grid(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from service.config import get_settings
+from service.errors import ConfigurationError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", help="address to bind (default: FEDSEG_API_HOST)")
     parser.add_argument("--port", type=int, help="HTTP port (default: FEDSEG_API_PORT)")
     parser.add_argument("--state-dir", help="database and storage folder")
+    parser.add_argument("--tls-certfile", help="PEM certificate (chain); enables HTTPS")
+    parser.add_argument("--tls-keyfile", help="PEM private key of the certificate")
     parser.add_argument(
         "--no-worker", action="store_true", help="API only; run `fedseg worker` separately"
     )
@@ -30,7 +33,17 @@ def run(args: argparse.Namespace) -> int:
     from service.api.main import Background, create_app
     from service.jobs.background import scp_service, segment_service
 
-    settings = get_settings(api_host=args.host, api_port=args.port, state_dir=args.state_dir)
+    settings = get_settings(
+        api_host=args.host,
+        api_port=args.port,
+        state_dir=args.state_dir,
+        tls_certfile=args.tls_certfile,
+        tls_keyfile=args.tls_keyfile,
+    )
+    if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
+        raise ConfigurationError(
+            "TLS needs both a certificate and its key (--tls-certfile/-keyfile)"
+        )
     background: list[Background] = [scp_service]
     if not args.no_worker:
         background.insert(0, segment_service())

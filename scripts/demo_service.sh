@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The clinical server on embedded defaults: start `fedseg serve` (SQLite, temporary state folder,
+# the models shipped in models/), send a phantom CT study and the real raw PET sts001 by STOW-RS,
+# wait for the jobs, print the measurements and the dashboard address.
+# Usage: scripts/demo_service.sh [--keep]   (--keep leaves the server running)
+# Needs `fedseg` and its Python on PATH (make demo does that). Loopback only.
+set -euo pipefail
+keep=0
+[ "${1:-}" = "--keep" ] && keep=1
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+data="${FEDSEG_DATA:-$repo/../shared/data}"
+port="${FEDSEG_DEMO_PORT:-8042}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/fedseg-demo-XXXXXX")"
+export FEDSEG_STATE_DIR="$work/state" FEDSEG_MODEL_STORE="$work/models"
+shipped="${FEDSEG_SHIPPED_MODELS:-$repo/models}"
+export FEDSEG_SHIPPED_MODELS="$shipped" FEDSEG_API_HOST=127.0.0.1 FEDSEG_DICOM_PORT=0
+export FEDSEG_QUIET_PERIOD_S=3600 FEDSEG_WORKER_POLL_S=0.5 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+url="http://127.0.0.1:$port"
+
+server=""
+stop() {
+  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
+    kill -TERM "$server"; wait "$server" 2>/dev/null || true
+  fi
+}
+if [ "$keep" = 0 ]; then trap stop EXIT; fi
+
+echo "== service demo: state in $work"
+fedseg token create demo-sender --role sender >"$work/sender.token"
+fedseg token create demo-reader --role reader >"$work/reader.token"
+fedseg serve --port "$port" >"$work/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 1 120); do
+  curl -fsS "$url/healthz" >/dev/null 2>&1 && break
+  kill -0 "$server" 2>/dev/null || { echo "fedseg serve exited; see $work/serve.log"; exit 1; }
+  sleep 0.5
+done
+curl -fsS "$url/healthz" >/dev/null || { echo "fedseg serve did not answer on $url"; exit 1; }
+echo "   server up on $url (pid $server)"
+
+echo "== a phantom CT study"
+fedseg phantoms --out "$work/phantoms" --sites 1 --cases-per-site 1 --modalities ct --seed 7 >/dev/null 2>&1
+studies=("$(find "$work/phantoms" -type d -name ct | head -n 1)")
+pet="$data/sts001-raw/FDG_PET/image"
+if [ -d "$pet" ]; then studies+=("$pet"); else echo "   $pet missing: sending the phantom only"; fi
+
+models=no
+if compgen -G "$shipped/*/manifest.json" >/dev/null || compgen -G "$shipped/*/*/manifest.json" >/dev/null; then
+  models=yes
+else
+  echo "!! $shipped holds no model bundles yet (run 'make models'): the studies are stored, not segmented"
+fi
+
+python - "$url" "$work" "$models" "${studies[@]}" <<'PY'
+import sys
+from pathlib import Path
+
+from service.api.client import ServiceClient, format_measurements
+
+url, work, models, folders = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "yes", sys.argv[4:]
+client = ServiceClient(
+    url, (work / "sender.token").read_text().strip(), (work / "reader.token").read_text().strip()
+)
+jobs = []
+for folder in folders:
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix in {".dcm", ""})
+    study = client.stow(files)
+    print(f"   sent {len(files)} instances by STOW-RS: study ...{study[-12:]}")
+    if models:
+        jobs.append(client.queue(study))
+for job_id in jobs:
+    job = client.wait(job_id, timeout_s=1800)
+    seconds = job["timings"].get("total_s", "?")
+    print(f"== job {job_id[:8]}: {job['state']} in {seconds} s {job['error'] or ''}")
+    if job["state"] == "succeeded":
+        print(format_measurements(client.measurements(job)))
+PY
+
+echo "== dashboard: $url/dashboard/  (reader token: $(cat "$work/reader.token"))"
+if [ "$keep" = 1 ]; then
+  echo "   server left running (pid $server); stop it with: kill $server"
+fi

@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         if not data.is_dir():
             raise FederationError(f"{data}: sts-pet not found; pass --data <shared data root>")
         path = pet.main(args.out, args.smoke, command, data)
+    elif name is Experiment.CROSS_SITE:
+        from federation.experiments import cross_site
+
+        path = cross_site.main(args.out, args.smoke, command)
     else:
         raise FederationError(
             f"experiment {name.value} is not implemented yet; see docs/federation.md"

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 
 class BodyTooLargeError(Exception):
@@ -20,6 +21,10 @@ class BodyTooLargeError(Exception):
 
 class NotMultipartError(ValueError):
     """The content type is not multipart/related with a boundary."""
+
+
+class MalformedBodyError(ValueError):
+    """The body does not follow its multipart framing (boundary, part headers, closing)."""
 
 
 @dataclass
@@ -111,12 +116,22 @@ async def read_parts(
         received += len(chunk)
         if received > limit:
             raise BodyTooLargeError(f"request body exceeds the upload limit of {limit} bytes")
-        parser.write(chunk)
+        try:
+            parser.write(chunk)
+        except MultipartParseError as exc:
+            raise MalformedBodyError(
+                f"multipart body malformed near byte {received - len(chunk) + exc.offset}: {exc}"
+            ) from exc
         while collector.done:
             yield collector.done.pop(0)
     parser.finalize()
     while collector.done:
         yield collector.done.pop(0)
+    if parser.state is not MultipartState.END:
+        # A cut-off body must not pass for a complete one: the sender has to know.
+        raise MalformedBodyError(
+            f"multipart body ended after {received} bytes without its closing boundary"
+        )
 
 
 def write_related(parts: Iterable[bytes], media_type: str) -> tuple[bytes, str]:

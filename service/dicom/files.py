@@ -57,11 +57,19 @@ def read_header(path: Path) -> FileDataset:
         If the file is not DICOM or its header cannot be parsed.
     """
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return _read_converted(path)
     except InvalidDicomError as exc:
         raise DicomInputError(f"{path}: not a DICOM file ({exc})") from exc
     except Exception as exc:  # pydicom raises many types for damaged files
         raise DicomInputError(f"{path}: DICOM header could not be parsed: {exc}") from exc
+
+
+def _read_converted(path: Path) -> FileDataset:
+    # pydicom converts values lazily, so a damaged value would raise wherever it is first
+    # used; walking the header converts every value now, where the error names the file.
+    dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    dataset.walk(lambda _dataset, _element: None)
+    return dataset
 
 
 def read_full(path: Path) -> FileDataset:
@@ -86,7 +94,7 @@ def scan(paths: Sequence[Path | str]) -> ScanResult:
             result.skipped.append(path)
             continue
         try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+            dataset = _read_converted(path)
         except InvalidDicomError as exc:
             if path in explicit:
                 raise DicomInputError(f"{path}: not a DICOM file ({exc})") from exc

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from service.dicom.files import read_full
 from service.dicom.planes import Plane
@@ -17,10 +18,10 @@ def _decode(path: Path) -> np.ndarray:
     dataset = read_full(path)
     if "PixelData" not in dataset and "FloatPixelData" not in dataset:
         raise DicomInputError(f"{path}: no pixel data (file truncated or not an image)")
-    if int(dataset.get("SamplesPerPixel", 1)) != 1:
+    samples = _samples_per_pixel(dataset, path)
+    if samples != 1:
         raise DicomInputError(
-            f"{path}: {dataset.SamplesPerPixel} samples per pixel; only greyscale images "
-            "can form a volume"
+            f"{path}: {samples} samples per pixel; only greyscale images can form a volume"
         )
     try:
         pixels: np.ndarray = dataset.pixel_array
@@ -31,6 +32,13 @@ def _decode(path: Path) -> np.ndarray:
             "Truncated files must be resent; compressed ones need the pylibjpeg plugins."
         ) from exc
     return pixels
+
+
+def _samples_per_pixel(dataset: Dataset, path: Path) -> int:
+    try:
+        return int(dataset.get("SamplesPerPixel", 1))
+    except Exception as exc:  # a damaged value raises on lazy conversion (length, type)
+        raise DicomInputError(f"{path}: SamplesPerPixel is not a number ({exc})") from exc
 
 
 def read_planes(planes: Sequence[Plane]) -> np.ndarray:

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from service.dicom.files import DicomFile
-from service.errors import DicomGeometryError
+from service.errors import DicomGeometryError, DicomInputError, FedsegError
 
 #: Modalities of objects that hold no image volume (results, documents, presentation states).
 NON_IMAGE_MODALITIES = frozenset(
@@ -47,6 +47,19 @@ class Plane:
     split_keys: dict[str, Any] = field(default_factory=dict)  # attributes that tell stacks apart
     instance_number: int = 0
     warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A plane that exists can be decoded and placed: damaged headers stop here, not as
+        # NaN voxels or a huge allocation later.
+        if self.rows <= 0 or self.columns <= 0:
+            raise DicomGeometryError(f"{self.label}: image is {self.rows}x{self.columns} pixels")
+        if not all(np.isfinite(v) and v > 0 for v in self.pixel_spacing):
+            raise DicomGeometryError(f"{self.label}: PixelSpacing {self.pixel_spacing} invalid")
+        if not (np.isfinite(self.rescale_slope) and np.isfinite(self.rescale_intercept)):
+            raise DicomInputError(
+                f"{self.label}: RescaleSlope/Intercept {self.rescale_slope}/"
+                f"{self.rescale_intercept} not finite"
+            )
 
     @property
     def label(self) -> str:
@@ -80,6 +93,8 @@ def _float_list(value: Any, count: int, name: str, where: str) -> np.ndarray:
         raise DicomGeometryError(f"{where}: {name} is not numeric ({value!r})") from exc
     if arr.shape != (count,):
         raise DicomGeometryError(f"{where}: {name} must have {count} values, has {arr.size}")
+    if not np.isfinite(arr).all():
+        raise DicomGeometryError(f"{where}: {name} is not finite ({value!r})")
     return arr
 
 
@@ -242,19 +257,31 @@ def collect_planes(files: Iterable[DicomFile]) -> PlaneSet:
     """Turn DICOM headers into image planes, setting aside objects that are not images."""
     result = PlaneSet()
     for dicom_file in files:
-        ds = dicom_file.dataset
-        modality = str(ds.get("Modality", ""))
-        if modality in NON_IMAGE_MODALITIES or not _has_pixels(ds):
-            result.non_image.append(dicom_file)
-            continue
-        if is_multi_frame(ds):
-            result.planes.extend(_multi_frame_planes(dicom_file))
-        elif "ImagePositionPatient" in ds or modality in VOLUME_MODALITIES:
-            result.planes.append(_single_frame_plane(dicom_file))
-        else:
-            result.non_image.append(dicom_file)
-            result.warnings.append(f"{dicom_file.path}: {modality} image without geometry skipped")
+        try:
+            _collect_file(dicom_file, result)
+        except FedsegError:
+            raise
+        except Exception as exc:  # pydicom converts values lazily; a damaged one raises anything
+            raise DicomInputError(
+                f"{dicom_file.path}: a header value could not be interpreted ({exc}); "
+                "re-export the series from its source"
+            ) from exc
     return result
+
+
+def _collect_file(dicom_file: DicomFile, result: PlaneSet) -> None:
+    ds = dicom_file.dataset
+    modality = str(ds.get("Modality", ""))
+    if modality in NON_IMAGE_MODALITIES or not _has_pixels(ds):
+        result.non_image.append(dicom_file)
+        return
+    if is_multi_frame(ds):
+        result.planes.extend(_multi_frame_planes(dicom_file))
+    elif "ImagePositionPatient" in ds or modality in VOLUME_MODALITIES:
+        result.planes.append(_single_frame_plane(dicom_file))
+    else:
+        result.non_image.append(dicom_file)
+        result.warnings.append(f"{dicom_file.path}: {modality} image without geometry skipped")
 
 
 def _has_pixels(ds: Dataset) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import Instance, InstanceOrigin, Study, StudyState, utcnow
@@ -63,9 +64,15 @@ def read_header(data: bytes) -> pydicom.Dataset:
     """
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+        missing = [k for k in _REQUIRED if not str(ds.get(k, "") or "").strip()]
+        # Values convert lazily (and are then cached): touch every one stored in the database
+        # here, so a damaged value is a rejection now and not a server error later.
+        qido_attributes(ds)
+        str(ds.get("Modality", "") or "")
+    except InvalidDicomError as exc:
         raise InstanceRejectedError(f"not a readable DICOM instance: {exc}") from exc
-    missing = [k for k in _REQUIRED if not str(ds.get(k, "") or "").strip()]
+    except Exception as exc:  # pydicom raises many types for damaged headers
+        raise InstanceRejectedError(f"DICOM header could not be parsed: {exc}") from exc
     if missing:
         raise InstanceRejectedError(f"instance lacks {', '.join(missing)}; cannot store it")
     return ds
@@ -91,9 +98,10 @@ def ingest(
         If the bytes are not a storable DICOM instance.
     """
     ds = read_header(data)
-    stored = store.put(data)
     uid = str(ds.SOPInstanceUID)
     study_uid = str(ds.StudyInstanceUID)
+    check_same_patient(session, study_uid, uid, str(ds.get("PatientID", "") or ""))
+    stored = store.put(data)
     row = session.get(Instance, uid)
     new = row is None or row.sha256 != stored.sha256
     if row is None:
@@ -113,6 +121,33 @@ def ingest(
     if origin is InstanceOrigin.RECEIVED:
         touch_study(session, study_uid)
     return IngestOutcome(row.sop_class_uid, uid, study_uid, row.series_instance_uid, new=new)
+
+
+def check_same_patient(session: Session, study_uid: str, sop_uid: str, patient_id: str) -> None:
+    """Refuse an instance whose PatientID differs from the study's instances already stored.
+
+    A study UID shared by two patients (a mis-merge or a forged UID) would otherwise be
+    segmented as one volume and its results filed under the wrong patient.
+
+    Raises
+    ------
+    InstanceRejectedError
+        If the study already holds instances of another PatientID.
+    """
+    query = (
+        select(Instance.attributes)
+        .where(Instance.study_instance_uid == study_uid, Instance.sop_instance_uid != sop_uid)
+        .limit(1)
+    )
+    rows = session.scalars(query).all()
+    if not rows:
+        return
+    if str((rows[0] or {}).get("PatientID", "")) != patient_id:
+        # Neither patient ID goes into the message or the log: they are PHI.
+        raise InstanceRejectedError(
+            f"study {study_uid} already holds instances of another PatientID; "
+            "a study cannot mix patients, check the sender's study UIDs"
+        )
 
 
 def touch_study(session: Session, study_uid: str) -> None:

@@ -16,6 +16,7 @@ from service.api import dicom_json as dj
 from service.api.deps import Reader, Sender, StateDep, audit_access
 from service.api.multipart import (
     BodyTooLargeError,
+    MalformedBodyError,
     NotMultipartError,
     read_parts,
     related_boundary,
@@ -93,6 +94,12 @@ async def store_body(
                 state.metrics.instances.labels("stow", "rejected").inc()
     except BodyTooLargeError as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
+    except MalformedBodyError as exc:
+        # Parts before the damage are stored (idempotently): resending the whole body is safe.
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"{exc}; {len(stored)} instances before it were stored, resend the whole body",
+        ) from exc
     return stored, failed
 
 

@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
         path = cross_site.main(args.out, args.smoke, command)
     else:
-        raise FederationError(
-            f"experiment {name.value} is not implemented yet; see docs/federation.md"
-        )
+        from federation.experiments import classification
+
+        path = classification.main(args.out, args.smoke, command)
     sys.stdout.write(f"wrote {path}\n")
     return 0

@@ -1,4 +1,5 @@
-"""Orthanc (Debian, with DICOMweb) pushes a study by STOW-RS and C-STORE; results come back."""
+"""Orthanc (Debian, with DICOMweb) pushes a study by STOW-RS and C-STORE, dcmtk storescu sends
+one directly; the real pipeline (threshold bundle) returns SEG, RTSTRUCT and SR to Orthanc."""
 
 from __future__ import annotations
 
@@ -11,18 +12,45 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 
 from service.api.main import create_app
 from service.auth.tokens import Role, create_token
 from service.config import Destination, Settings
-from service.jobs.background import scp_service, worker_service
+from service.inference.bundle import save_bundle
+from service.inference.store import ModelStore
+from service.jobs.background import scp_service, segment_service
 from tests.dciodvfy import assert_valid
 from tests.service.dimse.test_scp import free_port, wait_for_port
-from tests.service.jobs.support import threshold_seg_runner, write_ct_study
+from tests.service.inference.conftest import pointwise_model, threshold_manifest
+from tests.service.jobs.support import write_ct_study
 
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+RESULT_MODALITIES = ("SEG", "RTSTRUCT", "SR")
+
+
+def _install_ct_threshold(settings: Settings, folder: Path) -> None:
+    manifest = threshold_manifest(
+        name="ct-threshold",
+        modality="CT",
+        normalisation={"kind": "ct-window", "low": 0.0, "high": 200.0},
+        spacing=(1.5, 1.5, 3.0),
+    )
+    model = pointwise_model(np.array([[-1.0], [1.0]]), np.array([0.45, -0.45]))
+    bundle = save_bundle(folder / "bundle", model, manifest)
+    ModelStore(roots=(settings.model_store,)).install(bundle.path)
+
+
+def _found(orthanc_url: str, modality: str) -> list[str]:
+    return list(
+        httpx.post(
+            f"{orthanc_url}/tools/find",
+            json={"Level": "Instance", "Query": {"Modality": modality}},
+            timeout=10,
+        ).json()
+    )
 
 
 @pytest.fixture
@@ -61,7 +89,7 @@ def orthanc(tmp_path: Path) -> Iterator[dict[str, int]]:
         process.wait(timeout=20)
 
 
-def test_orthanc_push_by_stow_and_cstore_results_come_back(
+def test_studies_from_orthanc_and_storescu_return_seg_rtstruct_sr(
     orthanc: dict[str, int], tmp_path: Path
 ) -> None:
     orthanc_url = f"http://127.0.0.1:{orthanc['http']}"
@@ -71,14 +99,15 @@ def test_orthanc_push_by_stow_and_cstore_results_come_back(
         shipped_models=tmp_path / "s",
         api_port=orthanc["fedseg_http"],
         dicom_port=orthanc["fedseg_dicom"],
-        dicom_allowed_aes=["ORTHANC"],
+        dicom_allowed_aes=["ORTHANC", "DCMTK"],
         quiet_period_s=0.5,
         worker_poll_s=0.2,
         destinations=[
             Destination(name="orthanc", kind="dimse", port=orthanc["dicom"], ae_title="ORTHANC")
         ],
     )
-    app = create_app(settings, (worker_service(threshold_seg_runner), scp_service))
+    _install_ct_threshold(settings, tmp_path)
+    app = create_app(settings, (segment_service(), scp_service))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning")
     )
@@ -97,7 +126,7 @@ def test_orthanc_push_by_stow_and_cstore_results_come_back(
         ).raise_for_status()
         studies = {}
         for seed in ("stow", "cstore"):
-            for path in write_ct_study(tmp_path / seed, seed=seed):
+            for path in write_ct_study(tmp_path / seed, seed=seed, slices=6):
                 httpx.post(
                     f"{orthanc_url}/instances", content=path.read_bytes(), timeout=10
                 ).raise_for_status()
@@ -113,23 +142,33 @@ def test_orthanc_push_by_stow_and_cstore_results_come_back(
             f"{orthanc_url}/modalities/fedseg/store", json={"Resources": [ids[1]]}, timeout=60
         )
         assert cstore.status_code == 200, cstore.text
-        deadline = time.monotonic() + 90
-        segs: list[str] = []
-        while time.monotonic() < deadline and len(segs) < 2:
+        direct = write_ct_study(tmp_path / "storescu", seed="storescu", slices=6)
+        storescu = subprocess.run(
+            [
+                *(shutil.which("storescu") or "storescu", "-R", "-aet", "DCMTK", "-aec", "FEDSEG"),
+                *("127.0.0.1", str(settings.dicom_port), *map(str, direct)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert storescu.returncode == 0, storescu.stderr
+        deadline = time.monotonic() + 180
+        found: dict[str, list[str]] = {}
+        while time.monotonic() < deadline:
             time.sleep(0.5)
-            found = httpx.post(
-                f"{orthanc_url}/tools/find",
-                json={"Level": "Instance", "Query": {"Modality": "SEG"}},
-                timeout=10,
-            ).json()
-            segs = list(found)
-        assert len(segs) == 2, "both studies' SEGs should come back to Orthanc"
-        for number, instance in enumerate(segs):
-            out = tmp_path / f"back{number}.dcm"
-            out.write_bytes(
-                httpx.get(f"{orthanc_url}/instances/{instance}/file", timeout=10).content
-            )
-            assert_valid(out)
+            found = {m: _found(orthanc_url, m) for m in RESULT_MODALITIES}
+            if all(len(ids) == 3 for ids in found.values()):
+                break
+        counts = {m: len(ids) for m, ids in found.items()}
+        assert counts == dict.fromkeys(RESULT_MODALITIES, 3), "each study's results come back"
+        for modality, ids in found.items():
+            for number, instance in enumerate(ids):
+                out = tmp_path / f"back-{modality}-{number}.dcm"
+                out.write_bytes(
+                    httpx.get(f"{orthanc_url}/instances/{instance}/file", timeout=10).content
+                )
+                assert_valid(out)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

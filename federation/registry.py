@@ -22,6 +22,8 @@ class RegistryEntry:
     site_metrics: dict[str, dict[str, float]]
     task_metrics: dict[str, float]
     rejected: dict[str, str] = field(default_factory=dict)
+    #: Central DP budget spent so far (epsilon, delta, noise multiplier, clip); empty when off.
+    privacy: dict[str, float] = field(default_factory=dict)
     created: str = ""
 
 

@@ -21,10 +21,12 @@ from flwr.serverapp import Grid
 
 from federation.checkpoint import CheckpointStore, RoundState, model_hash
 from federation.errors import FederationError
+from federation.privacy import add_noise, clip_update, epsilon, group_counts
 from federation.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, site_of, to_record, update_of
 from federation.registry import ModelRegistry, RegistryEntry, task_metrics
 from federation.settings import RunSettings
 from federation.strategies import UpdateCheck, aggregate_updates, check_updates
+from federation.updates import SiteUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,21 @@ def _config(settings: RunSettings, state: RunState, server_round: int) -> Config
     )
 
 
+def _aggregate(
+    settings: RunSettings, reference: dict[str, np.ndarray], accepted: list[SiteUpdate], seed: int
+) -> dict[str, np.ndarray]:
+    privacy = settings.privacy
+    if privacy is not None:
+        accepted = [clip_update(u, reference, privacy.clip) for u in accepted]
+    merged = aggregate_updates(
+        reference, accepted, settings.aggregator, settings.selective, settings.trim_fraction
+    )
+    if privacy is None:
+        return merged
+    counts = group_counts(accepted, list(reference), settings.selective)
+    return add_noise(merged, counts, privacy, np.random.default_rng([settings.seed, seed]))
+
+
 def train_round(
     grid: Grid, settings: RunSettings, state: RunState, server_round: int
 ) -> dict[str, str]:
@@ -134,9 +151,7 @@ def train_round(
             settings.min_sites,
         )
     else:
-        state.arrays = aggregate_updates(
-            state.arrays, accepted, settings.aggregator, settings.selective, settings.trim_fraction
-        )
+        state.arrays = _aggregate(settings, state.arrays, accepted, server_round)
     logger.info("round %d: aggregated sites %s", server_round, sorted(u.site for u in accepted))
     return {r.site: r.reason for r in rejected}
 
@@ -155,6 +170,22 @@ def evaluate_round(
         metrics = reply.content.metric_records[METRICS_KEY]
         out[name] = {k: float(v) for k, v in metrics.items()}  # type: ignore[arg-type]
     return out
+
+
+def _budget(settings: RunSettings, server_round: int) -> dict[str, float]:
+    privacy = settings.privacy
+    if privacy is None:
+        return {}
+    spent = epsilon(server_round, privacy.noise_multiplier, privacy.delta)
+    logger.info(
+        "round %d: privacy budget epsilon %.3f at delta %g", server_round, spent, privacy.delta
+    )
+    return {
+        "epsilon": spent,
+        "delta": privacy.delta,
+        "noise_multiplier": privacy.noise_multiplier,
+        "clip": privacy.clip,
+    }
 
 
 def run_rounds(
@@ -182,6 +213,7 @@ def run_rounds(
                 site_metrics=site_metrics,
                 task_metrics=task_metrics(site_metrics),
                 rejected=rejected,
+                privacy=_budget(settings, server_round),
                 created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             )
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.errors import FederationError
+from federation.privacy import PrivacySettings
 from federation.strategies import Aggregator
 
 
@@ -30,6 +31,10 @@ class RunSettings:
     seed: int = 0
     #: Model store folder to promote into; empty disables the promotion gate.
     promote_to: str = ""
+    #: Central DP noise multiplier; 0 disables clipping and noise.
+    dp_noise: float = 0.0
+    dp_clip: float = 1.0
+    dp_delta: float = 1e-5
 
     def __post_init__(self) -> None:
         if not self.state_dir.is_absolute():
@@ -41,6 +46,15 @@ class RunSettings:
             raise FederationError("num-rounds and min-sites must be at least 1")
         if self.round_timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise FederationError("timeouts must be positive")
+        if self.dp_noise < 0 or self.dp_clip <= 0 or not 0 < self.dp_delta < 1:
+            raise FederationError("dp-noise must be >= 0, dp-clip > 0 and dp-delta in (0, 1)")
+
+    @property
+    def privacy(self) -> PrivacySettings | None:
+        """Central DP settings, or None when ``dp-noise`` is 0."""
+        if not self.dp_noise:
+            return None
+        return PrivacySettings(self.dp_clip, self.dp_noise, self.dp_delta)
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, object]) -> RunSettings:
@@ -69,6 +83,9 @@ class RunSettings:
                 filters=tuple(int(f) for f in str(get("filters", "8,16")).split(",")),
                 seed=int(get("seed", 0)),  # type: ignore[call-overload]
                 promote_to=str(get("promote-to", "")),
+                dp_noise=float(get("dp-noise", 0.0)),  # type: ignore[arg-type]
+                dp_clip=float(get("dp-clip", 1.0)),  # type: ignore[arg-type]
+                dp_delta=float(get("dp-delta", 1e-5)),  # type: ignore[arg-type]
             )
         except ValueError as exc:
             raise FederationError(f"invalid run config: {exc}") from exc

@@ -18,6 +18,10 @@ def test_run_config_is_parsed_once_into_settings() -> None:
     )
     assert settings.state_dir == Path("/srv/fl") and settings.num_rounds == 5
     assert settings.aggregator is Aggregator.MEDIAN and settings.filters == (4, 8, 16)
+    assert settings.privacy is None
+    private = RunSettings.from_run_config({"state-dir": "/x", "dp-noise": 1.1, "dp-clip": 0.5})
+    assert private.privacy is not None and private.privacy.noise_multiplier == 1.1
+    assert private.privacy.clip == 0.5 and private.privacy.delta == 1e-5
 
 
 @pytest.mark.parametrize(
@@ -27,6 +31,7 @@ def test_run_config_is_parsed_once_into_settings() -> None:
         ({"state-dir": "relative"}, "absolute"),
         ({"state-dir": "/x", "aggregator": "mode"}, "invalid run config"),
         ({"state-dir": "/x", "min-sites": 0}, "at least 1"),
+        ({"state-dir": "/x", "dp-noise": 1.0, "dp-clip": 0}, "dp-clip"),
     ],
 )
 def test_bad_run_config(config: dict[str, object], message: str) -> None:

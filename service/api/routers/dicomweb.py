@@ -22,6 +22,7 @@ from service.api.multipart import (
     related_boundary,
     write_related,
 )
+from service.api.responses import AUTH, errors
 from service.api.state import ServerState
 from service.db.models import Instance
 from service.storage.errors import InstanceRejectedError
@@ -107,7 +108,11 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/dicomweb"
 
 
-@router.post("/studies", dependencies=[], summary="STOW-RS: store instances")
+@router.post(
+    "/studies",
+    summary="STOW-RS: store instances",
+    responses=AUTH | errors(202, 400, 409, 413, 415, 507),
+)
 async def stow(request: Request, principal: Sender, state: StateDep) -> Response:
     """Store the instances of a multipart/related body; every part is acknowledged."""
     stored, failed = await store_body(request, state, f"stow:{principal.name}")
@@ -162,7 +167,7 @@ def _matches(attributes: dict[str, Any], request: Request, keys: tuple[str, ...]
     return True
 
 
-@router.get("/studies", summary="QIDO-RS: search studies", dependencies=[])
+@router.get("/studies", summary="QIDO-RS: search studies", responses=AUTH)
 def search_studies(request: Request, principal: Reader, state: StateDep) -> Response:
     """Studies matching StudyInstanceUID, PatientID, AccessionNumber, StudyDate, Modality."""
     by_study: dict[str, list[Instance]] = defaultdict(list)
@@ -191,7 +196,7 @@ def search_studies(request: Request, principal: Reader, state: StateDep) -> Resp
     return Response(json.dumps(results), media_type=DICOM_JSON)
 
 
-@router.get("/studies/{study}/series", summary="QIDO-RS: search a study's series")
+@router.get("/studies/{study}/series", summary="QIDO-RS: search a study's series", responses=AUTH)
 def search_series(study: str, request: Request, principal: Reader, state: StateDep) -> Response:
     """The series of a study, results included (Modality SEG, RTSTRUCT, SR)."""
     by_series: dict[str, list[Instance]] = defaultdict(list)
@@ -219,21 +224,29 @@ def _retrieve(state: ServerState, rows: list[Instance]) -> Response:
     return Response(body, media_type=content_type)
 
 
-@router.get("/studies/{study}", summary="WADO-RS: retrieve a study")
+@router.get("/studies/{study}", summary="WADO-RS: retrieve a study", responses=AUTH | errors(404))
 def retrieve_study(study: str, principal: Reader, state: StateDep) -> Response:
     """Every stored instance of a study."""
     audit_access(state, principal, "wado-rs study", study)
     return _retrieve(state, _instances(state, study))
 
 
-@router.get("/studies/{study}/series/{series}", summary="WADO-RS: retrieve a series")
+@router.get(
+    "/studies/{study}/series/{series}",
+    summary="WADO-RS: retrieve a series",
+    responses=AUTH | errors(404),
+)
 def retrieve_series(study: str, series: str, principal: Reader, state: StateDep) -> Response:
     """Every instance of a series (e.g. a result SEG series)."""
     audit_access(state, principal, "wado-rs series", study, series)
     return _retrieve(state, _instances(state, study, series))
 
 
-@router.get("/studies/{study}/series/{series}/instances/{instance}", summary="WADO-RS: an instance")
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}",
+    summary="WADO-RS: an instance",
+    responses=AUTH | errors(404),
+)
 def retrieve_instance(
     study: str, series: str, instance: str, principal: Reader, state: StateDep
 ) -> Response:
@@ -243,7 +256,11 @@ def retrieve_instance(
     return _retrieve(state, rows)
 
 
-@router.get("/studies/{study}/series/{series}/metadata", summary="WADO-RS: series metadata")
+@router.get(
+    "/studies/{study}/series/{series}/metadata",
+    summary="WADO-RS: series metadata",
+    responses=AUTH | errors(404),
+)
 def series_metadata(study: str, series: str, principal: Reader, state: StateDep) -> Response:
     """The headers (no pixel data) of every instance in a series, as DICOM JSON."""
     rows = _instances(state, study, series)

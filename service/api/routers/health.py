@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 from service.api.deps import AnyRole, StateDep
+from service.api.responses import AUTH, errors
 from service.db.models import Job
 
 router = APIRouter(tags=["health"])
@@ -21,7 +22,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness")
+@router.get("/readyz", summary="Readiness", responses=errors(503))
 def readyz(state: StateDep, response: Response) -> dict[str, str]:
     """The database answers and the store is writable."""
     try:
@@ -36,7 +37,7 @@ def readyz(state: StateDep, response: Response) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", responses=AUTH)
 def metrics(_: AnyRole, state: StateDep) -> Response:
     """Request and instance counters, and job counts by state."""
     with state.factory() as session:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from service.api.deps import Reader, Sender, SessionDep, StateDep, audit_access
+from service.api.responses import AUTH, errors
 from service.api.routers.dicomweb import store_body
 from service.db.models import Delivery, Job
 from service.jobs.intake import enqueue_study
@@ -87,7 +88,12 @@ def _view(job: Job, deliveries: list[Delivery]) -> JobView:
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Create a job")
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Create a job",
+    responses=AUTH | errors(400, 404, 413, 415, 422, 507),
+)
 async def create_job(request: Request, principal: Sender, state: StateDep) -> JobView:
     """Queue a study: JSON ``{"study_instance_uid"}``, or a multipart/related upload."""
     content_type = request.headers.get("content-type", "")
@@ -115,7 +121,7 @@ async def create_job(request: Request, principal: Sender, state: StateDep) -> Jo
     return _view(job, [])
 
 
-@router.get("", summary="List recent jobs")
+@router.get("", summary="List recent jobs", responses=AUTH)
 def list_jobs(
     principal: Reader, state: StateDep, session: SessionDep, limit: int = 50
 ) -> list[JobView]:
@@ -134,7 +140,7 @@ def _job(session: SessionDep, job_id: str) -> Job:
     return job
 
 
-@router.get("/{job_id}", summary="A job's status")
+@router.get("/{job_id}", summary="A job's status", responses=AUTH | errors(404))
 def get_job(job_id: str, principal: Reader, state: StateDep, session: SessionDep) -> JobView:
     """Status, per-stage progress, timings, errors, results and delivery status."""
     job = _job(session, job_id)
@@ -143,7 +149,7 @@ def get_job(job_id: str, principal: Reader, state: StateDep, session: SessionDep
     return _view(job, list(deliveries))
 
 
-@router.get("/{job_id}/results/{kind}", summary="A job's result file")
+@router.get("/{job_id}/results/{kind}", summary="A job's result file", responses=AUTH | errors(404))
 def get_result(
     job_id: str,
     kind: str,

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.api.bundle_archive import unpack_bundle
 from service.api.deps import Admin, Reader, StateDep
+from service.api.responses import AUTH, errors
 from service.errors import ModelBundleError
 from service.inference.bundle import ModelBundle
 
@@ -32,7 +33,7 @@ def describe(bundle: ModelBundle) -> dict[str, Any]:
     }
 
 
-@router.get("", summary="Installed models")
+@router.get("", summary="Installed models", responses=AUTH)
 def list_models(_: Reader, state: StateDep) -> list[dict[str, Any]]:
     """Every installed bundle with its version and provenance."""
     return [describe(b) for b in state.models.bundles()]
@@ -45,7 +46,12 @@ def _install(state: Any, data: bytes) -> ModelBundle:
         return bundle
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Install a model (admin)")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Install a model (admin)",
+    responses=AUTH | errors(409, 413, 422),
+)
 async def upload_model(request: Request, _: Admin, state: StateDep) -> dict[str, Any]:
     """Install a bundle sent as the body (zip or tar of model.onnx, manifest, checksums)."""
     limit = state.settings.max_bundle_bytes

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from service.api.deps import Admin, Reader, SessionDep
+from service.api.responses import AUTH, errors
 from service.db.models import RoutingRule
 
 router = APIRouter(prefix="/v1/routing-rules", tags=["routing"])
@@ -50,14 +51,14 @@ def _out(rule: RoutingRule) -> RuleOut:
     )
 
 
-@router.get("", summary="Routing rules")
+@router.get("", summary="Routing rules", responses=AUTH)
 def list_rules(_: Reader, session: SessionDep) -> list[RuleOut]:
     """Rules in the order they are tried (priority, then id)."""
     rules = session.scalars(select(RoutingRule).order_by(RoutingRule.priority, RoutingRule.id))
     return [_out(r) for r in rules]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Add a rule (admin)")
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Add a rule (admin)", responses=AUTH)
 def add_rule(rule: RuleIn, _: Admin, session: SessionDep) -> RuleOut:
     """Store a rule."""
     row = RoutingRule(**rule.model_dump())
@@ -66,7 +67,12 @@ def add_rule(rule: RuleIn, _: Admin, session: SessionDep) -> RuleOut:
     return _out(row)
 
 
-@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a rule")
+@router.delete(
+    "/{rule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a rule",
+    responses=AUTH | errors(404),
+)
 def delete_rule(rule_id: int, _: Admin, session: SessionDep) -> None:
     """Remove a rule."""
     row = session.get(RoutingRule, rule_id)

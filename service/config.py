@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=120.0, gt=0, description="Worker lease per heartbeat.")
     job_max_attempts: int = Field(default=3, ge=1, description="Tries before a job fails.")
     worker_poll_s: float = Field(default=1.0, gt=0, description="Idle worker poll interval.")
+    min_free_bytes: int = Field(
+        default=512 * 1024**2,
+        ge=0,
+        description=(
+            "Free disk space kept in the state folder: received data that would leave less is "
+            "refused (STOW-RS 507, C-STORE 0xA700), and what is stored stays intact."
+        ),
+    )
     retention_days: float = Field(
         default=30.0, gt=0, description="Finished studies older than this are purged."
     )

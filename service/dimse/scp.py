@@ -16,7 +16,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import ConfigurationError
-from service.storage.errors import InstanceRejectedError
+from service.storage.errors import InstanceRejectedError, InsufficientStorageError
 from service.storage.ingest import ingest
 from service.storage.store import InstanceStore
 
@@ -36,6 +36,8 @@ class ScpConfig:
     host: str
     port: int
     allowed_aes: tuple[str, ...]
+    #: Free disk space the store keeps; C-STOREs that would leave less get 0xA700.
+    min_free_bytes: int = 0
 
     def __post_init__(self) -> None:
         if not self.allowed_aes:
@@ -46,7 +48,7 @@ class ScpConfig:
 
 
 def _store_handler(
-    factory: sessionmaker[Session], store: InstanceStore
+    factory: sessionmaker[Session], store: InstanceStore, min_free_bytes: int = 0
 ) -> Callable[[evt.Event], int]:
     def handle(event: evt.Event) -> int:
         calling = event.assoc.requestor.ae_title.strip()
@@ -56,9 +58,11 @@ def _store_handler(
             return CANNOT_UNDERSTAND
         try:
             with factory() as session, session.begin():
-                ingest(session, store, data, f"dimse:{calling}")
+                ingest(session, store, data, f"dimse:{calling}", min_free_bytes=min_free_bytes)
         except InstanceRejectedError:
             return CANNOT_UNDERSTAND
+        except InsufficientStorageError:
+            return OUT_OF_RESOURCES
         except OSError:
             logger.exception("C-STORE: cannot write the instance")
             return OUT_OF_RESOURCES
@@ -78,7 +82,7 @@ def start_scp(
     server = ae.start_server(
         (config.host, config.port),
         block=False,
-        evt_handlers=[(evt.EVT_C_STORE, _store_handler(factory, store))],
+        evt_handlers=[(evt.EVT_C_STORE, _store_handler(factory, store, config.min_free_bytes))],
     )
     if server is None:  # pynetdicom returns None only when block=True
         raise ConfigurationError("the DICOM SCP did not start")

@@ -127,5 +127,6 @@ def scp_service(state: ServerState) -> Callable[[], None]:
         settings.api_host,
         settings.dicom_port,
         tuple(settings.dicom_allowed_aes),
+        min_free_bytes=settings.min_free_bytes,
     )
     return start_scp(config, state.factory, state.store)

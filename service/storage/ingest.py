@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import Instance, InstanceOrigin, Study, StudyState, utcnow
-from service.storage.errors import InstanceRejectedError
+from service.storage.errors import InstanceRejectedError, InsufficientStorageError
 from service.storage.store import InstanceStore
 
 logger = logging.getLogger(__name__)
@@ -89,14 +90,22 @@ def ingest(
     data: bytes,
     source: str,
     origin: InstanceOrigin = InstanceOrigin.RECEIVED,
+    min_free_bytes: int = 0,
 ) -> IngestOutcome:
     """Store ``data`` and record it; the caller commits the session.
+
+    Received data must leave ``min_free_bytes`` free on the store's disk; results of jobs
+    already accepted are exempt, so a full disk stops intake but not work in progress.
 
     Raises
     ------
     InstanceRejectedError
         If the bytes are not a storable DICOM instance.
+    InsufficientStorageError
+        If storing received data would leave less than ``min_free_bytes`` free.
     """
+    if origin is InstanceOrigin.RECEIVED:
+        check_free_space(store, len(data), min_free_bytes)
     ds = read_header(data)
     uid = str(ds.SOPInstanceUID)
     study_uid = str(ds.StudyInstanceUID)
@@ -121,6 +130,23 @@ def ingest(
     if origin is InstanceOrigin.RECEIVED:
         touch_study(session, study_uid)
     return IngestOutcome(row.sop_class_uid, uid, study_uid, row.series_instance_uid, new=new)
+
+
+def check_free_space(store: InstanceStore, size: int, min_free_bytes: int) -> None:
+    """Refuse ``size`` more bytes when they would leave less than ``min_free_bytes`` free.
+
+    Raises
+    ------
+    InsufficientStorageError
+        If the disk holding the store is too full.
+    """
+    free = shutil.disk_usage(store.root).free
+    if free - size < min_free_bytes:
+        logger.error("instance store full: %d bytes free, reserve %d", free, min_free_bytes)
+        raise InsufficientStorageError(
+            f"not enough disk space: {free} bytes free, {size} needed and {min_free_bytes} kept "
+            "in reserve; free space in the state folder or lower FEDSEG_MIN_FREE_BYTES"
+        )
 
 
 def check_same_patient(session: Session, study_uid: str, sop_uid: str, patient_id: str) -> None:

@@ -25,7 +25,7 @@ from service.api.multipart import (
 from service.api.responses import AUTH, errors
 from service.api.state import ServerState
 from service.db.models import Instance
-from service.storage.errors import InstanceRejectedError
+from service.storage.errors import InstanceRejectedError, InsufficientStorageError
 from service.storage.ingest import IngestOutcome, ingest
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
@@ -46,7 +46,9 @@ _SERIES_KEYS = ("SeriesNumber", "SeriesDescription", "BodyPartExamined")
 
 def _store_one(state: ServerState, data: bytes, source: str) -> IngestOutcome:
     with state.factory() as session, session.begin():
-        return ingest(session, state.store, data, source)
+        return ingest(
+            session, state.store, data, source, min_free_bytes=state.settings.min_free_bytes
+        )
 
 
 def _failure(part_ct: str, reason: int, data: bytes | None) -> dict[str, Any]:
@@ -95,6 +97,9 @@ async def store_body(
                 state.metrics.instances.labels("stow", "rejected").inc()
     except BodyTooLargeError as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
+    except InsufficientStorageError as exc:
+        # Parts stored before the disk filled stay stored; the sender retries later.
+        raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, str(exc)) from exc
     except MalformedBodyError as exc:
         # Parts before the damage are stored (idempotently): resending the whole body is safe.
         raise HTTPException(

@@ -64,10 +64,9 @@ def evaluate(spec: SiteSpec, content: RecordDict) -> RecordDict:
     """Dice of the global model's heads for the site's tasks on its cases."""
     model, _ = _model(content)
     heads = [t for t in spec.tasks if t in model.heads]
-    scores = evaluate_heads(model, load_site_cases(spec), heads)
-    metrics: dict[str, int | float | list[int] | list[float]] = {
-        "num-examples": len(load_site_cases(spec))
-    }
+    cases = load_site_cases(spec)
+    scores = evaluate_heads(model, cases, heads)
+    metrics: dict[str, int | float | list[int] | list[float]] = {"num-examples": len(cases)}
     for head, values in scores.items():
         if values:
             metrics[f"dice/{head}"] = float(sum(values) / len(values))

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 work="${FEDSEG_BUILD:-build/models}"
 data="${FEDSEG_DATA:-../shared/data}"
 version="${FEDSEG_MODEL_VERSION:-0.1.0}"
-steps="${FEDSEG_TRAIN_STEPS:-600}"
+steps="${FEDSEG_TRAIN_STEPS:-300}"
 tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(ct-organs mr-tumour pet-lesion)
 mkdir -p "$work"
 export PYTHONUNBUFFERED=1
@@ -26,7 +26,7 @@ for task in "${tasks[@]}"; do
     ct-organs|mr-tumour)
       phantoms
       fedseg train --task "$task" --data "$work/phantoms" --out "$work/$task" \
-        --steps "$steps" --validate-every 100 --seed 0 --no-progress
+        --steps "$steps" --validate-every 50 --seed 0
       notes="demonstration model trained on fedseg phantoms (seed 2026, 4 sites x 3 cases); not for clinical use"
       ;;
     pet-lesion)

@@ -174,7 +174,10 @@ def tokens(database_url: str) -> tuple[str, str]:
 
 @contextmanager
 def running_service(
-    root: Path, quiet_period_s: float = 1.0, extra_env: dict[str, str] | None = None
+    root: Path,
+    quiet_period_s: float = 1.0,
+    extra_env: dict[str, str] | None = None,
+    worker: bool = True,
 ) -> Iterator[Service]:
     """A ``fedseg serve`` subprocess under ``root`` with a threshold model installed."""
     env = service_env(root, quiet_period_s, extra_env)
@@ -185,7 +188,7 @@ def running_service(
     sender, reader = tokens(database_url)
     api_port, dicom_port = free_port(), free_port()
     log = root / "serve.log"
-    process = start_serve(env, api_port, dicom_port, log)
+    process = start_serve(env, api_port, dicom_port, log, worker=worker)
     service = Service(process, root / "state", api_port, dicom_port, sender, reader, log, env)
     try:
         yield service

@@ -116,6 +116,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Calling AE titles the SCP accepts; empty means the SCP is not started.",
     )
+    dicom_tls_certfile: Path | None = Field(
+        default=None, description="PEM certificate of the C-STORE SCP; enables DICOM TLS."
+    )
+    dicom_tls_keyfile: Path | None = Field(default=None, description="PEM key of the SCP.")
+    dicom_tls_cafile: Path | None = Field(
+        default=None,
+        description="PEM CA bundle; when set, senders must present a certificate it signed.",
+    )
     quiet_period_s: float = Field(
         default=30.0, ge=0, description="A study is complete after this long without instances."
     )

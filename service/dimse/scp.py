@@ -7,8 +7,10 @@ the period passes (:func:`service.jobs.intake.enqueue_quiet_studies`).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
@@ -38,6 +40,8 @@ class ScpConfig:
     allowed_aes: tuple[str, ...]
     #: Free disk space the store keeps; C-STOREs that would leave less get 0xA700.
     min_free_bytes: int = 0
+    #: DICOM TLS (PS3.15 B.1): a server context from :func:`tls_context`, or None for plain TCP.
+    tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         if not self.allowed_aes:
@@ -45,6 +49,28 @@ class ScpConfig:
                 "the DICOM SCP needs at least one allowed calling AE title "
                 "(FEDSEG_DICOM_ALLOWED_AES='[\"PACS\"]')"
             )
+
+
+def tls_context(certfile: Path, keyfile: Path, cafile: Path | None = None) -> ssl.SSLContext:
+    """A server TLS context (TLS 1.2+); with ``cafile``, senders must present a certificate.
+
+    Raises
+    ------
+    ConfigurationError
+        If the certificate, key or CA file cannot be loaded.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+        if cafile is not None:
+            context.load_verify_locations(cafile)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"DICOM TLS: cannot load {certfile}/{keyfile}/{cafile}: {exc}"
+        ) from exc
+    return context
 
 
 def _store_handler(
@@ -82,11 +108,18 @@ def start_scp(
     server = ae.start_server(
         (config.host, config.port),
         block=False,
+        ssl_context=config.tls,
         evt_handlers=[(evt.EVT_C_STORE, _store_handler(factory, store, config.min_free_bytes))],
     )
     if server is None:  # pynetdicom returns None only when block=True
         raise ConfigurationError("the DICOM SCP did not start")
-    logger.info("DICOM SCP %s listening on %s:%d", config.ae_title, config.host, config.port)
+    logger.info(
+        "DICOM SCP %s listening on %s:%d%s",
+        config.ae_title,
+        config.host,
+        config.port,
+        " (TLS)" if config.tls else "",
+    )
 
     def stop() -> None:
         server.shutdown()

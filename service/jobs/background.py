@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
 
 from service.api.state import ServerState
+from service.config import Settings
 from service.delivery.dispatcher import DeliveryPolicy, deliver_due, schedule
-from service.dimse.scp import ScpConfig, start_scp
+from service.dimse.scp import ScpConfig, start_scp, tls_context
+from service.errors import ConfigurationError
 from service.jobs.routing import rule_source
 from service.jobs.runner import segment_runner
 from service.jobs.worker import JobRunner, WorkerContext, work_forever
@@ -116,6 +119,16 @@ def segment_service(
     return start
 
 
+def _dimse_tls(settings: Settings) -> ssl.SSLContext | None:
+    if settings.dicom_tls_certfile is None and settings.dicom_tls_keyfile is None:
+        return None
+    if settings.dicom_tls_certfile is None or settings.dicom_tls_keyfile is None:
+        raise ConfigurationError("DICOM TLS needs both FEDSEG_DICOM_TLS_CERTFILE and _KEYFILE")
+    return tls_context(
+        settings.dicom_tls_certfile, settings.dicom_tls_keyfile, settings.dicom_tls_cafile
+    )
+
+
 def scp_service(state: ServerState) -> Callable[[], None]:
     """Start the DIMSE SCP when AE titles are allowed; otherwise log why it is off."""
     settings = state.settings
@@ -128,5 +141,6 @@ def scp_service(state: ServerState) -> Callable[[], None]:
         settings.dicom_port,
         tuple(settings.dicom_allowed_aes),
         min_free_bytes=settings.min_free_bytes,
+        tls=_dimse_tls(settings),
     )
     return start_scp(config, state.factory, state.store)

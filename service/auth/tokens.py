@@ -87,6 +87,18 @@ def authenticate(session: Session, presented: str) -> Principal | None:
     # Compare even when the id is unknown, so a miss costs the same as a wrong secret.
     expected = row.secret_sha256 if row is not None else _digest(secrets.token_hex(16))
     matches = hmac.compare_digest(expected.encode(), _digest(parts[2]).encode())
-    if row is None or not matches or row.revoked_at is not None:
-        return None
-    return Principal(token_id=row.id, name=row.name, role=Role(row.role))
+    principal = (
+        None
+        if row is None or not matches or row.revoked_at is not None
+        else Principal(token_id=row.id, name=row.name, role=Role(row.role))
+    )
+    _release(session)
+    return principal
+
+
+def _release(session: Session) -> None:
+    # The request's session would otherwise keep its pooled connection for the whole request:
+    # sixteen streamed STOW-RS bodies then held every connection and their own inserts timed
+    # out (500). Ending the read-only transaction returns the connection; nothing is pending.
+    if not (session.new or session.dirty or session.deleted) and session.in_transaction():
+        session.rollback()

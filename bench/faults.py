@@ -3,23 +3,30 @@
 * ``worker-kill``: a ``fedseg worker`` is killed with SIGKILL while it runs a job; its lease
   expires, a second worker claims the job again, and the study ends with one job, succeeded,
   and one result SEG series.
+* ``postgres-restart``: a private PostgreSQL cluster is crashed (``pg_ctl -m immediate``) and
+  started again while a sender streams studies and resends what was refused; every study ends
+  stored once and segmented once, with no manual step.
 * ``api-restart``: ``fedseg serve`` is killed with SIGKILL in the middle of a chunked STOW-RS
   upload and started again on the same state; the client resends the whole study, which is
   stored once (content-addressed, idempotent) and segmented once.
 
 Usage::
 
-    python -m bench.faults worker-kill api-restart [--data ../shared/data]
+    python -m bench.faults worker-kill api-restart postgres-restart [--data ../shared/data]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -150,7 +157,107 @@ def _report(name: str, found: Audit, sent: int, note: str, attempts: int) -> dic
     }
 
 
-FAULTS = {"worker-kill": worker_kill, "api-restart": api_restart}
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster on a free loopback port (never the machine's server)."""
+
+    def __init__(self, port: int) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="fedseg-pg-"))
+        self.port = port
+        self.data = self.root / "data"
+        shutil.chown(self.root, "postgres", "postgres")
+        self._as_postgres(PG_BIN / "initdb", "-D", str(self.data), "-A", "trust", "-U", "fedseg")
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the cluster's default database."""
+        return f"postgresql+psycopg://fedseg@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, *command: str | Path) -> None:
+        # initdb and postgres refuse to run as root.
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *map(str, command)], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._as_postgres(PG_BIN / "pg_ctl", "-D", str(self.data), "-o", options,
+                          "-l", str(self.root / "pg.log"), "-w", "start")  # fmt: skip
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: like a crash, no clean shutdown)."""
+        self._as_postgres(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        """Stop (if running) and delete the cluster."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop("fast")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _send_until_stored(service: Service, study: list[bytes], statuses: list[int]) -> None:
+    """What a PACS does: resend the study until the service acknowledges all of it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            code = _stow(service, study)
+        except httpx.TransportError:
+            code = -1
+        statuses.append(code)
+        if code == 200:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the study was never stored")
+
+
+def postgres_restart(data_root: Path, work: Path, studies: int = 8) -> dict[str, object]:
+    """Crash and restart PostgreSQL while a sender streams studies; all end stored and run once."""
+    from bench.load_test import free_port
+
+    pg = PrivatePostgres(free_port())
+    try:
+        pg.start()
+        extra = {"FEDSEG_DATABASE_URL": pg.url}
+        with running_service(work, quiet_period_s=1.0, extra_env=extra) as service:
+            batch = make_studies(data_root / SOURCE_SERIES, studies, 6, "pg-restart")
+            statuses: list[int] = []
+
+            def sender() -> None:
+                for study in batch:
+                    _send_until_stored(service, study, statuses)
+                    time.sleep(0.3)
+
+            thread = threading.Thread(target=sender)
+            thread.start()
+            time.sleep(1.5)
+            pg.stop("immediate")
+            ready_down = httpx.get(f"{service.url}/readyz", timeout=30).status_code
+            time.sleep(2.0)
+            pg.start()
+            thread.join(timeout=300)
+            found = wait_for_jobs(service.database_url(), studies, 240)
+            ready_up = httpx.get(f"{service.url}/readyz", timeout=30).status_code
+    finally:
+        pg.remove()
+    counts = {str(code): statuses.count(code) for code in sorted(set(statuses))}
+    return {
+        "fault": "postgres-restart",
+        "readyz_while_down": ready_down,
+        "readyz_after": ready_up,
+        "stow_statuses": counts,
+        "audit": found.__dict__
+        | {"result_seg_series_per_study": sorted(set(found.result_seg_series_per_study.values()))},
+        "problems": found.problems(studies * 6, studies),
+    }
+
+
+FAULTS = {
+    "worker-kill": worker_kill,
+    "api-restart": api_restart,
+    "postgres-restart": postgres_restart,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

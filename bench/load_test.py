@@ -228,7 +228,7 @@ def cstore_sender(port: int, studies: list[list[bytes]], latencies: list[float])
         start = time.perf_counter()
         assoc = ae.associate("127.0.0.1", port, ae_title="FEDSEG")
         if not assoc.is_established:
-            raise RuntimeError("C-STORE association refused")
+            raise RuntimeError("C-STORE association refused")  # no retry: count it as a failure
         for data in study:
             status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(data)))
             if status and status.Status == 0:

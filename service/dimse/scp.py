@@ -42,6 +42,8 @@ class ScpConfig:
     min_free_bytes: int = 0
     #: DICOM TLS (PS3.15 B.1): a server context from :func:`tls_context`, or None for plain TCP.
     tls: ssl.SSLContext | None = None
+    #: Concurrent associations accepted; more are rejected as transient (the sender retries).
+    max_associations: int = 32
 
     def __post_init__(self) -> None:
         if not self.allowed_aes:
@@ -105,6 +107,8 @@ def start_scp(
     ae.supported_contexts = AllStoragePresentationContexts
     ae.add_supported_context(Verification)
     ae.require_calling_aet = list(config.allowed_aes)
+    # pynetdicom's default of 10 refused the 11th of 16 concurrent senders in the load test.
+    ae.maximum_associations = config.max_associations
     server = ae.start_server(
         (config.host, config.port),
         block=False,

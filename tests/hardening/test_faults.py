@@ -1,7 +1,7 @@
 """Faults on real processes: a worker killed mid-job, the API killed mid-upload, PostgreSQL
 crashed and restarted under load.
 
-Both end with the study stored once, one job, succeeded, and one result SEG series
+Each ends with every study stored once, one job, succeeded, and one result SEG series
 (``bench/faults.py``; its figures are in docs/reliability.md).
 """
 

@@ -12,7 +12,7 @@ from bench.load_test import run
 
 
 def test_two_senders_per_protocol_lose_and_duplicate_nothing(data_root: Path) -> None:
-    report = run(data_root, levels=[2], per_sender=1, slices=4, job_timeout_s=180)
+    report = run(data_root, [2], per_sender=1, slices=4, job_timeout_s=180, quiet_period_s=5)
     sent = report["sent"]
     assert sent == {"instances": 16, "studies": 4}
     audit = report["audit"]

@@ -2,7 +2,7 @@
 
 Site n labels one organ group (liver; spleen; both kidneys; pancreas) of phantom CTs. Four
 methods are compared on a test set drawn from an unseen phantom seed, in 2-, 3- and 4-site
-set-ups, at equal local compute:
+set-ups, with as many updates of every head in each method:
 
 - *single-dataset*: each site trains its own model on its own labels; an organ is scored with
   the model of the site that labels it;
@@ -41,10 +41,10 @@ class SegVizConfig:
     setups: tuple[int, ...] = (2, 3, 4)
     seed: int = 0
     test_seed: int = 1000
-    cases_per_site: int = 3
-    test_cases_per_site: int = 2
-    rounds: int = 6
-    local_steps: int = 5
+    cases_per_site: int = 2
+    test_cases_per_site: int = 1
+    rounds: int = 4
+    local_steps: int = 3
     filters: tuple[int, ...] = (8, 16)
     spacing_mm: float = 12.0
     learning_rate: float = 3e-3
@@ -123,7 +123,7 @@ def run_setup(
         pooled,
         organs,
         model_cfg,
-        LocalTraining(steps * count, config.learning_rate, seed=config.seed),
+        LocalTraining(steps, config.learning_rate, seed=config.seed),
         config.seed,
     )
     out["central"] = evaluate_heads(central, test, organs)
@@ -171,8 +171,9 @@ def write(results: Results, config: SegVizConfig, out_dir: Path, run_info: RunIn
     sections = [(__doc__ or "").split("\n\n", 1)[1].strip()]
     sections.append(
         f"Settings: {config.rounds} rounds x {config.local_steps} local steps "
-        f"(single-dataset: {config.rounds * config.local_steps} steps; central: that times the "
-        f"number of sites), {config.cases_per_site} training cases per site, "
+        f"(single-dataset and central: {config.rounds * config.local_steps} steps, so every "
+        "head gets as many updates as in FL; central trains every head at each step), "
+        f"{config.cases_per_site} training cases per site, "
         f"{config.test_cases_per_site} test cases from each of 4 phantom scanners of seed "
         f"{config.test_seed} (training seed {config.seed}), U-Net filters {config.filters}, "
         f"{config.spacing_mm} mm grid. Dice mean ± sd over test cases."

@@ -80,7 +80,24 @@ def _claimable(now: Any) -> Any:
 
 
 def claim(factory: sessionmaker[Session], worker_id: str, policy: QueuePolicy) -> Job | None:
-    """Take the oldest claimable job under a lease for ``worker_id``, or None."""
+    """Take the oldest claimable job under a lease for ``worker_id``, or None when none is left.
+
+    PostgreSQL skips rows other workers hold (SKIP LOCKED). SQLite has no row locks, so two
+    workers can pick the same candidate; the conditional update lets exactly one win, and the
+    loser tries the next candidate instead of reporting an empty queue.
+    """
+    for _ in range(_CLAIM_RACES):
+        outcome = _try_claim(factory, worker_id, policy)
+        if outcome is not _LOST_RACE:
+            return outcome  # type: ignore[return-value]
+    return None
+
+
+_CLAIM_RACES = 16
+_LOST_RACE = object()
+
+
+def _try_claim(factory: sessionmaker[Session], worker_id: str, policy: QueuePolicy) -> object:
     with factory() as session, session.begin():
         now = utcnow()
         candidate = session.scalars(
@@ -101,7 +118,7 @@ def claim(factory: sessionmaker[Session], worker_id: str, policy: QueuePolicy) -
                 f"(gave up after {candidate.attempts} attempts)"
             )
             candidate.lease_owner = None
-            return None
+            return _LOST_RACE  # look for the next job
         claimed = session.execute(
             update(Job)
             .where(Job.id == candidate.id, _claimable(now))
@@ -115,7 +132,7 @@ def claim(factory: sessionmaker[Session], worker_id: str, policy: QueuePolicy) -
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            return None
+            return _LOST_RACE
     with factory() as session:
         return session.get(Job, candidate.id)
 

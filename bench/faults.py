@@ -220,7 +220,9 @@ def postgres_restart(data_root: Path, work: Path, studies: int = 8) -> dict[str,
     try:
         pg.start()
         extra = {"FEDSEG_DATABASE_URL": pg.url}
-        with running_service(work, quiet_period_s=1.0, extra_env=extra) as service:
+        # As in api_restart: the quiet period outlasts the outage, so a study cut in half by it
+        # is not judged complete and segmented alone before its resend arrives.
+        with running_service(work, quiet_period_s=15.0, extra_env=extra) as service:
             batch = make_studies(data_root / SOURCE_SERIES, studies, 6, "pg-restart")
             statuses: list[int] = []
 

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 
 from service.api.deps import ANY_ROLE
 from service.api.routers import dashboard, dicomweb, health, jobs, models, routing, viewer
@@ -71,6 +72,16 @@ def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> F
     @app.exception_handler(FedsegError)
     async def fedseg_error(_: Request, exc: FedsegError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=_status_for(exc))
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+        # The database is down or restarting: nothing was stored, so the sender should retry.
+        logger.warning("database unavailable: %s", type(exc.orig).__name__)
+        return JSONResponse(
+            {"detail": "the database is unavailable; nothing was stored, retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Any) -> Response:

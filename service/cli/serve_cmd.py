@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from service.audit import redact_access_log
 from service.config import get_settings
 from service.errors import ConfigurationError
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_worker:
         background.insert(0, segment_service())
     app = create_app(settings, tuple(background))
+    redact_access_log()  # uvicorn's access log would print query strings (PatientID=...)
     uvicorn.run(
         app,
         host=settings.api_host,

@@ -46,6 +46,7 @@ def test_postgres_crash_and_restart_under_load_recovers(data_root: Path, tmp_pat
     assert report["readyz_while_down"] == 503 and report["readyz_after"] == 200
     statuses = report["stow_statuses"]
     assert isinstance(statuses, dict) and statuses["200"] == 4  # every study acknowledged once
+    assert "500" not in statuses  # an outage answers 503 + Retry-After, never a server error
     assert report["problems"] == []
     audit = report["audit"]
     assert isinstance(audit, dict)

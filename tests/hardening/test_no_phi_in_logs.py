@@ -100,11 +100,6 @@ def test_access_log_filter_drops_query_strings(caplog: pytest.LogCaptureFixture)
     assert message == '127.0.0.1:1 - "GET /dicomweb/studies HTTP/1.1" 200'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/cli/serve_cmd.py must call service.audit.redact_access_log() before "
-    "uvicorn.run: uvicorn's access log prints QIDO query strings (PatientID)",
-)
 def test_serve_subprocess_output_has_no_phi(data_root: Path, tmp_path: Path) -> None:
     extra = {"FEDSEG_LOG_LEVEL": "DEBUG"}
     with running_service(tmp_path, quiet_period_s=0.5, extra_env=extra) as service:

@@ -75,10 +75,6 @@ def _priority_overflows(case: Any) -> bool:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/api/routers/routing.py: RuleIn.priority has no bounds; SQLite overflows (500)",
-)
 def test_rule_priority_beyond_int64_is_refused(api: Api) -> None:
     rule = {"priority": 2**70, "models": ["pet-lesion"]}
     client = TestClient(api.client.app, raise_server_exceptions=False)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/routing-rules", tags=["routing"])
 class RuleIn(BaseModel):
     """A routing rule; empty criteria match any series."""
 
-    priority: int = 100
+    priority: int = Field(default=100, ge=-(2**63), le=2**63 - 1)
     modality: str = Field(default="", max_length=16)
     body_part: str = Field(default="", max_length=64)
     series_description: str = Field(default="", max_length=256)
@@ -73,7 +74,9 @@ def add_rule(rule: RuleIn, _: Admin, session: SessionDep) -> RuleOut:
     summary="Delete a rule",
     responses=AUTH | errors(404),
 )
-def delete_rule(rule_id: int, _: Admin, session: SessionDep) -> None:
+def delete_rule(
+    rule_id: Annotated[int, Path(ge=1, le=2**63 - 1)], _: Admin, session: SessionDep
+) -> None:
     """Remove a rule."""
     row = session.get(RoutingRule, rule_id)
     if row is None:

@@ -1,37 +1,37 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on embedded defaults, from DICOM in to results out.
-# Grows with the project: each stage runs when the command behind it is installed.
+# `make demo`: the main job on embedded defaults, DICOM in → DICOM-SEG / RTSTRUCT / SR out.
+#  1. a small multi-site phantom dataset (synthetic CT/PET/MR with ground truth);
+#  2. what the reader finds in real DICOM (raw GE PET, oblique MR, gantry-tilted CT);
+#  3. SUV conversion and lesion measures of the raw PET inside the planner's GTV;
+#  4. `fedseg segment` of a real PET crop with the shipped pet-lesion model;
+#  5. the clinical server: `fedseg serve` receives a phantom CT and the raw PET by STOW-RS,
+#     segments them with the shipped models and prints the measurements and the dashboard URL.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 out="${FEDSEG_DEMO_OUT:-demo-out}"
+data="${FEDSEG_DATA:-../shared/data}"
 rm -rf "$out"; mkdir -p "$out"
-has() { fedseg --help 2>/dev/null | grep -qE "^    $1 +[^(]"; }
 
 echo "== 1. synthetic multi-site phantoms (2 sites, seed 7)"
-if has phantoms; then
-  fedseg phantoms --out "$out/phantoms" --sites 2 --cases-per-site 1 --seed 7
-  echo "== 2. what the reader finds in them"
-  fedseg inspect "$out/phantoms"
+fedseg phantoms --out "$out/phantoms" --sites 2 --cases-per-site 1 --seed 7
+fedseg inspect "$out/phantoms"
+
+if [ ! -d "$data" ]; then
+  echo "(no real data at $data: set FEDSEG_DATA to run stages 2-5)"; exit 0
+fi
+echo "== 2. real DICOM: raw GE PET, oblique Siemens MR, gantry-tilted GE CT"
+fedseg inspect "$data/sts001-raw" "$data/ct-gantry-tilt-ge/In/GE"
+
+echo "== 3. SUV of the raw PET, and the measures inside the planner's GTV"
+fedseg suv "$data/sts001-raw/FDG_PET/image"
+fedseg measure --image "$data/sts001-raw/FDG_PET/image" --mask "$data/sts001-raw/FDG_PET/mask"
+
+if [ -d models/pet-lesion ]; then
+  echo "== 4. fedseg segment: a real sarcoma PET (STS_003) with the shipped pet-lesion model"
+  fedseg segment "$data/sts-pet/ibsi_validation/dicom/STS_003/PET/image" --out "$out/segment-sts003" \
+    --model pet-lesion
 fi
 
-data="${FEDSEG_DATA:-../shared/data}"
-if [ -d "$data" ]; then
-  echo "== 3. real DICOM: raw GE PET, oblique Siemens MR, gantry-tilted GE CT"
-  fedseg inspect "$data/sts001-raw" "$data/ct-gantry-tilt-ge/In/GE" || true
-  if has suv; then
-    echo "== 4. SUV conversion of the raw PET"
-    fedseg suv "$data/sts001-raw/FDG_PET/image"
-  fi
-  if has measure; then
-    echo "== 5. lesion measures inside the planner's GTV"
-    fedseg measure --image "$data/sts001-raw/FDG_PET/image" --mask "$data/sts001-raw/FDG_PET/mask"
-  fi
-  if has convert; then
-    echo "== 6. the GTV as DICOM-SEG, RTSTRUCT and TID 1500 SR"
-    fedseg convert --image "$data/sts001-raw/FDG_PET/image" --mask "$data/sts001-raw/FDG_PET/mask" \
-      --out "$out/results" --task pet-lesion
-    ls -l "$out/results"
-  fi
-else
-  echo "(no real data at $data; set FEDSEG_DATA to run stages 3-6)"
-fi
+echo "== 5. the clinical server on embedded defaults"
+bash scripts/demo_service.sh
 echo "demo outputs are in $out/"

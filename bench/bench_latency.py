@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,9 @@ from service.api.main import create_app  # noqa: E402
 from service.auth.tokens import Role, create_token  # noqa: E402
 from service.config import Destination, Settings, get_settings  # noqa: E402
 from service.jobs.background import segment_service  # noqa: E402
+
+#: dcmtk's storescp (pynetdicom installs a Python app of the same name into the venv).
+DCMTK_STORESCP = "/usr/bin/storescp"
 
 PET = "sts001-raw/FDG_PET/image"
 
@@ -127,7 +129,14 @@ class Bench:
         self.scp_port, api_port = _free_port(), _free_port()
         (work / "received").mkdir(parents=True)
         self.scp = subprocess.Popen(
-            ["storescp", "-aet", "BENCH", "-od", str(work / "received"), str(self.scp_port)],
+            [
+                "/usr/bin/storescp",
+                "-aet",
+                "BENCH",
+                "-od",
+                str(work / "received"),
+                str(self.scp_port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -232,7 +241,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--write", type=Path, help="Markdown file to update (bench:latency)")
     args = parser.parse_args()
-    if shutil.which("storescp") is None:
+    if not Path(DCMTK_STORESCP).is_file():  # dcmtk, not pynetdicom's app
         parser.error("storescp (dcmtk) is needed as the delivery destination")
     data = Settings().data
     with tempfile.TemporaryDirectory(prefix="fedseg-bench-in-") as folder:

@@ -23,6 +23,7 @@ from service.inference.bundle import save_bundle
 from service.inference.store import ModelStore
 from service.jobs.background import scp_service, segment_service
 from tests.dciodvfy import assert_valid
+from tests.dcmtk import dcmtk
 from tests.service.dimse.test_scp import free_port, wait_for_port
 from tests.service.inference.conftest import pointwise_model, threshold_manifest
 from tests.service.jobs.support import write_ct_study
@@ -145,7 +146,7 @@ def test_studies_from_orthanc_and_storescu_return_seg_rtstruct_sr(
         direct = write_ct_study(tmp_path / "storescu", seed="storescu", slices=6)
         storescu = subprocess.run(
             [
-                *(shutil.which("storescu") or "storescu", "-R", "-aet", "DCMTK", "-aec", "FEDSEG"),
+                *(dcmtk("storescu"), "-R", "-aet", "DCMTK", "-aec", "FEDSEG"),
                 *("127.0.0.1", str(settings.dicom_port), *map(str, direct)),
             ],
             capture_output=True,

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pydicom
-import pytest
 
 from service.config import Destination
 from service.db.models import Delivery, DeliveryState, Job
@@ -14,6 +12,7 @@ from service.jobs.queue import QueuePolicy, enqueue
 from service.jobs.worker import WorkerContext, work_once
 from service.storage.ingest import ingest
 from service.storage.store import InstanceStore
+from tests.dcmtk import dcmtk
 from tests.service.dimse.test_scp import free_port, wait_for_port
 from tests.service.jobs.support import sqlite_db, threshold_seg_runner, write_ct_study
 
@@ -33,9 +32,7 @@ def _finished_job(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_results_arrive_at_a_dcmtk_storescp(tmp_path: Path) -> None:
-    exe = shutil.which("storescp")
-    if exe is None:
-        pytest.skip("dcmtk storescp is not installed")
+    exe = dcmtk("storescp")
     factory, store, job_id = _finished_job(tmp_path)
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -14,6 +13,7 @@ from service.errors import ConfigurationError
 from service.jobs.intake import enqueue_quiet_studies
 from service.jobs.queue import QueuePolicy
 from service.storage.store import InstanceStore
+from tests.dcmtk import dcmtk
 from tests.service.jobs.support import sqlite_db, write_ct_study
 
 
@@ -34,13 +34,6 @@ def wait_for_port(port: int, timeout_s: float = 20) -> None:
     pytest.fail(f"nothing listens on port {port} after {timeout_s} s")
 
 
-def _dcmtk(tool: str) -> str:
-    exe = shutil.which(tool)
-    if exe is None:
-        pytest.skip(f"dcmtk {tool} is not installed (Debian package dcmtk)")
-    return exe
-
-
 def test_storescu_study_is_stored_and_queued_after_the_quiet_period(tmp_path: Path) -> None:
     _, factory = sqlite_db(tmp_path)
     port = free_port()
@@ -52,7 +45,7 @@ def test_storescu_study_is_stored_and_queued_after_the_quiet_period(tmp_path: Pa
     )
     try:
         echo = subprocess.run(
-            [_dcmtk("echoscu"), "-aet", "PACS", "-aec", "FEDSEG", "127.0.0.1", str(port)],
+            [dcmtk("echoscu"), "-aet", "PACS", "-aec", "FEDSEG", "127.0.0.1", str(port)],
             capture_output=True,
             timeout=30,
             check=False,
@@ -60,7 +53,7 @@ def test_storescu_study_is_stored_and_queued_after_the_quiet_period(tmp_path: Pa
         assert echo.returncode == 0, echo.stderr
         refused = subprocess.run(
             [
-                _dcmtk("storescu"),
+                dcmtk("storescu"),
                 "-aet",
                 "INTRUDER",
                 "-aec",
@@ -77,7 +70,7 @@ def test_storescu_study_is_stored_and_queued_after_the_quiet_period(tmp_path: Pa
         assert refused.returncode != 0 and "Rejected" in refused.stderr + refused.stdout
         sent = subprocess.run(
             [
-                _dcmtk("storescu"),
+                dcmtk("storescu"),
                 "-aet",
                 "PACS",
                 "-aec",

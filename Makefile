@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU wheel of torch. GPU users: install a CUDA torch build into .venv first (see README).
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= cpu,serve,train,federation,dev
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
 .PHONY: all demo test lint typecheck pytest venv models clean help
 
@@ -14,11 +14,11 @@ help:
 	@echo "make test   set up .venv from nothing and run lint, types and the whole suite"
 	@echo "make models rebuild the default model bundles in models/"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

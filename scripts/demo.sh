@@ -34,4 +34,4 @@ fi
 
 echo "== 5. the clinical server on embedded defaults"
 bash scripts/demo_service.sh
-echo "demo outputs are in $out/"
+echo "demo outputs are in $out/; to browse the dashboard, run: bash scripts/demo_service.sh --keep"

@@ -14,11 +14,10 @@ from service.auth.tokens import Role
 from service.config import Settings
 from service.inference.bundle import save_bundle
 from service.inference.store import ModelStore
-from service.jobs.runner import segment_runner
-from service.jobs.worker import WorkerContext, work_once
 from tests.dciodvfy import assert_valid
 from tests.service.api.conftest import Api
 from tests.service.inference.conftest import pointwise_model, threshold_manifest
+from tests.service.web.support import run_queued_jobs
 
 DataDir = Callable[[str], Path]
 
@@ -42,17 +41,7 @@ def test_stow_job_results(api: Api, settings: Settings, data_dir: DataDir, tmp_p
     job_id = api.client.post(
         "/v1/jobs", json={"study_instance_uid": study}, headers=api.headers(Role.SENDER)
     ).json()["id"]
-    state = api.state
-    ctx = WorkerContext(
-        factory=state.factory,
-        store=state.store,
-        results_root=state.results_root,
-        runner=segment_runner(settings),
-        policy=state.policy,
-        quiet_period_s=3600,
-    )
-    while work_once(ctx):
-        pass
+    run_queued_jobs(api.state, settings)
     reader = api.headers(Role.READER)
     job = api.client.get(f"/v1/jobs/{job_id}", headers=reader).json()
     assert job["state"] == "succeeded", job

@@ -24,6 +24,7 @@ from service.inference.manifest import (
     Manifest,
     Normalisation,
     NormalisationKind,
+    Postprocessing,
     Provenance,
     SeriesRule,
     label_dicts,
@@ -50,6 +51,8 @@ class ExportInfo:
     data_hashes: Mapping[str, str] = field(default_factory=dict)
     validation_metrics: Mapping[str, float] = field(default_factory=dict)
     notes: str = ""
+    #: Component and size filters the service applies to the labels (manifest ``postprocessing``).
+    postprocessing: Postprocessing = field(default_factory=Postprocessing)
 
 
 class _TaskHead(torch.nn.Module):
@@ -143,6 +146,7 @@ def build_manifest(task: Task, info: ExportInfo) -> Manifest:
             kind=NormalisationKind(task.normalisation.value), low=low, high=high
         ),
         patch_size=task.patch_size,
+        postprocessing=info.postprocessing,
         series=[SeriesRule(modality=task.modality)],
         provenance=Provenance(
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

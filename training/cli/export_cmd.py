@@ -21,6 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--version", default="0.1.0", help="model version (default 0.1.0)")
     parser.add_argument("--name", help="model name (default fedseg-<task>)")
     parser.add_argument("--notes", default="", help="free text recorded in the provenance")
+    parser.add_argument(
+        "--largest-component",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="keep only the largest connected component of LABEL (repeatable)",
+    )
+    parser.add_argument(
+        "--min-component-ml",
+        type=float,
+        default=0.0,
+        help="remove label components smaller than this many mL (default 0: keep all)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -35,6 +48,7 @@ def _checkpoint(path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Export and print where the bundle went."""
+    from service.inference.manifest import Postprocessing
     from training.engine.checkpoint import load_model
     from training.export import ExportInfo, export_bundle
     from training.tasks import get_task
@@ -45,8 +59,15 @@ def run(args: argparse.Namespace) -> int:
     if not task_name:
         raise ModelBundleError(f"{checkpoint}: the checkpoint names no task; pass --task")
     metrics = {"val_dice": float(payload["val_dice"])} if "val_dice" in payload else {}
+    postprocessing = Postprocessing(
+        largest_component=list(args.largest_component), min_component_ml=args.min_component_ml
+    )
     info = ExportInfo(
-        version=args.version, name=args.name, validation_metrics=metrics, notes=args.notes
+        version=args.version,
+        name=args.name,
+        validation_metrics=metrics,
+        notes=args.notes,
+        postprocessing=postprocessing,
     )
     bundle = export_bundle(model, get_task(task_name), args.out, info)
     size_mb = bundle.model_path.stat().st_size / 2**20

@@ -23,7 +23,7 @@ from service.auth.tokens import Role
 from service.config import Settings
 from service.jobs.runner import segment_runner
 from service.jobs.worker import WorkerContext, work_once
-from tests.service.api.conftest import Api
+from tests.service.api.conftest import Api, api_settings
 from tests.service.api.test_end_to_end import _install_suv_threshold_model
 
 NAME, PATIENT_ID = "Quokkafield^Zyxwvuta", "PHI-7731-QX"
@@ -48,14 +48,7 @@ def _assert_clean(text: str) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        state_dir=tmp_path / "state",
-        model_store=tmp_path / "models",
-        shipped_models=tmp_path / "shipped",
-        max_upload_bytes=50_000_000,
-        quiet_period_s=3600,
-        min_free_bytes=0,
-    )
+    return api_settings(tmp_path, max_upload_bytes=50_000_000, min_free_bytes=0)
 
 
 def test_in_process_run_logs_no_phi(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,15 +28,21 @@ class Api:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
 
+def api_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Server settings with all state under ``tmp_path`` and no automatic segmentation."""
+    values: dict[str, Any] = {
+        "state_dir": tmp_path / "state",
+        "model_store": tmp_path / "models",
+        "shipped_models": tmp_path / "shipped",
+        "max_upload_bytes": 5_000_000,
+        "quiet_period_s": 3600,
+    }
+    return Settings(**(values | overrides))
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        state_dir=tmp_path / "state",
-        model_store=tmp_path / "models",
-        shipped_models=tmp_path / "shipped",
-        max_upload_bytes=5_000_000,
-        quiet_period_s=3600,
-    )
+    return api_settings(tmp_path)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from service.config import Settings
 from service.db.models import AuditEvent
 from service.dicom.volume import read_volume
 from service.masks.seg_reader import read_seg
-from tests.service.api.conftest import Api
+from tests.service.api.conftest import Api, api_settings
 from tests.service.web.support import (
     PET_STUDY,
     DataDir,
@@ -28,13 +28,7 @@ from tests.service.web.support import (
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        state_dir=tmp_path / "state",
-        model_store=tmp_path / "models",
-        shipped_models=tmp_path / "shipped",
-        max_upload_bytes=50_000_000,
-        quiet_period_s=3600,
-    )
+    return api_settings(tmp_path, max_upload_bytes=50_000_000)
 
 
 def _png(content: bytes) -> np.ndarray:

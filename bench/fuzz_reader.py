@@ -13,15 +13,11 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
-import logging
 import random
 import tempfile
 import time
 import traceback
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +26,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
-from service.config import get_settings
+from bench.fuzz_cli import fuzz_main
 from service.dicom.volume import read_volume
 from service.errors import FedsegError
 
@@ -102,6 +98,11 @@ class FuzzReport:
     crashes: list[dict[str, str]] = field(default_factory=list)
     mutations: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        """True when any input crashed the reader."""
+        return bool(self.crashes)
 
     def as_dict(self) -> dict[str, object]:
         """Plain data for JSON output."""
@@ -261,17 +262,7 @@ def _outcome(case: FuzzCase, folder: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: prints a JSON report; exit status 1 on any crash."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--n", type=int, default=10_000, help="number of inputs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=get_settings().data)
-    args = parser.parse_args(argv)
-    # Damaged inputs make pydicom and the reader warn on every case; the counts are the output.
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
-    report = run(args.data, args.n, args.seed)
-    print(json.dumps(report.as_dict(), indent=2))
-    return 1 if report.crashes else 0
+    return fuzz_main(argv, __doc__.split("\n", 1)[0], run)
 
 
 if __name__ == "__main__":

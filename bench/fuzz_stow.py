@@ -14,13 +14,9 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import random
 import tempfile
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +24,13 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from bench.fuzz_cli import fuzz_main
 from bench.fuzz_reader import mutate, seed_series
 from service.api.main import create_app
 from service.api.multipart import write_related
 from service.api.state import ServerState
 from service.auth.tokens import Role, create_token
-from service.config import Settings, get_settings
+from service.config import Settings
 
 
 @dataclass(frozen=True)
@@ -62,6 +59,11 @@ class StowReport:
         self.mutations[case.mutation] += 1
         if code >= 500 or code < 0:
             self.failures.append({"mutation": case.mutation, "status": code, "detail": detail})
+
+    @property
+    def failed(self) -> bool:
+        """True when any input got a server error."""
+        return bool(self.failures)
 
     def as_dict(self) -> dict[str, object]:
         """Plain data for JSON output."""
@@ -173,16 +175,7 @@ def run(data_root: Path, n: int, seed: int) -> StowReport:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: prints a JSON report; exit status 1 on any 5xx."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--n", type=int, default=10_000, help="number of requests")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=get_settings().data)
-    args = parser.parse_args(argv)
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
-    report = run(args.data, args.n, args.seed)
-    print(json.dumps(report.as_dict(), indent=2))
-    return 1 if report.failures else 0
+    return fuzz_main(argv, __doc__.split("\n", 1)[0], run)
 
 
 if __name__ == "__main__":

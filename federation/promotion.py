@@ -3,8 +3,9 @@
 The candidate's federated validation metrics are compared, key by key, with the
 ``validation_metrics`` recorded in the provenance of the current bundle of the same task. Every
 shared metric must be at least the current value (minus ``tolerance``); higher is better for
-every metric fedseg records (Dice, Jaccard, AUC). The decision and its numbers are logged, and
-only a promoted bundle is installed into the model store.
+every metric fedseg records (Dice, Jaccard, AUC). A candidate that does not report a metric the
+current model records (an organ it would lose) is not promoted. The decision and its numbers
+are logged, and only a promoted bundle is installed into the model store.
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ def decide(
             version,
             f"the current model records none of the candidate's metrics {sorted(cand)}; "
             "promote manually after a side-by-side evaluation",
+        )
+    missing = sorted(set(recorded) - set(cand))
+    if missing:
+        return PromotionDecision(
+            task,
+            False,
+            cand,
+            recorded,
+            version,
+            f"the candidate does not report {missing}, which the current model records",
         )
     worse = [k for k in shared if cand[k] < recorded[k] - tolerance]
     if worse:

@@ -25,6 +25,8 @@ class RegistryEntry:
     #: Central DP budget spent so far (epsilon, delta, noise multiplier, clip); empty when off.
     privacy: dict[str, float] = field(default_factory=dict)
     created: str = ""
+    #: The promotion gate's decision on this round's model (set at the end of a run).
+    promotion: dict[str, object] = field(default_factory=dict)
 
 
 class ModelRegistry:

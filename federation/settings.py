@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from federation.errors import FederationError
 from federation.privacy import PrivacySettings
 from federation.strategies import Aggregator
+
+
+class PromoteChoice(StrEnum):
+    """Which round's model the promotion gate considers at the end of a run."""
+
+    BEST = "best"  # highest mean federated Dice over the tasks
+    FINAL = "final"  # the last round's model
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,9 @@ class RunSettings:
     seed: int = 0
     #: Model store folder to promote into; empty disables the promotion gate.
     promote_to: str = ""
+    promote_model: PromoteChoice = PromoteChoice.BEST
+    #: Isotropic grid of the sites' training (node config ``spacing-mm``); the bundle's spacing.
+    spacing_mm: float = 12.0
     #: Central DP noise multiplier; 0 disables clipping and noise.
     dp_noise: float = 0.0
     dp_clip: float = 1.0
@@ -46,6 +57,10 @@ class RunSettings:
             raise FederationError("num-rounds and min-sites must be at least 1")
         if self.round_timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise FederationError("timeouts must be positive")
+        if self.promote_to and not Path(self.promote_to).is_absolute():
+            raise FederationError(f"promote-to must be an absolute path (got {self.promote_to})")
+        if self.spacing_mm <= 0:
+            raise FederationError("spacing-mm must be positive")
         if self.dp_noise < 0 or self.dp_clip <= 0 or not 0 < self.dp_delta < 1:
             raise FederationError("dp-noise must be >= 0, dp-clip > 0 and dp-delta in (0, 1)")
 
@@ -83,6 +98,8 @@ class RunSettings:
                 filters=tuple(int(f) for f in str(get("filters", "8,16")).split(",")),
                 seed=int(get("seed", 0)),  # type: ignore[call-overload]
                 promote_to=str(get("promote-to", "")),
+                promote_model=PromoteChoice(str(get("promote-model", "best"))),
+                spacing_mm=float(get("spacing-mm", 12.0)),  # type: ignore[arg-type]
                 dp_noise=float(get("dp-noise", 0.0)),  # type: ignore[arg-type]
                 dp_clip=float(get("dp-clip", 1.0)),  # type: ignore[arg-type]
                 dp_delta=float(get("dp-delta", 1e-5)),  # type: ignore[arg-type]

@@ -11,11 +11,15 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from federation.errors import FederationError
 from training.phantoms.config import ORGAN_VALUES, PhantomConfig, PhantomModality, Size
+
+if TYPE_CHECKING:
+    from training.tasks import Task
 
 PHANTOM_DATA = "phantom"
 
@@ -92,7 +96,11 @@ class SiteCase:
         return (self.organs == self.values[organ]).astype(np.int64)
 
 
-def _task(spacing_mm: float):  # type: ignore[no-untyped-def]
+def site_task(spacing_mm: float) -> Task:
+    """The ``ct-organs`` task at the sites' training grid (isotropic ``spacing_mm``).
+
+    The exported bundle's manifest uses the same task, so the service resamples as the sites do.
+    """
     from training.tasks import get_task
 
     return dataclasses.replace(
@@ -106,7 +114,7 @@ def prepare_case(
     """Reorient, resample and normalise a CT case as the training layer does."""
     from training.data.preprocess import prepare
 
-    prepared = prepare(image, affine, organs, _task(spacing_mm))
+    prepared = prepare(image, affine, organs, site_task(spacing_mm))
     assert prepared.labels is not None
     return SiteCase(prepared.image, prepared.labels)
 

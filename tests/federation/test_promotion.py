@@ -23,8 +23,13 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = build_model(ModelConfig(heads={"pet-lesion": 2}, filters=(4, 8)), seed=0)
     out = tmp_path_factory.mktemp("bundles")
     made = {}
-    for version, dice in (("1.0.0", 0.80), ("1.1.0", 0.75), ("1.2.0", 0.82)):
-        info = ExportInfo(version=version, validation_metrics={"dice": dice})
+    for version, metrics in (
+        ("1.0.0", {"dice": 0.80}),
+        ("1.1.0", {"dice": 0.75}),
+        ("1.2.0", {"dice": 0.82}),
+        ("1.3.0", {"dice": 0.80, "jaccard": 0.70}),
+    ):
+        info = ExportInfo(version=version, validation_metrics=metrics)
         made[version] = export_bundle(model, task, out / version, info).path
     return made
 
@@ -56,6 +61,16 @@ def test_no_comparable_metric_is_not_promoted(bundles: dict[str, Path], tmp_path
     promote(bundles["1.0.0"], {"dice": 0.8}, store)
     decision = promote(bundles["1.2.0"], {"auc": 0.9}, store)
     assert not decision.promote and "none of the candidate's metrics" in decision.reason
+
+
+def test_candidate_missing_a_recorded_metric_is_not_promoted(
+    bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    store = ModelStore(roots=(tmp_path / "store",))
+    promote(bundles["1.3.0"], {"dice": 0.80, "jaccard": 0.70}, store)
+    decision = promote(bundles["1.2.0"], {"dice": 0.82}, store)
+    assert not decision.promote and "does not report ['jaccard']" in decision.reason
+    assert store.for_task("pet-lesion").manifest.version == "1.3.0"  # type: ignore[union-attr]
 
 
 def test_invalid_candidate_is_refused(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from federation.errors import FederationError
-from federation.settings import RunSettings
+from federation.settings import PromoteChoice, RunSettings
 from federation.sites import SiteSpec, load_site_cases
 from federation.strategies import Aggregator
 
@@ -22,6 +22,10 @@ def test_run_config_is_parsed_once_into_settings() -> None:
     private = RunSettings.from_run_config({"state-dir": "/x", "dp-noise": 1.1, "dp-clip": 0.5})
     assert private.privacy is not None and private.privacy.noise_multiplier == 1.1
     assert private.privacy.clip == 0.5 and private.privacy.delta == 1e-5
+    promoting = RunSettings.from_run_config(
+        {"state-dir": "/x", "promote-to": "/srv/models", "promote-model": "final"}
+    )
+    assert promoting.promote_model is PromoteChoice.FINAL and promoting.spacing_mm == 12.0
 
 
 @pytest.mark.parametrize(
@@ -32,6 +36,9 @@ def test_run_config_is_parsed_once_into_settings() -> None:
         ({"state-dir": "/x", "aggregator": "mode"}, "invalid run config"),
         ({"state-dir": "/x", "min-sites": 0}, "at least 1"),
         ({"state-dir": "/x", "dp-noise": 1.0, "dp-clip": 0}, "dp-clip"),
+        ({"state-dir": "/x", "promote-to": "models"}, "promote-to must be an absolute"),
+        ({"state-dir": "/x", "promote-model": "latest"}, "invalid run config"),
+        ({"state-dir": "/x", "spacing-mm": 0}, "spacing-mm"),
     ],
 )
 def test_bad_run_config(config: dict[str, object], message: str) -> None:

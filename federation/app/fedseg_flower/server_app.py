@@ -9,6 +9,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from federation.checkpoint import CheckpointStore
 from federation.local import build_model, get_arrays, model_config
+from federation.publish import publish_run
 from federation.rounds import RunState, query_sites, run_rounds, wait_for_sites
 from federation.settings import RunSettings
 
@@ -38,3 +39,8 @@ def main(grid: Grid, context: Context) -> None:
     settings = RunSettings.from_run_config(context.run_config)
     state = run_rounds(grid, settings, _initial_state(grid, settings))
     logger.info("finished at round %d", state.last_round)
+    if settings.promote_to:
+        decision = publish_run(settings)
+        logger.info(
+            "promotion gate: %s (%s)", "promoted" if decision.promote else "kept", decision.reason
+        )

@@ -120,9 +120,11 @@ def sliding_window(
         result = np.asarray(predict(batch), dtype=np.float32)
         if output is None:
             output = np.zeros((result.shape[1], *size), dtype=np.float32)
+            weighted = np.empty(result.shape[1:], dtype=np.float32)  # reused for every window
         for start, window_out in zip(batch_starts, result, strict=True):
             region = _window(start, patch)
-            output[(slice(None), *region)] += window_out * weights
+            np.multiply(window_out, weights, out=weighted)
+            output[(slice(None), *region)] += weighted
             count[region] += weights
         if progress is not None:
             progress(min(first + config.batch_size, len(starts)), len(starts))

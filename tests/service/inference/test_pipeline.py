@@ -86,3 +86,15 @@ def test_required_gpu_fails_clearly_on_a_cpu_machine(make_bundle: Callable[..., 
         pytest.skip("a GPU provider is available here")
     with pytest.raises(ConfigurationError, match="device 'cuda' was required"):
         Segmenter(ModelBundle.load(make_bundle()), SessionOptions(device=Device.CUDA))
+
+
+def test_session_options_are_checked_and_applied(make_bundle: Callable[..., Path]) -> None:
+    with pytest.raises(ConfigurationError, match="intra-op -1"):
+        SessionOptions(intra_op_threads=-1)
+    bundle = ModelBundle.load(make_bundle())
+    batch = np.random.default_rng(0).random((2, 1, 16, 16, 16), dtype=np.float32)
+    spinning = Segmenter(bundle, SessionOptions(device=Device.CPU, intra_op_threads=2))
+    quiet = Segmenter(
+        bundle, SessionOptions(device=Device.CPU, intra_op_threads=1, allow_spinning=False)
+    )
+    np.testing.assert_array_equal(spinning.model.predict(batch), quiet.model.predict(batch))

@@ -33,7 +33,7 @@ from training.models import MultiTaskUNet
 from training.tasks import Task
 
 #: Thresholds tried by :func:`calibrate_threshold` (foreground probability).
-DEFAULT_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.991, 0.05))
+DEFAULT_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 _FILL = -1e4
 
 
@@ -92,48 +92,56 @@ def decide(margin: np.ndarray, threshold: float, keep_largest: bool) -> np.ndarr
 
 @dataclass(frozen=True)
 class Calibration:
-    """The chosen threshold and the validation scores of every threshold tried."""
+    """The chosen rule and the validation scores of every rule tried."""
 
     threshold: float
     keep_largest: bool
-    #: threshold → (mean validation Dice, median predicted/true volume ratio)
-    scores: dict[float, tuple[float, float]]
+    #: (threshold, keep_largest) → (mean validation Dice, median predicted/true volume ratio)
+    scores: dict[tuple[float, bool], tuple[float, float]]
+
+    @property
+    def val_dice(self) -> float:
+        """Mean validation Dice of the chosen rule."""
+        return self.scores[(self.threshold, self.keep_largest)][0]
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return {
             "threshold": self.threshold,
             "keep_largest": self.keep_largest,
-            "scores": {
-                str(t): {"val_dice": d, "median_volume_ratio": r}
-                for t, (d, r) in self.scores.items()
-            },
+            "val_dice": self.val_dice,
+            "scores": [
+                {"threshold": t, "keep_largest": k, "val_dice": d, "median_volume_ratio": r}
+                for (t, k), (d, r) in self.scores.items()
+            ],
         }
 
 
 def calibrate_threshold(
     margins: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],
-    keep_largest: bool = True,
+    keep_largest: Sequence[bool] = (False, True),
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
 ) -> Calibration:
-    """The threshold with the best mean Dice on validation cases (ties: the lower one).
+    """The rule (threshold, largest component or not) with the best mean validation Dice.
 
-    ``margins`` come from :func:`foreground_margin` on validation cases (never test cases),
-    ``truths`` are their reference masks on the same grids.
+    Ties go to the lower threshold, then to keeping every component. ``margins`` come from
+    :func:`foreground_margin` on validation cases (never test cases), ``truths`` are their
+    reference masks on the same grids.
     """
     if not margins or len(margins) != len(truths):
         raise ValueError("need one truth per margin and at least one validation case")
-    scores: dict[float, tuple[float, float]] = {}
-    for t in thresholds:
-        dices, ratios = [], []
-        for margin, truth in zip(margins, truths, strict=True):
-            pred = decide(margin, t, keep_largest)
-            dices.append(dice(pred, truth > 0))
-            ratios.append(pred.sum() / max(int((truth > 0).sum()), 1))
-        scores[float(t)] = (float(np.mean(dices)), float(np.median(ratios)))
-    best = max(scores, key=lambda t: (scores[t][0], -t))
-    return Calibration(threshold=best, keep_largest=keep_largest, scores=scores)
+    scores: dict[tuple[float, bool], tuple[float, float]] = {}
+    for keep in keep_largest:
+        for t in thresholds:
+            dices, ratios = [], []
+            for margin, truth in zip(margins, truths, strict=True):
+                pred = decide(margin, t, keep)
+                dices.append(dice(pred, truth > 0))
+                ratios.append(pred.sum() / max(int((truth > 0).sum()), 1))
+            scores[(float(t), bool(keep))] = (float(np.mean(dices)), float(np.median(ratios)))
+    best = max(scores, key=lambda rule: (scores[rule][0], -rule[0], not rule[1]))
+    return Calibration(threshold=best[0], keep_largest=best[1], scores=scores)
 
 
 def fold_threshold(model: MultiTaskUNet, head: str, threshold: float) -> MultiTaskUNet:

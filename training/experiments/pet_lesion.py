@@ -57,7 +57,16 @@ logger = logging.getLogger(__name__)
 TASK = TASKS[TaskName.PET_LESION]
 METHODS = ("unet", "unet_argmax", "fixed_41pct", "suv_2.5")
 BASELINES = ("fixed_41pct", "suv_2.5")
-REPORTED = ("dice", "jaccard", "hd95_mm", "re_suv_max", "re_suv_mean", "re_mtv_ml", "re_tlg")
+REPORTED = (
+    "dice",
+    "jaccard",
+    "hd95_mm",
+    "re_suv_max",
+    "re_suv_mean",
+    "re_mtv_ml",
+    "abs_re_mtv_ml",
+    "re_tlg",
+)
 METRIC_NAMES = {
     "dice": "Dice",
     "jaccard": "Jaccard",
@@ -65,6 +74,7 @@ METRIC_NAMES = {
     "re_suv_max": "RE SUVmax (%)",
     "re_suv_mean": "RE SUVmean (%)",
     "re_mtv_ml": "RE MTV (%)",
+    "abs_re_mtv_ml": "abs. RE MTV (%)",
     "re_tlg": "RE TLG (%)",
 }
 METHOD_NAMES = {
@@ -110,6 +120,7 @@ def evaluate_case(case: Case, masks: dict[str, np.ndarray]) -> dict[str, dict[st
             "jaccard": scores.jaccard,
             "hd95_mm": scores.hd95_mm,
             **{f"re_{k}": v for k, v in errors.items()},
+            "abs_re_mtv_ml": abs(errors["mtv_ml"]),
         }
     return out
 
@@ -124,7 +135,7 @@ def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dic
             sd = float(values[method].std(ddof=1)) if len(values[method]) > 1 else 0.0
             row[method] = {"mean": float(values[method].mean()), "sd": sd}
         # Errors are compared by magnitude: a smaller |RE| is better whatever its sign.
-        compare = np.abs if metric.startswith("re_") else (lambda v: v)
+        compare = np.abs if "re_" in metric else (lambda v: v)
         for baseline in BASELINES:
             test = paired_wilcoxon(compare(values["unet"]), compare(values[baseline]))
             row[f"p_unet_vs_{baseline}"] = test.p_value
@@ -247,10 +258,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     best, _ = load_model(args.out / "best.pt")
     margins = [foreground_margin(best, TASK, cases[c].image, cases[c].affine) for c in parts["val"]]
     truths = [np.asarray(cases[c].labels) for c in parts["val"]]
-    calibration = calibrate_threshold(margins, truths, keep_largest=True)
+    calibration = calibrate_threshold(margins, truths)
     logger.info(
-        "calibrated threshold %.2f on %d validation patients",
+        "calibrated threshold %.2f (largest component: %s) on %d validation patients",
         calibration.threshold,
+        calibration.keep_largest,
         len(parts["val"]),
     )
     folded = fold_threshold(best, TASK.name.value, calibration.threshold)
@@ -258,7 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         args.out / "calibrated.pt",
         folded,
         task=TASK.name.value,
-        val_dice=calibration.scores[calibration.threshold][0],
+        val_dice=calibration.val_dice,
         calibration=calibration.as_dict(),
     )
     per_case = {

@@ -89,10 +89,13 @@ def test_calibration_picks_the_threshold_that_matches_the_truth() -> None:
     ).astype(np.float32)
     margin = 3.0 - distance / 2.0  # > 0 up to distance 6 (the truth ends at 5)
     assert decide(margin, 0.5, keep_largest=False).sum() > truth.sum()
-    calibration = calibrate_threshold([margin], [truth], keep_largest=True)
-    chosen = decide(margin, calibration.threshold, keep_largest=True)
+    calibration = calibrate_threshold([margin], [truth])
+    chosen = decide(margin, calibration.threshold, calibration.keep_largest)
     assert calibration.threshold > 0.5
     assert chosen.sum() == truth.sum()
+    assert calibration.val_dice == pytest.approx(1.0)
+    # Equal Dice with and without the component filter: the simpler rule wins the tie.
+    assert not calibration.keep_largest
 
 
 def test_largest_component_and_folded_threshold() -> None:

@@ -41,6 +41,7 @@ class SegmentOptions:
     fast: bool = False  # less window overlap, for a quick look
     mirror_tta: bool = False  # average over mirrored inputs (slower, smoother)
     batch_size: int = 2
+    threads: int = 0  # onnxruntime intra-op threads; 0: one per physical core
     output: OutputOptions = field(default_factory=OutputOptions)
 
 
@@ -114,7 +115,7 @@ class StudySegmenter:
 
     def __init__(self, bundles: Sequence[ModelBundle], options: SegmentOptions) -> None:
         self.options = options
-        session = SessionOptions(device=options.device)
+        session = SessionOptions(device=options.device, intra_op_threads=options.threads)
         self.segmenters = [
             Segmenter(b, session, batch_size=options.batch_size, mirror_tta=options.mirror_tta)
             for b in bundles
@@ -207,8 +208,10 @@ class StudySegmenter:
                 timings[stage] += seconds
             result.timings = {k: round(v, 3) for k, v in segmentation.timings.items()}
             result.present = segmentation.present
+            labels = segmentation.labels
+            del segmentation  # its model values (an SUV copy for PET) are not needed to write
             start = time.perf_counter()
-            result.outputs = self._write(volume, segmentation.labels, segmenter, out_dir, result)
+            result.outputs = self._write(volume, labels, segmenter, out_dir, result)
             elapsed = time.perf_counter() - start
             timings["write"] += elapsed
             result.timings["write"] = round(elapsed, 3)

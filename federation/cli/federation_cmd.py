@@ -120,7 +120,12 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     for e in entries:
         metrics = " ".join(f"{k}={v:.3f}" for k, v in sorted(e.task_metrics.items()))
+        promotion = ""
+        if e.promotion:
+            verdict = "promoted" if e.promotion.get("promoted") else "not promoted"
+            promotion = f"  {verdict} as {e.promotion.get('bundle_version')}"
         sys.stdout.write(
-            f"{e.version}  round {e.server_round}  sites {','.join(e.sites)}  {metrics}\n"
+            f"{e.version}  round {e.server_round}  sites {','.join(e.sites)}  {metrics}"
+            f"{promotion}\n"
         )
     return 0

@@ -36,4 +36,17 @@ def test_status_lists_registered_rounds(tmp_path: Path, capsys: pytest.CaptureFi
         RegistryEntry("r0001-abc", 1, "abc", ["a", "b"], {}, {"liver": 0.5})
     )
     assert args.handler(args) == 0
-    assert "r0001-abc  round 1  sites a,b  liver=0.500" in capsys.readouterr().out
+    assert "r0001-abc  round 1  sites a,b  liver=0.500\n" in capsys.readouterr().out
+    ModelRegistry(tmp_path).register(
+        RegistryEntry(
+            "r0001-abc",
+            1,
+            "abc",
+            ["a", "b"],
+            {},
+            {"liver": 0.5},
+            promotion={"promoted": True, "bundle_version": "1.2.0"},
+        )
+    )
+    assert args.handler(args) == 0
+    assert "liver=0.500  promoted as 1.2.0" in capsys.readouterr().out

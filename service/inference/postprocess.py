@@ -30,9 +30,11 @@ def clean_labels(labels: np.ndarray, affine: np.ndarray, manifest: Manifest) -> 
     structures, not of the volume. Returns a new array; ``labels`` is left unchanged.
     """
     rules = manifest.postprocessing
+    out = labels.copy()
+    if not (rules.largest_component or rules.min_component_ml > 0 or rules.min_label_ml > 0):
+        return out
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
     table = manifest.label_table()
-    out = labels.copy()
     numbers = [entry.number for entry in table.labels]
     boxes = ndimage.find_objects(labels, max_label=max(numbers, default=0))
     for entry in table.labels:

@@ -1,8 +1,9 @@
 """From a source volume to network input, exactly as the manifest says.
 
-The steps are small callables applied in order (MONAI's transform style): values → canonical
-orientation → model spacing → intensity normalisation. :class:`ModelGrid` remembers the grids so
-that predictions can be mapped back onto the source voxels.
+The steps are small callables applied in order (MONAI's transform style): values → model grid
+(canonical orientation and model spacing, in one resampling) → intensity normalisation.
+:class:`ModelGrid` remembers the grids so that predictions can be mapped back onto the source
+voxels.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.dicom.volume import Volume
-from service.imaging.orientation import Reorientation, reorient
+from service.imaging.orientation import Reorientation, plan_reorientation
 from service.imaging.resample import Grid, grid_for_spacing, resample
 from service.inference.manifest import Manifest, Normalisation, NormalisationKind
 
@@ -75,18 +76,32 @@ def to_model_grid(
     spacing: tuple[float, float, float],
     orientation: str = "LPS",
 ) -> tuple[np.ndarray, ModelGrid]:
-    """Reorient (exact) and resample (linear) physical values onto a model's grid.
+    """Resample (linear) physical values onto a model's grid, in the model's orientation.
 
-    Training and inference both call this, so a network sees the same voxels in both.
+    The model grid is laid on the source reoriented to ``orientation`` (an exact relabelling of
+    axes), but the values are sampled from the source grid directly: the same voxels, without a
+    reoriented full-size copy. Training and inference both call this, so a network sees the
+    same voxels in both.
     """
     source = Grid(shape=_shape3(values.shape), affine=affine)
-    oriented_values, oriented_affine, step = reorient(values, affine, orientation)
-    oriented = Grid(shape=_shape3(oriented_values.shape), affine=oriented_affine)
+    step = plan_reorientation(affine, orientation)
+    oriented = reoriented_grid(source, step)
     model = grid_for_spacing(oriented, spacing)
-    fill = float(oriented_values.min())
-    resampled = resample(oriented_values, oriented, model, order=1, fill=fill)
+    resampled = resample(values, source, model, order=1, fill=float(values.min()))
     grid = ModelGrid(source=source, oriented=oriented, reorientation=step, model=model)
     return resampled, grid
+
+
+def reoriented_grid(grid: Grid, step: Reorientation) -> Grid:
+    """The grid that :meth:`Reorientation.apply` gives an array on ``grid``, without the array."""
+    shape = tuple(grid.shape[axis] for axis in step.permutation)
+    affine = grid.affine.copy()
+    affine[:, :3] = grid.affine[:, list(step.permutation)]
+    for axis, flip in enumerate(step.flips):
+        if flip:
+            affine[:3, 3] += affine[:3, axis] * (shape[axis] - 1)
+            affine[:3, axis] = -affine[:3, axis]
+    return Grid(shape=_shape3(shape), affine=affine)
 
 
 def prepare(volume: Volume, manifest: Manifest, values: np.ndarray | None = None) -> PreparedInput:

@@ -202,7 +202,6 @@ def run_rounds(
         rejected = train_round(grid, settings, state, server_round)
         site_metrics = evaluate_round(grid, settings, state, server_round)
         state.last_round = server_round
-        checkpoints.save(RoundState(server_round, state.arrays, state.model_config, state.sites))
         digest = model_hash(state.arrays)
         registry.register(
             RegistryEntry(
@@ -217,6 +216,9 @@ def run_rounds(
                 created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             )
         )
+        # Registered first: a checkpoint always has its registry entry. A crash in between
+        # repeats the round on resume, and its new entry supersedes the earlier one.
+        checkpoints.save(RoundState(server_round, state.arrays, state.model_config, state.sites))
         logger.info(
             "round %d done in %.1f s; sites %s",
             server_round,

@@ -92,7 +92,10 @@ def publish_run(settings: RunSettings) -> PromotionDecision:
     state = CheckpointStore(settings.state_dir / "checkpoints").load(entry.server_round)
     model = build_model(ModelConfig.from_dict(state.model_config), settings.seed)
     set_arrays(model, state.arrays)
-    store = ModelStore(roots=(Path(settings.promote_to),))
+    roots = [Path(settings.promote_to)]
+    if settings.shipped_models:
+        roots.append(Path(settings.shipped_models))
+    store = ModelStore(roots=tuple(roots))
     task = site_task(settings.spacing_mm)
     version = next_version(store.for_task(task.name.value))
     metrics = candidate_metrics(entry)

@@ -40,6 +40,9 @@ class RunSettings:
     #: Model store folder to promote into; empty disables the promotion gate.
     promote_to: str = ""
     promote_model: PromoteChoice = PromoteChoice.BEST
+    #: The service's read-only shipped-models folder (``FEDSEG_SHIPPED_MODELS``), searched after
+    #: ``promote_to`` as the service does, so the gate compares with the model the service uses.
+    shipped_models: str = ""
     #: Isotropic grid of the sites' training (node config ``spacing-mm``); the bundle's spacing.
     spacing_mm: float = 12.0
     #: Central DP noise multiplier; 0 disables clipping and noise.
@@ -57,8 +60,10 @@ class RunSettings:
             raise FederationError("num-rounds and min-sites must be at least 1")
         if self.round_timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise FederationError("timeouts must be positive")
-        if self.promote_to and not Path(self.promote_to).is_absolute():
-            raise FederationError(f"promote-to must be an absolute path (got {self.promote_to})")
+        folders = {"promote-to": self.promote_to, "shipped-models": self.shipped_models}
+        for key, value in folders.items():
+            if value and not Path(value).is_absolute():
+                raise FederationError(f"{key} must be an absolute path (got {value})")
         if self.spacing_mm <= 0:
             raise FederationError("spacing-mm must be positive")
         if self.dp_noise < 0 or self.dp_clip <= 0 or not 0 < self.dp_delta < 1:
@@ -99,6 +104,7 @@ class RunSettings:
                 seed=int(get("seed", 0)),  # type: ignore[call-overload]
                 promote_to=str(get("promote-to", "")),
                 promote_model=PromoteChoice(str(get("promote-model", "best"))),
+                shipped_models=str(get("shipped-models", "")),
                 spacing_mm=float(get("spacing-mm", 12.0)),  # type: ignore[arg-type]
                 dp_noise=float(get("dp-noise", 0.0)),  # type: ignore[arg-type]
                 dp_clip=float(get("dp-clip", 1.0)),  # type: ignore[arg-type]

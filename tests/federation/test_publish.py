@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -119,3 +120,13 @@ def test_promoted_only_when_not_worse(tmp_path: Path) -> None:
     better = _finished_run(tmp_path / "run3", [{"liver": 0.6, "spleen": 0.4}], 20)
     assert publish_run(better).promote
     assert store.for_task("ct-organs").manifest.version == "1.1.0"  # type: ignore[union-attr]
+
+
+def test_gate_compares_with_the_shipped_models_the_service_also_reads(tmp_path: Path) -> None:
+    shipped = tmp_path / "shipped"
+    good = _finished_run(tmp_path / "old", [{"liver": 0.9, "spleen": 0.9}], 0)
+    publish_run(dataclasses.replace(good, promote_to=str(shipped)))
+    run = _finished_run(tmp_path / "run", [{"liver": 0.5, "spleen": 0.5}], 5)
+    decision = publish_run(dataclasses.replace(run, shipped_models=str(shipped)))
+    assert not decision.promote and decision.current_version == "1.0.0"
+    assert ModelStore(roots=(tmp_path / "store",)).bundles() == []

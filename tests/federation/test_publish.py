@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from pydicom.dataset import Dataset
 
 from federation.checkpoint import CheckpointStore, RoundState, model_hash
 from federation.errors import PromotionError
@@ -18,8 +19,13 @@ from federation.local import build_model, get_arrays, model_config
 from federation.publish import choose_entry, publish_run
 from federation.registry import ModelRegistry, RegistryEntry
 from federation.settings import PromoteChoice, RunSettings
+from federation.sites import tiny_phantoms
+from service.dicom.volume import Volume
 from service.inference.bundle import ModelBundle
+from service.inference.pipeline import Segmenter
+from service.inference.session import Device, SessionOptions
 from service.inference.store import ModelStore
+from training.phantoms import make_case
 
 HEADS = ("liver", "spleen")
 
@@ -130,3 +136,29 @@ def test_gate_compares_with_the_shipped_models_the_service_also_reads(tmp_path: 
     decision = publish_run(dataclasses.replace(run, shipped_models=str(shipped)))
     assert not decision.promote and decision.current_version == "1.0.0"
     assert ModelStore(roots=(tmp_path / "store",)).bundles() == []
+
+
+def test_the_service_segments_with_a_promoted_bundle(tmp_path: Path) -> None:
+    settings = _finished_run(tmp_path / "run", [{"liver": 0.5, "spleen": 0.5}], 0)
+    assert publish_run(settings).promote
+    bundle = ModelStore(roots=(tmp_path / "store",)).for_task("ct-organs")
+    assert bundle is not None
+    ct = make_case(tiny_phantoms(0, 1), 1, 1).ct
+    assert ct is not None
+    volume = Volume(
+        array=ct.hu.astype(np.float32),
+        affine=ct.grid.affine,
+        modality="CT",
+        series_instance_uid="1.2.3",
+        study_instance_uid="1.2",
+        frame_of_reference_uid="1.2.4",
+        series_description="phantom",
+        stack_label="",
+        slices=(),
+        headers=(Dataset(),),
+    )
+    result = Segmenter(bundle, SessionOptions(device=Device.CPU)).segment(volume)
+    assert result.labels.shape == volume.shape
+    # Only the organs the federation trained heads for can appear (liver 1, spleen 2).
+    values = set(np.unique(result.labels).tolist())
+    assert values <= {0, 1, 2} and values & {1, 2}

@@ -195,7 +195,9 @@ def resample(
     return out
 
 
-def resample_argmax(scores: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
+def resample_argmax(
+    scores: np.ndarray, source: Grid, target: Grid, out: np.ndarray | None = None
+) -> np.ndarray:
     """Index of the highest of ``K`` linearly resampled score channels on ``target`` (uint8).
 
     The result is what resampling every channel of ``scores`` (``(K, *source.shape)``) with
@@ -207,10 +209,21 @@ def resample_argmax(scores: np.ndarray, source: Grid, target: Grid) -> np.ndarra
     Memory beyond the uint8 result: two source slices of all channels resampled in-plane for
     axis-aligned grids; one float32 target-size channel and its running maximum otherwise.
 
+    Parameters
+    ----------
+    scores
+        ``(K, *source.shape)`` class scores.
+    source, target
+        The grid ``scores`` lie on, and the grid to label.
+    out
+        Optional uint8 array of ``target.shape`` to write into; it may be a strided view (e.g.
+        a transposed or flipped view of a label map in another orientation).
+
     Raises
     ------
     ValueError
-        If ``scores`` is not ``(K, *source.shape)`` with 1 ≤ K ≤ 256.
+        If ``scores`` is not ``(K, *source.shape)`` with 1 ≤ K ≤ 256, or ``out`` is not a uint8
+        array of ``target.shape``.
     """
     if scores.ndim != 4 or tuple(scores.shape[1:]) != tuple(source.shape):
         raise ValueError(
@@ -218,10 +231,19 @@ def resample_argmax(scores: np.ndarray, source: Grid, target: Grid) -> np.ndarra
         )
     if not 1 <= scores.shape[0] <= 256:
         raise ValueError(f"{scores.shape[0]} classes do not fit a uint8 label map (1 to 256)")
+    if out is None:
+        out = np.empty(target.shape, dtype=np.uint8)
+    elif out.dtype != np.uint8 or tuple(out.shape) != tuple(target.shape):
+        raise ValueError(
+            f"out must be a uint8 array of shape {tuple(target.shape)}, "
+            f"got {out.dtype} {tuple(out.shape)}"
+        )
     sampling = axis_sampling(source, target)
     if sampling is None:
-        return _argmax_per_channel(scores, source, target)
-    return _SeparableArgmax(scores, sampling).run()
+        out[...] = _argmax_per_channel(scores, source, target)
+    else:
+        _SeparableArgmax(scores, sampling).run(out)
+    return out
 
 
 def first_argmax(stack: np.ndarray) -> np.ndarray:
@@ -290,9 +312,10 @@ class _SeparableArgmax:
             self._planes[index] = (plane.reshape(plane.shape[0], -1), first_argmax(plane))
         return self._planes[index]
 
-    def run(self) -> np.ndarray:
+    def run(self, out: np.ndarray) -> None:
+        """Fill ``out`` (uint8, target shape, possibly a strided view) slice by slice."""
         rows, cols, depth = self.sampling
-        out = np.zeros((rows.lower.size, cols.lower.size, depth.lower.size), dtype=np.uint8)
+        out[~rows.inside] = 0
         for t in np.flatnonzero(rows.inside):
             low, high, weight = int(rows.lower[t]), int(rows.upper[t]), rows.weight[t]
             values_low, labels_low = self._plane(low)
@@ -300,17 +323,18 @@ class _SeparableArgmax:
                 out[t] = labels_low
                 continue
             values_high, labels_high = self._plane(high)
-            row = out[t]
-            row[...] = labels_low
             differ = np.flatnonzero(labels_low != labels_high)
-            if differ.size:
-                mixed = values_low[:, differ]
-                mixed *= np.float32(1.0) - weight
-                mixed += values_high[:, differ] * weight
-                row.reshape(-1)[differ] = first_argmax(mixed)
+            if not differ.size:
+                out[t] = labels_low
+                continue
+            row = labels_low.copy()
+            mixed = values_low[:, differ]
+            mixed *= np.float32(1.0) - weight
+            mixed += values_high[:, differ] * weight
+            row.reshape(-1)[differ] = first_argmax(mixed)
+            out[t] = row
         out[:, ~cols.inside] = 0
         out[:, :, ~depth.inside] = 0
-        return out
 
 
 def resample_labels(labels: np.ndarray, source: Grid, target: Grid) -> np.ndarray:

@@ -16,11 +16,18 @@ def to_source_labels(logits: np.ndarray, grid: ModelGrid) -> np.ndarray:
     Every class channel is resampled linearly onto the (reoriented) source grid and the label
     is the first channel with the highest value, 0 outside the model grid's field of view
     (:func:`service.imaging.resample.resample_argmax`, which never holds a source-size array
-    per class). The labels are then reoriented back onto the source's own axes.
+    per class), written straight into the source's own axes through a reoriented view.
     """
-    labels = resample_argmax(logits, grid.model, grid.oriented)
-    source_labels, _ = grid.reorientation.inverse().apply(labels, grid.oriented.affine)
-    return source_labels
+    labels = np.empty(grid.source.shape, dtype=np.uint8)
+    resample_argmax(logits, grid.model, grid.oriented, out=oriented_view(labels, grid))
+    return labels
+
+
+def oriented_view(array: np.ndarray, grid: ModelGrid) -> np.ndarray:
+    """``array`` on the source grid seen in the model's orientation: a view, not a copy."""
+    view = np.transpose(array, grid.reorientation.permutation)
+    flipped = tuple(axis for axis, flip in enumerate(grid.reorientation.flips) if flip)
+    return np.flip(view, axis=flipped) if flipped else view
 
 
 def clean_labels(labels: np.ndarray, affine: np.ndarray, manifest: Manifest) -> np.ndarray:

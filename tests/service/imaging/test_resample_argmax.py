@@ -183,3 +183,16 @@ def test_bad_scores_are_refused() -> None:
         resample_argmax(np.zeros((2, 4, 4, 5), dtype=np.float32), grid, grid)
     with pytest.raises(ValueError, match="do not fit a uint8"):
         resample_argmax(np.zeros((300, 4, 4, 4), dtype=np.float32), grid, grid)
+    with pytest.raises(ValueError, match="out must be a uint8 array of shape \\(4, 4, 4\\)"):
+        resample_argmax(np.zeros((2, 4, 4, 4), np.float32), grid, grid, out=np.zeros((4, 4, 4)))
+
+
+def test_writes_into_a_strided_view() -> None:
+    target, spacing, shift = CASES["anisotropic"]
+    source = _coarse(target, spacing, shift)
+    scores = np.random.default_rng(8).normal(size=(6, *source.shape)).astype(np.float32)
+    expected = resample_argmax(scores, source, target)
+    holder = np.full(target.shape[::-1], 255, dtype=np.uint8)
+    view = np.flip(np.transpose(holder), axis=(0, 2))
+    assert resample_argmax(scores, source, target, out=view) is view
+    np.testing.assert_array_equal(view, expected)

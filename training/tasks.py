@@ -104,10 +104,13 @@ TASKS: Mapping[TaskName, Task] = MappingProxyType(
             name=TaskName.CT_ORGANS,
             modality="CT",
             labels=MappingProxyType({i + 1: n for i, n in enumerate(CT_ORGAN_LABELS)}),
-            spacing=(3.0, 3.0, 3.0),
-            patch_size=(64, 64, 64),
+            # 4 mm: about the phantom CT's own pixel size; 48³ patches see 19 cm of context.
+            spacing=(4.0, 4.0, 4.0),
+            patch_size=(48, 48, 48),
             normalisation=Normalisation.CT_WINDOW,
-            intensity_range=(-200.0, 300.0),
+            # Wide enough to keep the lungs (about -850 HU) apart from the air around the body
+            # (-1000 HU): a soft-tissue window clips both to 0 and leaves the lungs invisible.
+            intensity_range=(-1000.0, 300.0),
             description="abdominal and thoracic organs at risk on CT; sites may label a subset",
         ),
         TaskName.PET_LESION: Task(
@@ -124,7 +127,8 @@ TASKS: Mapping[TaskName, Task] = MappingProxyType(
             name=TaskName.MR_TUMOUR,
             modality="MR",
             labels=MappingProxyType({1: "tumour"}),
-            spacing=(2.0, 2.0, 2.0),
+            # The phantom MR has 3.5-4.4 mm pixels and 5-7 mm slices; a finer grid only costs.
+            spacing=(3.0, 3.0, 3.0),
             patch_size=(48, 48, 48),
             normalisation=Normalisation.Z_SCORE,
             description="tumour on MR; the lesion classification head rates it benign/malignant",

@@ -1,9 +1,13 @@
 """MONAI patch pipeline: padding, foreground-weighted patch sampling and augmentation.
 
-Orientation is canonical (LPS) after :func:`training.data.preprocess.prepare`; the flips below
-imitate inputs whose orientation went wrong (prone/supine is a flip of the anterior-posterior
-axis, feet-first/head-first of the superior-inferior axis). Tasks with left/right labels are
-never flipped left-right, which would swap those labels.
+Orientation is canonical (LPS) after :func:`training.data.preprocess.prepare`, for training and
+for inference alike, so prone and feet-first studies reach the network already the right way
+round. The flips below only imitate inputs whose orientation went wrong (a flip of the
+anterior-posterior axis, or of the superior-inferior axis) and are therefore rare: each axis flips
+with probability ``flip_prob``. A network that saw every patch flipped half the time along each
+axis would have to segment four orientations that inference never shows it, which (with lungs
+above the kidneys, and left and right told apart only by position) costs much of a small model's
+capacity. Tasks with left/right labels are never flipped left-right, which would swap those labels.
 """
 
 from __future__ import annotations
@@ -26,10 +30,18 @@ def _flip_axes(task: Task) -> tuple[int, ...]:
     return (1, 2) if lateral else (0, 1, 2)
 
 
-def train_transforms(task: Task, foreground_ratio: float, seed: int) -> mt.Compose:
+#: Probability that a training patch is flipped along each orientation axis.
+FLIP_PROB = 0.1
+
+
+def train_transforms(
+    task: Task, foreground_ratio: float, seed: int, flip_prob: float = FLIP_PROB
+) -> mt.Compose:
     """Random patch sampling and augmentation of dicts with ``image`` and ``label``."""
     if not 0 <= foreground_ratio <= 1:
         raise ValueError("foreground ratio must lie in [0, 1]")
+    if not 0 <= flip_prob <= 1:
+        raise ValueError("flip probability must lie in [0, 1]")
     keys = list(KEYS)
     steps: list[mt.Transform] = [
         mt.SpatialPadd(keys, spatial_size=task.patch_size),
@@ -43,7 +55,7 @@ def train_transforms(task: Task, foreground_ratio: float, seed: int) -> mt.Compo
             allow_smaller=False,
         ),
     ]
-    steps += [mt.RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in _flip_axes(task)]
+    steps += [mt.RandFlipd(keys, prob=flip_prob, spatial_axis=axis) for axis in _flip_axes(task)]
     steps += [
         mt.RandAffined(
             keys,
@@ -85,9 +97,10 @@ def patch_loader(
     batch_size: int,
     foreground_ratio: float,
     seed: int,
+    flip_prob: float = FLIP_PROB,
 ) -> DataLoader:
     """An endless-by-reshuffling loader of augmented patches (single process, seeded)."""
-    dataset = Dataset(items, transform=train_transforms(task, foreground_ratio, seed))
+    dataset = Dataset(items, transform=train_transforms(task, foreground_ratio, seed, flip_prob))
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,

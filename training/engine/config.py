@@ -14,6 +14,8 @@ class TrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-5
     foreground_ratio: float = 0.67
+    #: Probability of each orientation flip (inputs are reoriented to LPS before the network).
+    flip_prob: float = 0.1
     validate_every: int = 100
     seed: int = 0
     #: "auto" uses CUDA (with AMP) when present, else CPU.
@@ -29,6 +31,8 @@ class TrainConfig:
             raise ValueError("learning rate must be positive")
         if not 0 <= self.foreground_ratio <= 1:
             raise ValueError("foreground ratio must lie in [0, 1]")
+        if not 0 <= self.flip_prob <= 1:
+            raise ValueError("flip probability must lie in [0, 1]")
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""

@@ -107,6 +107,7 @@ def train(
         config.batch_size,
         config.foreground_ratio,
         config.seed,
+        config.flip_prob,
     )
     model.to(device)
     optimizer = torch.optim.AdamW(

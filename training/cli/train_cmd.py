@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--validate-every", type=int, default=100)
     parser.add_argument("--val-fraction", type=float, default=0.2, help="per site, by case")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--deep-supervision",
+        action="store_true",
+        help="also supervise the coarser decoder levels (nnU-Net style; the bundle is unchanged)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(handler=run)
@@ -105,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "split.json").write_text(json.dumps(split, indent=2))
-    model = build_model(ModelConfig(heads={task.name.value: task.num_classes}), seed=args.seed)
+    model_config = ModelConfig(
+        heads={task.name.value: task.num_classes}, deep_supervision=args.deep_supervision
+    )
+    model = build_model(model_config, seed=args.seed)
     result = train(model, task, train_cases, val_cases, config, args.out, annotated=annotated)
     logger.info("best validation Dice %.4f at step %d", result.best_dice, result.best_step)
     return 0

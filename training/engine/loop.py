@@ -81,6 +81,33 @@ def _supervision(mask: torch.Tensor) -> list[LabelSupervision]:
     return [LabelSupervision.of(torch.nonzero(row).flatten().tolist()) for row in mask]
 
 
+def deep_supervision_loss(
+    loss_fn: MarginalLoss,
+    outputs: Sequence[torch.Tensor],
+    label: torch.Tensor,
+    supervision: Sequence[LabelSupervision],
+) -> torch.Tensor:
+    """Loss of the full-size logits plus, halved per level, of the coarser outputs (nnU-Net).
+
+    ``outputs[0]`` is full size and ``outputs[n]`` is ``2**n`` times smaller on each axis; its
+    target is the label map subsampled by the same factor (nearest, as nnU-Net does). With one
+    output this is the plain loss.
+    """
+    weights = [0.5**level for level in range(len(outputs))]
+    total = sum(weights)
+    loss = outputs[0].new_zeros(())
+    for level, (logits, weight) in enumerate(zip(outputs, weights, strict=True)):
+        step = 2**level
+        target = label[..., ::step, ::step, ::step]
+        if target.shape[-3:] != logits.shape[-3:]:
+            raise ValueError(
+                f"deep-supervision output {level} is {tuple(logits.shape[-3:])}, "
+                f"labels subsampled by {step} are {tuple(target.shape[-3:])}"
+            )
+        loss = loss + weight / total * loss_fn(logits.float(), target, supervision)
+    return loss
+
+
 def train(
     model: MultiTaskUNet,
     task: Task,
@@ -140,8 +167,8 @@ def train(
         batch = next(batches)
         image, label = batch["image"].to(device), batch["label"].to(device)
         with torch.autocast(device.type, enabled=use_amp):
-            logits = model(image, head)
-        loss = loss_fn(logits.float(), label, _supervision(batch["annotated"]))
+            outputs = model.segment(image, head)
+        loss = deep_supervision_loss(loss_fn, outputs, label, _supervision(batch["annotated"]))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -3,14 +3,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from service.imaging.resample import Grid
 from training.data.preprocess import Prepared
 from training.engine import TrainConfig, load_model, predict_labels, train
-from training.engine.loop import build_model
+from training.engine.loop import build_model, deep_supervision_loss
+from training.losses import LabelSupervision, MarginalLoss
 from training.metrics import dice
 from training.models import ModelConfig
+from training.models.blocks import SegmentationHead
 from training.tasks import TASKS, TaskName
 
 TASK = dataclasses.replace(TASKS[TaskName.PET_LESION], patch_size=(24, 24, 24))
@@ -40,7 +43,8 @@ def test_overfits_tiny_phantom_and_resumes(tmp_path: Path) -> None:
     assert result.best_dice > 0.9
     best, payload = load_model(tmp_path / "best.pt")
     pred = predict_labels(best, cases[0].image, TASK.name.value, TASK.patch_size)
-    assert dice(pred == 1, cases[0].labels == 1) > 0.9
+    truth = cases[0].labels
+    assert truth is not None and dice(pred == 1, truth == 1) > 0.9
     assert payload["val_dice"] == result.best_dice
     assert json.loads((tmp_path / "result.json").read_text())["steps"] == 60
     # Resuming a finished run to a later step continues from the saved state.
@@ -56,3 +60,37 @@ def test_same_seed_gives_same_weights(tmp_path: Path) -> None:
         train(model, TASK, cases, cases, _config(4), tmp_path / run)
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
+
+
+def test_deep_supervision_trains_the_coarse_outputs(tmp_path: Path) -> None:
+    cases = [_phantom(0)]
+    config = ModelConfig(heads={TASK.name.value: 2}, filters=(4, 8, 16), deep_supervision=True)
+    model = build_model(config, seed=1)
+    head = model.heads[TASK.name.value]
+    assert isinstance(head, SegmentationHead)
+    deep = head.deep
+    assert len(deep) == 1
+    before = [p.detach().clone() for p in deep.parameters()]
+    train(model, TASK, cases, cases, _config(2), tmp_path)
+    # The coarse output only moves when the loss reaches it.
+    assert all(not torch.equal(a, b) for a, b in zip(before, deep.parameters(), strict=True))
+
+
+def test_deep_supervision_loss_weights_levels_and_checks_sizes() -> None:
+    loss_fn = MarginalLoss(2)
+    label = torch.zeros(1, 1, 8, 8, 8, dtype=torch.long)
+    label[..., 2:6, 2:6, 2:6] = 1
+    supervision = [LabelSupervision.full(2)]
+    full, coarse = torch.randn(1, 2, 8, 8, 8), torch.randn(1, 2, 4, 4, 4)
+    expected = (
+        loss_fn(full, label, supervision)
+        + 0.5 * loss_fn(coarse, label[..., ::2, ::2, ::2], supervision)
+    ) / 1.5
+    got = deep_supervision_loss(loss_fn, [full, coarse], label, supervision)
+    assert torch.allclose(got, expected)
+    assert torch.equal(
+        deep_supervision_loss(loss_fn, [full], label, supervision),
+        loss_fn(full, label, supervision),
+    )
+    with pytest.raises(ValueError, match="deep-supervision output 1"):
+        deep_supervision_loss(loss_fn, [full, torch.randn(1, 2, 3, 3, 3)], label, supervision)

@@ -40,10 +40,12 @@ class NegativeSampling:
     ----------
     hot
         Crops centred on voxels with SUV ≥ ``hot_suv`` that lie more than ``clearance_mm`` from
-        the tumour; one connected hot region is drawn at random (so the bladder does not win by
-        size), then a voxel inside it.
+        the tumour; one connected hot region of at least ``min_hot_ml`` is drawn at random (so
+        the bladder does not win by size, and noise specks do not win by number), then a voxel
+        inside it.
     body
-        Crops centred on random voxels with SUV ≥ ``body_suv`` (soft tissue, any distance).
+        Crops centred on random voxels with SUV ≥ ``body_suv`` more than ``clearance_mm`` from
+        the tumour (soft tissue, arms, the ends of the axial field of view).
     size
         Crop edge in voxels of the task grid; a little larger than the patch so that the random
         patch taken from it still covers the centre.
@@ -55,12 +57,13 @@ class NegativeSampling:
     hot_suv: float = 2.5
     body_suv: float = 0.5
     clearance_mm: float = 40.0
+    min_hot_ml: float = 2.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.hot < 0 or self.body < 0 or self.size < 1:
             raise ValueError("crop counts must be ≥ 0 and the crop size positive")
-        if self.hot_suv <= 0 or self.body_suv <= 0 or self.clearance_mm < 0:
+        if self.hot_suv <= 0 or self.body_suv <= 0 or self.clearance_mm < 0 or self.min_hot_ml < 0:
             raise ValueError("SUV levels must be positive and the clearance ≥ 0")
 
 
@@ -109,14 +112,17 @@ def negative_crops(
     rng = np.random.default_rng(sampling.seed)
     spacing = np.asarray(prepared.grid.spacing)
     far = ndimage.distance_transform_edt(prepared.labels == 0, sampling=spacing)
-    hot = (suv >= sampling.hot_suv) & (far > sampling.clearance_mm)
-    components, count = ndimage.label(hot)
+    clear = far > sampling.clearance_mm
+    components, count = ndimage.label((suv >= sampling.hot_suv) & clear)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:] * voxel_ml
+    regions = 1 + np.flatnonzero(sizes >= sampling.min_hot_ml)
     centres: list[np.ndarray] = []
-    if count:
+    if len(regions):
         for _ in range(sampling.hot):
-            voxels = np.argwhere(components == int(rng.integers(1, count + 1)))
+            voxels = np.argwhere(components == int(regions[int(rng.integers(len(regions)))]))
             centres.append(voxels[int(rng.integers(len(voxels)))])
-    body = np.argwhere(suv >= sampling.body_suv)
+    body = np.argwhere((suv >= sampling.body_suv) & clear)
     if len(body):
         centres += [body[int(rng.integers(len(body)))] for _ in range(sampling.body)]
     return [_crop(prepared, c, sampling.size) for c in centres]

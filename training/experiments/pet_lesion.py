@@ -208,14 +208,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--hot-negatives", type=int, default=10)
     parser.add_argument("--body-negatives", type=int, default=4)
+    parser.add_argument(
+        "--positive-repeats",
+        type=int,
+        default=1,
+        help="list each training patient this many times per epoch (balances the negatives)",
+    )
     return parser
 
 
 def _training_set(
     args: argparse.Namespace, prepared: dict[str, Prepared], parts: dict[str, list[str]]
 ) -> tuple[list[Prepared], list[str], Case | None]:
-    cases = [prepared[c] for c in parts["train"]]
-    names = list(parts["train"])
+    cases = [prepared[c] for c in parts["train"]] * args.positive_repeats
+    names = list(parts["train"]) * args.positive_repeats
     if args.whole_body is None:
         return cases, names, None
     whole = load_whole_body_pet(args.whole_body)

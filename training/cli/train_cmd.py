@@ -11,13 +11,20 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.errors import ConfigurationError
 from training.tasks import TaskName
 
+if TYPE_CHECKING:
+    from training.engine import TrainConfig
+
 logger = logging.getLogger(__name__)
+
+#: ``--task`` value of the lesion classification head (the model's ``lesion-class`` head).
+LESION_CLASS = "lesion-class"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a segmentation model on one site (local) or several (centralised)",
         description="Train a task head; resumes when RUN already holds last.pt.",
     )
-    parser.add_argument("--task", required=True, choices=[t.value for t in TaskName])
+    parser.add_argument(
+        "--task",
+        required=True,
+        choices=[*(t.value for t in TaskName), LESION_CLASS],
+        help=f"segmentation task, or {LESION_CLASS} (benign vs malignant phantom MR tumours)",
+    )
     parser.add_argument("--data", required=True, nargs="+", type=Path, help="site folders")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--steps", type=int, default=2000)
@@ -68,13 +80,89 @@ def annotated_classes(num_classes: int, annotated: tuple[int, ...] | None) -> np
     return mask
 
 
+def _config(args: argparse.Namespace) -> TrainConfig:
+    from training.engine import TrainConfig
+
+    return TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        validate_every=args.validate_every,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+
+
+def run_classifier(args: argparse.Namespace) -> int:
+    """Train the lesion classification head on the phantom MR tumours of ``--data``."""
+    from training.data.cases import load_case
+    from training.data.phantom_cases import lesion_classes, phantom_sources
+    from training.data.preprocess import prepare
+    from training.engine.classify import LesionSet, lesion_cube, train_classifier
+    from training.engine.loop import build_model
+    from training.models import ModelConfig
+    from training.tasks import LESION_CLASSES, TaskName, get_task
+
+    task = get_task(TaskName.MR_TUMOUR)
+    buckets: dict[str, tuple[list[np.ndarray], list[int], list[str]]] = {
+        "train": ([], [], []),
+        "val": ([], [], []),
+    }
+    split: dict[str, dict[str, list[str]]] = {}
+    for folder in args.data:
+        try:
+            sources = {s.case_id: s for s in phantom_sources(folder, task)}
+            classes = lesion_classes(folder)
+        except FileNotFoundError as exc:
+            raise ConfigurationError(
+                f"{exc} (--task {LESION_CLASS} reads fedseg phantoms)"
+            ) from exc
+        ids = sorted(set(sources) & set(classes))
+        train_ids, val_ids = _split(ids, args.val_fraction, args.seed)
+        split[str(folder)] = {"train": train_ids, "val": val_ids}
+        for name, chosen in (("train", train_ids), ("val", val_ids)):
+            cubes, labels, case_ids = buckets[name]
+            for cid in chosen:
+                case = load_case(sources[cid], modality=task.modality)
+                prepared = prepare(case.image, case.affine, case.labels, task)
+                assert prepared.labels is not None
+                cubes.append(lesion_cube(prepared.image, prepared.labels > 0))
+                labels.append(LESION_CLASSES.index(classes[cid]))
+                case_ids.append(cid)
+    if not buckets["train"][0]:
+        raise ConfigurationError("no phantom MR tumours with a class found under --data")
+    train_set, val_set = (
+        LesionSet.stack(*buckets["train"]),
+        LesionSet.stack(*buckets["val"])
+        if buckets["val"][0]
+        else LesionSet.stack(*buckets["train"]),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "split.json").write_text(json.dumps(split, indent=2))
+    model_config = ModelConfig(
+        heads={task.name.value: task.num_classes}, classifier_classes=len(LESION_CLASSES)
+    )
+    model = build_model(model_config, seed=args.seed)
+    result = train_classifier(model, train_set, val_set, _config(args), args.out)
+    logger.info(
+        "best validation %s %.4f at step %d", result.metric, result.best_score, result.best_step
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and write ``best.pt``, ``last.pt`` and ``result.json`` into ``--out``."""
+    if args.task == LESION_CLASS:
+        from monai.utils import set_determinism
+
+        set_determinism(seed=args.seed)
+        return run_classifier(args)
     from monai.utils import set_determinism
 
     from training.data.cases import discover_cases, load_case
     from training.data.preprocess import Prepared, prepare
-    from training.engine import TrainConfig, train
+    from training.engine import train
     from training.engine.loop import build_model
     from training.models import ModelConfig
     from training.tasks import get_task
@@ -99,15 +187,7 @@ def run(args: argparse.Namespace) -> int:
                 bucket.append(prepare(case.image, case.affine, case.labels, task))
                 if bucket is train_cases:
                     annotated.append(annotated_classes(task.num_classes, case.annotated))
-    config = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        validate_every=args.validate_every,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.no_progress,
-    )
+    config = _config(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "split.json").write_text(json.dumps(split, indent=2))
     model_config = ModelConfig(

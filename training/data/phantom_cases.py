@@ -62,3 +62,24 @@ def phantom_sources(path: Path, task: Task) -> list[CaseSource]:
                 )
             )
     return sources
+
+
+def lesion_classes(path: Path) -> dict[str, str]:
+    """Case id → MR tumour class (``benign``/``malignant``) of a phantom dataset or site folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not part of a phantom dataset.
+    """
+    root = dataset_root(path)
+    if root is None:
+        raise FileNotFoundError(f"{path}: no dataset.json here or in the parent folder")
+    index = json.loads((root / "dataset.json").read_text())
+    return {
+        case["case_id"]: case["mr_tumour_class"]
+        for site in index["sites"]
+        if path == root or site["site_id"] == path.name
+        for case in site["cases"]
+        if case.get("mr_tumour_class")
+    }

@@ -213,8 +213,21 @@ def network_comparison(
     return result
 
 
-_END_TO_END = """
-import json, resource, sys, time
+# Peak memory of the process itself: VmHWM starts afresh at exec, while ru_maxrss carries the
+# parent's peak over into the child on Linux (a benchmark parent holding torch inflated it).
+_PEAK = """
+def peak_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+"""
+
+_END_TO_END = (
+    _PEAK
+    + """
+import json, sys, time
 from pathlib import Path
 from service.config import get_settings
 from service.segment import SegmentOptions, segment_study
@@ -223,12 +236,15 @@ options = SegmentOptions(models=(sys.argv[3],), device="cpu", threads=int(sys.ar
 r = segment_study([Path(sys.argv[1])], Path(sys.argv[2]), options, get_settings())
 print(json.dumps({"wall_s": time.perf_counter() - t, "timings": r.timings,
                   "provider": r.series[0].provider, "present": r.series[0].present,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_mb()}))
 """
+)
 
 # Read and segment only (no DICOM writing): the memory peak of fedseg's own stages.
-_SEGMENT_ONLY = """
-import json, resource, sys
+_SEGMENT_ONLY = (
+    _PEAK
+    + """
+import json, sys
 from pathlib import Path
 from service.dicom.volume import read_volume
 from service.inference.bundle import ModelBundle
@@ -237,9 +253,9 @@ from service.inference.session import Device, SessionOptions
 volume = read_volume(Path(sys.argv[1]))
 options = SessionOptions(device=Device.CPU, intra_op_threads=int(sys.argv[3]))
 result = Segmenter(ModelBundle.load(Path(sys.argv[2])), options).segment(volume)
-print(json.dumps({"timings": result.timings,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"timings": result.timings, "peak_rss_mb": peak_mb()}))
 """
+)
 
 
 def _fresh_process(script: str, *args: object) -> dict[str, Any]:

@@ -44,8 +44,9 @@ def foreground_margin(
     """``logit(foreground) − logit(background)`` of a raw image, on the image's own grid.
 
     Equivalent to the service's inference path: LPS reorientation, resampling to the task's
-    spacing, normalisation, Gaussian-blended sliding windows, linear resampling of the logits
-    back to the source grid.
+    spacing, normalisation, Gaussian-blended sliding windows (MONAI's default blending is
+    uniform; the service's is Gaussian), linear resampling of the logits back to the source
+    grid.
     """
     if task.num_classes != 2:
         raise ValueError(f"task {task.name.value} has {task.num_classes} classes; need 2")
@@ -53,12 +54,16 @@ def foreground_margin(
     x = torch.from_numpy(normalise(values, task))[None, None]
     was_training = model.training
     model.eval()
+    # Gaussian blending with the service's sigma (service.inference.sliding_window), so the
+    # margins calibrated here are the ones the exported bundle produces.
     logits = sliding_window_inference(
         x,
         roi_size=task.patch_size,
         sw_batch_size=2,
         predictor=lambda t: model(t, task.name.value),
         overlap=0.5,
+        mode="gaussian",
+        sigma_scale=0.125,
     )
     model.train(was_training)
     assert isinstance(logits, torch.Tensor)

@@ -45,7 +45,7 @@ from training.engine.calibration import (
 )
 from training.engine.checkpoint import load_model, save_checkpoint
 from training.engine.config import TrainConfig
-from training.engine.loop import build_model, train
+from training.engine.loop import TrainResult, build_model, train
 from training.metrics.pet import pet_relative_errors
 from training.metrics.segmentation import score_label
 from training.models import ModelConfig, MultiTaskUNet
@@ -209,6 +209,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hot-negatives", type=int, default=10)
     parser.add_argument("--body-negatives", type=int, default=4)
     parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="skip training: calibrate and evaluate the finished run in --out",
+    )
+    parser.add_argument(
         "--positive-repeats",
         type=int,
         default=1,
@@ -259,8 +264,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     )
     started = time.perf_counter()
     val = [prepared[c] for c in parts["val"]]
-    result = train(model, TASK, train_cases, val, config, args.out)
-    train_seconds = time.perf_counter() - started
+    if args.evaluate_only:
+        result = TrainResult(**json.loads((args.out / "result.json").read_text()))
+        train_seconds = result.seconds
+    else:
+        result = train(model, TASK, train_cases, val, config, args.out)
+        train_seconds = time.perf_counter() - started
     best, _ = load_model(args.out / "best.pt")
     margins = [foreground_margin(best, TASK, cases[c].image, cases[c].affine) for c in parts["val"]]
     truths = [np.asarray(cases[c].labels) for c in parts["val"]]

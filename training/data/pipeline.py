@@ -43,17 +43,27 @@ def train_transforms(
     if not 0 <= flip_prob <= 1:
         raise ValueError("flip probability must lie in [0, 1]")
     keys = list(KEYS)
+    # A voxel of a randomly chosen class (background with probability 1 - foreground_ratio,
+    # each foreground class equally often: small organs are sampled as often as the liver) is
+    # the centre of a crop half as large again as the patch; the patch is then cut from a random
+    # place in that crop, so the chosen structure is not always in the patch's centre (a network
+    # that always sees its target in the middle learns that position instead of the target).
+    crop = tuple(p + p // 2 for p in task.patch_size)
+    n = task.num_classes
+    ratios = [1.0 - foreground_ratio] + [foreground_ratio / (n - 1)] * (n - 1)
     steps: list[mt.Transform] = [
-        mt.SpatialPadd(keys, spatial_size=task.patch_size),
-        mt.RandCropByPosNegLabeld(
+        mt.SpatialPadd(keys, spatial_size=crop),
+        mt.RandCropByLabelClassesd(
             keys,
             label_key="label",
-            spatial_size=task.patch_size,
-            pos=foreground_ratio,
-            neg=1 - foreground_ratio,
+            spatial_size=crop,
+            ratios=ratios,
+            num_classes=n,
             num_samples=1,
             allow_smaller=False,
+            warn=False,
         ),
+        mt.RandSpatialCropd(keys, roi_size=task.patch_size, random_size=False),
     ]
     steps += [mt.RandFlipd(keys, prob=flip_prob, spatial_axis=axis) for axis in _flip_axes(task)]
     steps += [

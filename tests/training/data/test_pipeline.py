@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from monai import transforms as mt
 
 from training.data.pipeline import train_transforms
 from training.tasks import TASKS, TaskName
@@ -18,15 +19,16 @@ def _first(out: dict | list[dict]) -> dict:
 
 
 def _ramps() -> dict[str, np.ndarray]:
-    """A 16³ case whose labels grow along the axes: 1 + i//8 + 2*(j//8) + 4*(k//8)... (1..8)."""
-    i, j, k = np.meshgrid(*(np.arange(16),) * 3, indexing="ij")
-    labels = 1 + i // 8 + 2 * (j // 8) + 4 * (k // 8)
+    """A 24³ case (the crop size of 16³ patches) whose labels 1..8 grow along every axis."""
+    i, j, k = np.meshgrid(*(np.arange(24),) * 3, indexing="ij")
+    labels = 1 + i // 12 + 2 * (j // 12) + 4 * (k // 12)
     return {"image": labels[None].astype(np.float32), "label": labels[None].astype(np.int64)}
 
 
 def test_spatial_augmentation_moves_image_and_labels_together() -> None:
     transforms = train_transforms(TASK, foreground_ratio=0.67, seed=5, flip_prob=0.5)
-    spatial = type(transforms)([*transforms.transforms[:5], transforms.transforms[-1]])
+    intensity = (mt.RandScaleIntensityd, mt.RandShiftIntensityd, mt.RandGaussianNoised)
+    spatial = type(transforms)([t for t in transforms.transforms if not isinstance(t, intensity)])
     spatial.set_random_state(seed=5)
     case = _ramps()
     for _ in range(20):
@@ -64,3 +66,44 @@ def test_orientation_flips_are_rare_by_default() -> None:
         image = np.asarray(_first(transforms(dict(case)))["image"])[0]
         flipped += _flipped(image, 1) or _flipped(image, 2)
     assert flipped / draws < 0.35
+
+
+def _centre_offsets(foreground_ratio: float, draws: int) -> tuple[np.ndarray, list[int]]:
+    """Where a one-voxel structure lands in the patch, and the class at each patch centre."""
+    task = dataclasses.replace(TASKS[TaskName.PET_LESION], patch_size=(16, 16, 16))
+    labels = np.zeros((48, 48, 48), dtype=np.int64)
+    labels[29:32, 19:22, 24:27] = 1
+    case = {"image": labels[None].astype(np.float32), "label": labels[None]}
+    transforms = train_transforms(task, foreground_ratio, seed=1, flip_prob=0.0)
+    offsets, centres = [], []
+    for _ in range(draws):
+        label = np.asarray(_first(transforms(dict(case)))["label"])[0]
+        centres.append(int(label[8, 8, 8]))
+        if label.any():
+            offsets.append(np.rint(np.argwhere(label == 1).mean(0)).astype(int) - 8)
+    return np.asarray(offsets), centres
+
+
+def test_foreground_patches_hold_the_structure_but_not_always_in_the_centre() -> None:
+    offsets, centres = _centre_offsets(foreground_ratio=1.0, draws=40)
+    # Every patch holds the structure (27 voxels in 110592) ...
+    assert len(offsets) == 40
+    # ... at many places, not only at the patch's centre.
+    assert sum(c == 1 for c in centres) < 10
+    assert len({tuple(o) for o in offsets}) > 20
+    assert np.abs(offsets).max() <= 5  # within the middle of the patch (crop 24, patch 16)
+
+
+def test_each_foreground_class_is_sampled_equally_often() -> None:
+    labels = np.zeros((64, 64, 64), dtype=np.int64)
+    labels[:40] = 1  # a large organ
+    labels[50:53, 50:53, 50:53] = 2  # a small one: 27 voxels
+    case = {"image": labels[None].astype(np.float32), "label": labels[None]}
+    task = dataclasses.replace(TASKS[TaskName.CT_ORGANS], patch_size=(8, 8, 8))
+    task = dataclasses.replace(task, labels={1: "liver", 2: "spleen"})
+    transforms = train_transforms(task, foreground_ratio=1.0, seed=3, flip_prob=0.0)
+    small = sum(
+        bool((np.asarray(_first(transforms(dict(case)))["label"]) == 2).any()) for _ in range(100)
+    )
+    # Chosen by voxel count, the small organ would be in about 27/40987 of the patches.
+    assert 35 <= small <= 65

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/bench_inference.py [--bundle models/ct-organs] [--run build/models/ct-organs] \
+    python bench/bench_inference.py [--bundle models/ct-organs] [--run RUN/best.pt] \
         [--size full] [--repeat 2] [--write docs/benchmarks.md]
 
 On one CT phantom (512×512×300 at ``--size full``) and the same bundle it measures:
@@ -11,8 +11,8 @@ On one CT phantom (512×512×300 at ``--size full``) and the same bundle it meas
    ``sliding_window_inference`` (same weights, input, windows, batch, blending and number of
    threads: all cores, then one), alternating the engines and keeping each one's best time; the
    largest difference between the two outputs, and between fedseg's and MONAI's blending with
-   the same torch network. The torch weights come from the run's checkpoint when ``--run``
-   exists, else from the bundle's ONNX file;
+   the same torch network. The torch weights are the bundle's own (from its ONNX file, or from
+   ``--run`` after checking that they are the same);
 2. ``segment_study`` end to end, per stage, and the share spent outside the network;
 3. peak resident memory (fresh processes) against the float32 size of the input volume, for
    ``segment_study`` and for reading and segmenting without writing DICOM;
@@ -68,10 +68,15 @@ def write_phantom_ct(folder: Path, size: str) -> Path:
     return next(folder.glob("site-*/case-*/ct"))
 
 
-def torch_network(bundle_path: Path, run: Path):  # type: ignore[no-untyped-def]
-    """The bundle's network in torch: from the training run's checkpoint when there is one,
-    else rebuilt from the ONNX file's weights (the exporter names them after the torch
-    parameters, so ``load_state_dict(strict=True)`` checks that every weight found its place)."""
+def torch_network(bundle_path: Path, run: Path | None = None):  # type: ignore[no-untyped-def]
+    """The bundle's network in torch, with exactly the bundle's weights.
+
+    The weights are read from the ONNX file (the exporter names them after the torch
+    parameters, so ``load_state_dict(strict=True)`` checks that every one found its place).
+    With ``run`` (a checkpoint or a run folder holding ``best.pt``), that checkpoint is loaded
+    instead, and refused unless its weights equal the bundle's: a run being retrained next to
+    the bundle would otherwise be compared with a different network.
+    """
     import onnx
     import torch
     from onnx import numpy_helper
@@ -80,25 +85,23 @@ def torch_network(bundle_path: Path, run: Path):  # type: ignore[no-untyped-def]
     from training.engine.checkpoint import load_model
     from training.models import ModelConfig, MultiTaskUNet
 
-    checkpoint = run / "best.pt" if (run / "best.pt").exists() else run
-    if checkpoint.is_file():
-        return load_model(checkpoint)[0]
     bundle = ModelBundle.load(bundle_path)
-    graph = onnx.load(bundle.model_path).graph
+    task = bundle.manifest.task
     weights = {
         item.name.removeprefix("model."): torch.from_numpy(numpy_helper.to_array(item).copy())
-        for item in graph.initializer
+        for item in onnx.load(bundle.model_path).graph.initializer
         if item.name.startswith("model.")
     }
+    if run is not None:
+        net = load_model(run / "best.pt" if run.is_dir() else run)[0]
+        state = net.state_dict()
+        if any(not torch.equal(state[k], v) for k, v in weights.items()):
+            raise SystemExit(f"{run}: checkpoint weights differ from {bundle.model_path}")
+        return net
     levels = sorted({int(k.split(".")[2]) for k in weights if k.startswith("encoder.levels.")})
-    first = weights["encoder.levels.0.conv1.conv.weight"]
     config = ModelConfig(
-        heads={
-            bundle.manifest.task: int(
-                weights[f"heads.{bundle.manifest.task}.out.conv.conv.weight"].shape[0]
-            )
-        },
-        in_channels=int(first.shape[1]),
+        heads={task: int(weights[f"heads.{task}.out.conv.conv.weight"].shape[0])},
+        in_channels=int(weights["encoder.levels.0.conv1.conv.weight"].shape[1]),
         filters=tuple(
             int(weights[f"encoder.levels.{n}.conv1.conv.weight"].shape[0]) for n in levels
         ),
@@ -166,7 +169,7 @@ def engine_pair(bundle_path: Path, net: Any, image: np.ndarray, threads: int) ->
 
 
 def network_comparison(
-    bundle_path: Path, run: Path, ct: Path, threads: Sequence[int], repeat: int
+    bundle_path: Path, run: Path | None, ct: Path, threads: Sequence[int], repeat: int
 ) -> dict[str, Any]:
     """Time the network part: onnxruntime engine vs torch + MONAI on the same prepared input.
 
@@ -301,7 +304,9 @@ def network_rows(net: dict[str, Any], gflops: float) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "ct-organs")
-    parser.add_argument("--run", type=Path, default=ROOT / "build" / "models" / "ct-organs")
+    parser.add_argument(
+        "--run", type=Path, help="training checkpoint of the bundle (default: its ONNX weights)"
+    )
     parser.add_argument("--size", default="full", choices=["tiny", "small", "full"])
     parser.add_argument("--repeat", type=int, default=2, help="timed runs of each engine")
     parser.add_argument("--write", type=Path)

@@ -27,6 +27,7 @@ STS = "sts-pet/ibsi_validation/dicom/STS_003/PET/image"
 def _suv_bundle(path: Path, threshold_suv: float = 4.5, **overrides: object) -> Path:
     """pet-lesion bundle labelling SUV > threshold (SUV normalised by 10, at 4 mm)."""
     manifest = threshold_manifest(
+        "pet-lesion",
         normalisation={"kind": "suv", "low": 0.0, "high": 10.0},
         spacing=(4.0, 4.0, 4.0),
         **overrides,

@@ -196,7 +196,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+    parser.add_argument(
+        "--model-seed",
+        type=int,
+        help="seed of weights, patches and negatives (default: --seed); the split stays",
+    )
     parser.add_argument("--validate-every", type=int, default=50)
     parser.add_argument("--n-val", type=int, default=4)
     parser.add_argument("--n-test", type=int, default=10)
@@ -231,7 +236,9 @@ def _training_set(
         return cases, names, None
     whole = load_whole_body_pet(args.whole_body)
     suv, _ = to_model_grid(whole.image, whole.affine, TASK.spacing)
-    sampling = NegativeSampling(hot=args.hot_negatives, body=args.body_negatives, seed=args.seed)
+    seed = args.seed if args.model_seed is None else args.model_seed
+    sampling = NegativeSampling(hot=args.hot_negatives, body=args.body_negatives, seed=seed)
+
     crops = negative_crops(prepare(whole.image, whole.affine, whole.labels, TASK), suv, sampling)
     names += [f"{whole.case_id}#{i}" for i in range(len(crops))]
     return cases + crops, names, whole
@@ -254,11 +261,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     prepared = {cid: prepare(c.image, c.affine, c.labels, TASK) for cid, c in cases.items()}
     train_cases, trained_on, whole = _training_set(args, prepared, parts)
     _check_no_leak(parts, [*trained_on, *parts["val"]])
-    model = build_model(ModelConfig(heads={TASK.name.value: 2}), seed=args.seed)
+    model_seed = args.seed if args.model_seed is None else args.model_seed
+    model = build_model(ModelConfig(heads={TASK.name.value: 2}), seed=model_seed)
     config = TrainConfig(
         steps=args.steps,
         validate_every=args.validate_every,
-        seed=args.seed,
+        seed=model_seed,
         foreground_ratio=args.foreground_ratio,
         progress=False,
     )

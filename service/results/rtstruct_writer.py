@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 import highdicom as hd
 import numpy as np
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
-from pydicom.valuerep import DSfloat
+from pydicom.valuerep import format_number_as_ds
 
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
 from service.labels.registry import LabelTable, RoiInterpretedType
-from service.masks.regions import Region, RegionSet
+from service.masks.regions import RegionSet
 from service.results.contours import trace_loops
+from service.results.crops import RegionCrop, region_crops
 from service.results.provenance import (
     MANUFACTURER,
     STUDY_KEYWORDS,
     AlgorithmIdentity,
     DerivedSeries,
-    as_region_set,
     clip_copied_values,
     frame_of_reference_uid,
     require_source_grid,
@@ -32,6 +36,11 @@ from service.results.provenance import (
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 _STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management, as in PS3.3
 _DEFAULT_COLOR = (255, 255, 0)
+_CONTOUR_DATA = Tag(0x3006, 0x0050)
+# Coordinates are written with 4 decimals: "-123456789.1234" is 15 characters, within the
+# 16 that DS allows; larger magnitudes (never patient millimetres) go through pydicom.
+_PLAIN_DS_LIMIT = 1e9
+_TRAILING_ZEROS = re.compile(r"\.?0+(?=\\|$)")
 _COPIED = (
     "SpecificCharacterSet",
     "PatientName",
@@ -87,20 +96,19 @@ def write_rtstruct(
     """
     require_source_grid(volume, "an RTSTRUCT")
     series = series or DerivedSeries(series_description="fedseg structures")
-    regions = [r for r in as_region_set(labels, volume, table).regions if r.mask.any()]
-    if not regions:
-        raise DicomInputError(
-            f"series {volume.series_instance_uid}: nothing is segmented, no RTSTRUCT to write"
-        )
     ds = _base(volume, algorithm, series)
     ds.ReferencedFrameOfReferenceSequence = Sequence([_referenced_frame(volume)])
     ds.StructureSetROISequence = Sequence()
     ds.ROIContourSequence = Sequence()
     ds.RTROIObservationsSequence = Sequence()
     numbers = {}
-    for number, region in enumerate(regions, start=1):
+    for number, region in enumerate(region_crops(labels, volume, table), start=1):
         numbers[region.name] = number
         _add_roi(ds, number, region, volume, algorithm)
+    if not numbers:
+        raise DicomInputError(
+            f"series {volume.series_instance_uid}: nothing is segmented, no RTSTRUCT to write"
+        )
     clip_copied_values(ds, STUDY_KEYWORDS)
     return RtstructResult(dataset=ds, roi_numbers=numbers)
 
@@ -164,7 +172,7 @@ def _referenced_frame(volume: Volume) -> Dataset:
 
 
 def _add_roi(
-    ds: Dataset, number: int, region: Region, volume: Volume, algorithm: AlgorithmIdentity
+    ds: Dataset, number: int, region: RegionCrop, volume: Volume, algorithm: AlgorithmIdentity
 ) -> None:
     entry = region.code
     roi = Dataset()
@@ -177,7 +185,7 @@ def _add_roi(
     contours = Dataset()
     contours.ReferencedROINumber = number
     contours.ROIDisplayColor = list(entry.color if entry else _DEFAULT_COLOR)
-    contours.ContourSequence = Sequence(_contours(region.mask, volume))
+    contours.ContourSequence = Sequence(_contours(region, volume))
     ds.ROIContourSequence.append(contours)
     observation = Dataset()
     observation.ObservationNumber = number
@@ -188,19 +196,42 @@ def _add_roi(
     ds.RTROIObservationsSequence.append(observation)
 
 
-def _contours(mask: np.ndarray, volume: Volume) -> list[Dataset]:
+def _contours(region: RegionCrop, volume: Volume) -> list[Dataset]:
     items: list[Dataset] = []
-    for k in np.flatnonzero(mask.any(axis=(0, 1))):
-        for loop in trace_loops(mask[:, :, k]):
-            voxels = np.c_[loop, np.full(len(loop), float(k)), np.ones(len(loop))]
+    i0, j0, k0 = region.offset
+    planes = np.ascontiguousarray(np.moveaxis(region.mask, 2, 0))  # [k][i, j], each contiguous
+    for dk in np.flatnonzero(planes.any(axis=(1, 2))):
+        k = k0 + int(dk)
+        for loop in trace_loops(planes[dk]):
+            voxels = np.c_[
+                loop + np.array([i0, j0]), np.full(len(loop), float(k)), np.ones(len(loop))
+            ]
             points = (volume.affine @ voxels.T)[:3].T
             item = Dataset()
-            item.ContourImageSequence = Sequence([_image_ref(volume, int(k))])
+            item.ContourImageSequence = Sequence([_image_ref(volume, k)])
             item.ContourGeometricType = "CLOSED_PLANAR"
             item.NumberOfContourPoints = len(points)
             item.ContourNumber = len(items) + 1
-            item.ContourData = [
-                DSfloat(round(float(v), 4), auto_format=True) for v in points.ravel()
-            ]
+            item[_CONTOUR_DATA] = _contour_data(points.ravel())
+            # Declared as read with the encoding pydicom gives a new item, the raw text is
+            # written as it is instead of being decoded and encoded again (ASCII either way).
+            item.set_original_encoding(False, True, default_encoding)
             items.append(item)
     return items
+
+
+def _contour_data(values: np.ndarray) -> RawDataElement:
+    """ContourData as encoded DS text: at most 4 decimals, no trailing zeros, each ≤ 16 chars.
+
+    Encoding the text directly avoids one pydicom DS object per coordinate (hundreds of
+    thousands on a CT); pydicom decodes it like any read element when it is accessed.
+    """
+    rounded = np.round(values, 4) + 0.0  # + 0.0 turns -0.0 into 0.0
+    if np.all(np.abs(rounded) < _PLAIN_DS_LIMIT):
+        text = _TRAILING_ZEROS.sub("", "\\".join(["%.4f"] * len(rounded)) % tuple(rounded))
+    else:
+        text = "\\".join(format_number_as_ds(float(v)) for v in rounded)
+    raw = text.encode("ascii")
+    if len(raw) % 2:
+        raw += b" "
+    return RawDataElement(_CONTOUR_DATA, "DS", len(raw), raw, 0, False, True)

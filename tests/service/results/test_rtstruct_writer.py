@@ -6,13 +6,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from service.dicom.volume import Volume, read_volume
 from service.errors import DicomInputError
 from service.labels import get_table
 from service.masks import load_regions
+from service.masks.regions import RegionSet
 from service.results.provenance import AlgorithmIdentity
-from service.results.rtstruct_writer import write_rtstruct
+from service.results.rtstruct_writer import _contour_data, write_rtstruct
 from tests.dciodvfy import assert_valid
 from tests.result_series import phantom_labels
 
@@ -134,3 +137,49 @@ def test_real_oblique_series_round_trips(data_dir, tmp_path: Path) -> None:  # t
     path = _write(volume, labels, tmp_path / "rt.dcm", "mr-tumour")
     assert_valid(path)
     assert np.array_equal(load_regions(path, volume).to_label_map(), labels)
+
+
+def test_label_map_and_region_set_give_the_same_contours(
+    make_series: Callable[[str, str], Volume],
+) -> None:
+    volume = make_series("CT", "oblique")
+    labels = phantom_labels()
+    regions = RegionSet.from_label_map(labels, volume.affine, get_table("ct-organs"))
+    from_map = write_rtstruct(volume, labels, get_table("ct-organs"), ALGORITHM)
+    from_set = write_rtstruct(volume, regions, get_table("ct-organs"), ALGORITHM)
+    assert from_map.roi_numbers == from_set.roi_numbers
+    for a, b in zip(
+        from_map.dataset.ROIContourSequence, from_set.dataset.ROIContourSequence, strict=True
+    ):
+        assert [list(c.ContourData) for c in a.ContourSequence] == [
+            list(c.ContourData) for c in b.ContourSequence
+        ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-0.00001, 12.5, -249.51171875, 100.0, 0.0, 1e8 + 0.123456, -999999999.99],
+        [-0.00001, 12.5, -249.51171875, 100.0, 0.0, 3e9, -7.123456789e11],  # pydicom's path
+    ],
+)
+def test_contour_data_text_is_valid_ds(tmp_path: Path, values: list[float]) -> None:
+    element = _contour_data(np.array(values))
+    assert element.value is not None and len(element.value) % 2 == 0
+    texts = element.value.decode("ascii").rstrip(" ").split("\\")
+    assert float(texts[0]) == 0 and not texts[0].startswith("-")
+    if abs(values[-1]) < 1e9:
+        assert texts[:5] == ["0", "12.5", "-249.5117", "100", "0"]  # no trailing zeros
+    for text, value in zip(texts, values, strict=True):
+        assert len(text) <= 16
+        assert abs(float(text) - value) <= max(5e-5, abs(value) * 1e-9), text
+    item = Dataset()
+    item[element.tag] = element
+    item.set_original_encoding(False, True)
+    ds = Dataset()
+    ds.ContourSequence = [item]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(tmp_path / "contour.dcm", implicit_vr=False, little_endian=True)
+    back = pydicom.dcmread(tmp_path / "contour.dcm", force=True).ContourSequence[0]
+    assert [float(v) for v in back.ContourData] == [float(t) for t in texts]

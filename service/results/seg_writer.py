@@ -11,15 +11,15 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from service.dicom.volume import Volume
-from service.errors import DicomInputError
+from service.errors import DicomInputError, MaskInputError
 from service.labels.registry import LabelEntry, LabelTable
-from service.masks.regions import Region, RegionSet
+from service.masks.regions import RegionSet
+from service.results.crops import RegionCrop, region_crops
 from service.results.provenance import (
     MANUFACTURER,
     STUDY_KEYWORDS,
     AlgorithmIdentity,
     DerivedSeries,
-    as_region_set,
     clip_copied_values,
     require_source_grid,
     software_version,
@@ -67,7 +67,7 @@ def write_seg(
     require_source_grid(volume, "a DICOM-SEG")
     seg_type = SegType(seg_type)
     series = series or DerivedSeries(series_description="fedseg segmentation")
-    regions = [r for r in as_region_set(labels, volume, table).regions if r.mask.any()]
+    regions = list(region_crops(labels, volume, table))
     if not regions:
         raise DicomInputError(
             f"series {volume.series_instance_uid}: nothing is segmented, no SEG to write"
@@ -75,12 +75,16 @@ def write_seg(
     if seg_type is SegType.LABELMAP:
         regions.sort(key=lambda r: r.number)
         numbers = {r.name: r.number for r in regions}
-        pixels = RegionSet(regions, volume.shape, volume.affine).to_label_map()
-        pixel_array = np.transpose(pixels, (2, 1, 0))  # [i, j, k] → (frames, rows, columns)
     else:
         numbers = {r.name: n for n, r in enumerate(regions, start=1)}
-        stacked = np.stack([r.mask for r in regions], axis=-1).astype(np.uint8)
-        pixel_array = np.transpose(stacked, (2, 1, 0, 3))
+    pixel_array = _frames(regions, [numbers[r.name] for r in regions], volume.shape)
+    if pixel_array is None:
+        if seg_type is SegType.LABELMAP:
+            raise MaskInputError(
+                f"series {volume.series_instance_uid}: regions overlap; overlapping regions "
+                "cannot form one label map"
+            )
+        pixel_array = _stacked_frames(regions, volume.shape)
     family = codes.cid7162.ArtificialIntelligence
     identification = hd.AlgorithmIdentificationSequence(
         name=algorithm.name, family=family, version=algorithm.version
@@ -111,7 +115,36 @@ def write_seg(
     return SegResult(dataset=seg, segment_numbers=numbers)
 
 
-def _entry(region: Region, table: LabelTable | None) -> LabelEntry | None:
+def _frames(
+    regions: list[RegionCrop], values: list[int], shape: tuple[int, int, int]
+) -> np.ndarray | None:
+    """One contiguous (frames, rows, columns) label map with ``values``; None if regions overlap.
+
+    highdicom takes such a map for BINARY SEG too (consecutive segment numbers from 1) and
+    splits it plane by plane, so no full-size mask per segment is ever built.
+    """
+    dtype = np.uint8 if max(values) <= np.iinfo(np.uint8).max else np.uint16
+    frames = np.zeros((shape[2], shape[1], shape[0]), dtype=dtype)
+    for region, value in zip(regions, values, strict=True):
+        i, j, k = region.box
+        view = frames[k, j, i]
+        mask = region.mask.transpose(2, 1, 0)
+        if np.any(view[mask]):
+            return None
+        view[mask] = value
+    return frames
+
+
+def _stacked_frames(regions: list[RegionCrop], shape: tuple[int, int, int]) -> np.ndarray:
+    """(frames, rows, columns, segments) binary stack, for regions that overlap."""
+    stack = np.zeros((shape[2], shape[1], shape[0], len(regions)), dtype=np.uint8)
+    for n, region in enumerate(regions):
+        i, j, k = region.box
+        stack[k, j, i, n] = region.mask.transpose(2, 1, 0)
+    return stack
+
+
+def _entry(region: RegionCrop, table: LabelTable | None) -> LabelEntry | None:
     if region.code is not None:
         return region.code
     return table.find(region.name) if table is not None else None
@@ -119,7 +152,7 @@ def _entry(region: Region, table: LabelTable | None) -> LabelEntry | None:
 
 def _description(
     number: int,
-    region: Region,
+    region: RegionCrop,
     identification: hd.AlgorithmIdentificationSequence,
     table: LabelTable | None,
 ) -> hd.seg.SegmentDescription:

@@ -9,9 +9,10 @@ import pydicom
 import pytest
 
 from service.dicom.volume import Volume, read_volume
-from service.errors import DicomInputError
+from service.errors import DicomInputError, MaskInputError
 from service.labels import get_table
 from service.masks import load_regions
+from service.masks.regions import Region, RegionSet
 from service.results.provenance import AlgorithmIdentity
 from service.results.seg_writer import SegType, write_seg
 from tests.dciodvfy import assert_valid
@@ -93,7 +94,7 @@ def test_seg_content_codes_references_and_study(
     assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("fedseg-unet", "1.2.0")
     assert len(kidney.RecommendedDisplayCIELabValue) == 3
     # Empty frames are omitted: label 2 occupies slices 2-4 only, so 3 of its 6 are left out.
-    frames_per_segment = {}
+    frames_per_segment: dict[int, int] = {}
     for item in ds.PerFrameFunctionalGroupsSequence:
         number = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
         frames_per_segment[number] = frames_per_segment.get(number, 0) + 1
@@ -155,3 +156,39 @@ def test_ibsi_masks_round_trip_through_seg(data_dir, tmp_path: Path, modality: s
     assert_valid(path)
     back = load_regions(path, volume)
     assert np.array_equal(back.regions[0].mask, regions.regions[0].mask)
+
+
+def test_overlapping_regions_give_a_binary_seg_with_overlap(
+    make_series: Callable[[str, str], Volume], tmp_path: Path
+) -> None:
+    volume = make_series("CT", "oblique")
+    table = get_table("ct-organs")
+    base = RegionSet.from_label_map(phantom_labels(), volume.affine, table)
+    liver, spleen = base.get("liver"), base.get("spleen")
+    grown = liver.mask | spleen.mask  # the liver region now also covers the spleen
+    regions = RegionSet(
+        [Region("liver", 1, grown, liver.code), spleen], volume.shape, volume.affine
+    )
+    result = write_seg(volume, regions, table, ALGORITHM)
+    assert result.dataset.SegmentsOverlap == "YES"
+    result.dataset.save_as(tmp_path / "seg.dcm", enforce_file_format=True)
+    assert_valid(tmp_path / "seg.dcm")
+    back = load_regions(tmp_path / "seg.dcm", volume)
+    assert np.array_equal(back.get("liver").mask, grown)
+    assert np.array_equal(back.get("spleen").mask, spleen.mask)
+    with pytest.raises(MaskInputError, match="overlap"):
+        write_seg(volume, regions, table, ALGORITHM, SegType.LABELMAP)
+
+
+def test_label_map_and_region_set_give_the_same_frames(
+    make_series: Callable[[str, str], Volume],
+) -> None:
+    volume = make_series("PT", "prone")
+    labels = phantom_labels()
+    table = get_table("ct-organs")
+    regions = RegionSet.from_label_map(labels, volume.affine, table)
+    from_map = write_seg(volume, labels, table, ALGORITHM).dataset
+    from_set = write_seg(volume, regions, table, ALGORITHM).dataset
+    assert from_map.SegmentsOverlap == "NO"
+    assert from_map.NumberOfFrames == from_set.NumberOfFrames
+    assert from_map.PixelData == from_set.PixelData

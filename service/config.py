@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         description="Read-only folder of the default bundles shipped with fedseg.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+    inference_threads: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "onnxruntime intra-op threads of each model session (fedseg segment, the server's "
+            "workers); 0 lets onnxruntime use one per physical core."
+        ),
+    )
 
     # --- Clinical inference server (fedseg serve / fedseg worker) ---
     state_dir: Path = Field(

@@ -41,7 +41,8 @@ class SegmentOptions:
     fast: bool = False  # less window overlap, for a quick look
     mirror_tta: bool = False  # average over mirrored inputs (slower, smoother)
     batch_size: int = 2
-    threads: int = 0  # onnxruntime intra-op threads; 0: one per physical core
+    threads: int | None = None  # onnxruntime intra-op threads; 0: one per physical core;
+    # None: the settings' inference_threads (segment_study fills it in)
     output: OutputOptions = field(default_factory=OutputOptions)
 
 
@@ -115,7 +116,8 @@ class StudySegmenter:
 
     def __init__(self, bundles: Sequence[ModelBundle], options: SegmentOptions) -> None:
         self.options = options
-        session = SessionOptions(device=options.device, intra_op_threads=options.threads)
+        threads = options.threads or 0
+        session = SessionOptions(device=options.device, intra_op_threads=threads)
         self.segmenters = [
             Segmenter(b, session, batch_size=options.batch_size, mirror_tta=options.mirror_tta)
             for b in bundles
@@ -238,5 +240,7 @@ def segment_study(
     progress: Callable[[str], Progress] | None = None,
 ) -> StudyResult:
     """Segment a study folder with the chosen (or all installed) models; see module doc."""
+    if options.threads is None:
+        options = replace(options, threads=settings.inference_threads)
     bundles = choose_bundles(store_for(settings), options.models)
     return StudySegmenter(bundles, options).run(inputs, out_dir, settings, progress)

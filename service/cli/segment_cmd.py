@@ -40,7 +40,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument("--formats", default="seg,rtstruct,sr,json", help="outputs to write")
+    parser.add_argument(
+        "--threads",
+        type=_thread_count,
+        default=None,
+        metavar="N",
+        help="onnxruntime intra-op threads (0: one per physical core; default: "
+        "FEDSEG_INFERENCE_THREADS, else 0)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a thread count (0 or more)")
+    return value
 
 
 def _bar_factory() -> Callable[[str], Progress]:
@@ -61,12 +79,13 @@ def _bar_factory() -> Callable[[str], Progress]:
 
 def run(args: argparse.Namespace) -> int:
     """Segment and print a summary; exit 1 when a series failed."""
-    settings = get_settings()
+    settings = get_settings(inference_threads=args.threads)
     options = SegmentOptions(
         models=tuple(args.model),
         device=Device(args.device),
         fast=args.fast,
         mirror_tta=args.tta,
+        threads=settings.inference_threads,
         output=OutputOptions(formats=parse_formats(args.formats)),
     )
     result = segment_study(args.study, args.out, options, settings, _bar_factory())

@@ -23,7 +23,6 @@ from service.inference.pipeline import Segmenter
 from service.inference.session import Device, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
-from service.masks.regions import RegionSet
 from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
 
@@ -178,9 +177,9 @@ class StudySegmenter:
             return {"json": str(_write_empty(out_dir, result))}
         manifest = segmenter.bundle.manifest
         table = manifest.label_table()
-        regions = RegionSet.from_label_map(labels, volume.affine, table)
         algorithm = AlgorithmIdentity(manifest.name, manifest.version)
-        written = write_outputs(volume, regions, table, algorithm, out_dir, self.options.output)
+        # The label map itself: the writers cut one structure at a time out of it.
+        written = write_outputs(volume, labels, table, algorithm, out_dir, self.options.output)
         return {fmt.value: str(path) for fmt, path in written.paths.items()}
 
     def _one(

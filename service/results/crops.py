@@ -7,7 +7,7 @@ take a label map (or a region set) and see one cropped mask at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,14 +65,16 @@ def _label_values(labels: np.ndarray) -> list[int]:
     return [int(v) for v in np.flatnonzero(present) if v != 0]
 
 
-def region_crops(
-    labels: RegionSet | np.ndarray, volume: Volume, table: LabelTable | None
-) -> Iterator[RegionCrop]:
+#: What the writers accept: a region set, a label map, or crops already made from either.
+Labels = RegionSet | np.ndarray | Sequence[RegionCrop]
+
+
+def region_crops(labels: Labels, volume: Volume, table: LabelTable | None) -> Iterator[RegionCrop]:
     """Crops of the non-empty regions of a label map or region set on ``volume``'s grid.
 
     A label map of unsigned integers is cut one value at a time, so only one full-size mask
     exists at once; other inputs go through :func:`~service.results.provenance.as_region_set`
-    (same names, codes and checks as there).
+    (same names, codes and checks as there). Crops are passed on as they are.
 
     Raises
     ------
@@ -81,6 +83,9 @@ def region_crops(
     MaskInputError
         If a label value is not in ``table``.
     """
+    if not isinstance(labels, (RegionSet, np.ndarray)):
+        yield from labels
+        return
     if not isinstance(labels, np.ndarray) or labels.dtype.kind != "u":
         for region in as_region_set(labels, volume, table).regions:
             cropped = crop_mask(region.mask)

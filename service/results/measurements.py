@@ -6,6 +6,7 @@ statistics (:mod:`service.organ_stats`), so both renderings report the very same
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ from service.masks.regions import RegionSet
 from service.organ_stats import OrganStatistics, organ_statistics
 from service.pet.measures import RegionPetMeasures, measure_regions
 from service.pet.suv import SuvType, to_suv
+from service.results.crops import RegionCrop
 
 
 @dataclass(frozen=True)
@@ -96,45 +98,69 @@ _UNITS = {"CT": "HU", "PT": "SUV", "MR": "MR"}
 
 def measure_segments(
     volume: Volume,
-    regions: RegionSet,
+    regions: RegionSet | Sequence[RegionCrop],
     segment_numbers: dict[str, int],
     suv_type: SuvType = SuvType.BW,
 ) -> list[SegmentMeasurements]:
     """Measure every region that has a segment number, on ``volume``'s values.
 
     PET volumes are converted to SUV first and get the PET measures; every modality gets the
-    volume and intensity statistics.
+    volume and intensity statistics. Regions given as crops are measured inside their
+    bounding box (the same voxels), except for the PET measures, whose SUVpeak sphere may
+    reach outside it: those see one full-size mask at a time.
 
     Raises
     ------
     SuvError
         If a PET volume cannot be converted to SUV.
     """
-    masks = {r.name: r.mask for r in regions if r.name in segment_numbers}
-    values = volume.array
-    pet: dict[str, PetMeasurements] = {}
+    values = np.asarray(volume.array)
     if volume.modality == "PT":
         values, _ = to_suv(volume, suv_type)
-        measured = measure_regions(values, volume.affine, masks, suv_type=suv_type)
-        pet = {m.name: PetMeasurements.from_region(m) for m in measured}
     unit = _UNITS.get(volume.modality, "")
-    stats = {s.name: s for s in organ_statistics(np.asarray(values), volume.affine, masks)}
-    return [
-        SegmentMeasurements(
-            segment_number=segment_numbers[name],
-            name=name,
-            voxel_count=stats[name].voxel_count,
-            volume_ml=stats[name].volume_ml,
-            intensity=IntensityStatistics.from_organ(stats[name], unit),
-            pet=pet.get(name),
+    results = []
+    for name, box, mask in _masks(regions, volume.shape, segment_numbers):
+        (stats,) = organ_statistics(values[box], volume.affine, {name: mask})
+        pet = None
+        if volume.modality == "PT":
+            full = mask
+            if mask.shape != volume.shape:
+                full = np.zeros(volume.shape, dtype=bool)
+                full[box] = mask
+            (measured,) = measure_regions(values, volume.affine, {name: full}, suv_type=suv_type)
+            pet = PetMeasurements.from_region(measured)
+        results.append(
+            SegmentMeasurements(
+                segment_number=segment_numbers[name],
+                name=name,
+                voxel_count=stats.voxel_count,
+                volume_ml=stats.volume_ml,
+                intensity=IntensityStatistics.from_organ(stats, unit),
+                pet=pet,
+            )
         )
-        for name in masks
-    ]
+    return results
+
+
+def _masks(
+    regions: RegionSet | Sequence[RegionCrop],
+    shape: tuple[int, int, int],
+    segment_numbers: dict[str, int],
+) -> Iterator[tuple[str, tuple[slice, ...], np.ndarray]]:
+    """(name, box, mask) of every region with a segment number, in region order."""
+    whole = (slice(None),) * 3
+    for region in regions:
+        if region.name not in segment_numbers:
+            continue
+        if isinstance(region, RegionCrop):
+            yield region.name, region.box, region.mask
+        else:
+            yield region.name, whole, region.mask
 
 
 def build_report(
     volume: Volume,
-    regions: RegionSet,
+    regions: RegionSet | Sequence[RegionCrop],
     segment_numbers: dict[str, int],
     algorithm: str,
     suv_type: SuvType = SuvType.BW,

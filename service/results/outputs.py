@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from service.dicom.volume import Volume
@@ -18,6 +19,7 @@ from service.errors import ConfigurationError
 from service.labels.registry import LabelTable
 from service.masks.regions import RegionSet
 from service.pet.body_size import SuvType
+from service.results.crops import region_crops
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
 from service.results.provenance import AlgorithmIdentity
@@ -82,30 +84,35 @@ class WrittenOutputs:
 
 def write_outputs(
     volume: Volume,
-    regions: RegionSet,
+    regions: RegionSet | np.ndarray,
     table: LabelTable,
     algorithm: AlgorithmIdentity,
     out_dir: Path,
     options: OutputOptions | None = None,
 ) -> WrittenOutputs:
-    """Write the chosen result files for ``regions`` on ``volume`` into ``out_dir``."""
+    """Write the chosen result files for ``regions`` (or a label map) on ``volume``.
+
+    The regions are cut to their bounding boxes once (a label map one value at a time), and
+    every writer works on those crops, so no full-size mask per structure is kept.
+    """
     options = options or OutputOptions()
     formats = list(options.formats)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[OutputFormat, Path] = {}
-    numbers = {r.name: n for n, r in enumerate((r for r in regions if r.mask.any()), start=1)}
+    crops = list(region_crops(regions, volume, table))
+    numbers = {r.name: n for n, r in enumerate(crops, start=1)}
     seg = None
     if OutputFormat.SEG in formats:
-        result = write_seg(volume, regions, table, algorithm, options.seg_type)
+        result = write_seg(volume, crops, table, algorithm, options.seg_type)
         seg, numbers = result.dataset, result.segment_numbers
         paths[OutputFormat.SEG] = _save(seg, out_dir / OutputFormat.SEG.filename)
     if OutputFormat.RTSTRUCT in formats:
-        rtstruct = write_rtstruct(volume, regions, table, algorithm).dataset
+        rtstruct = write_rtstruct(volume, crops, table, algorithm).dataset
         paths[OutputFormat.RTSTRUCT] = _save(rtstruct, out_dir / OutputFormat.RTSTRUCT.filename)
     report = None
     if OutputFormat.SR in formats or OutputFormat.JSON in formats:
         name = f"{algorithm.name} {algorithm.version}"
-        report = build_report(volume, regions, numbers, name, options.suv_type)
+        report = build_report(volume, crops, numbers, name, options.suv_type)
         if OutputFormat.SR in formats and seg is not None:
             sr = write_sr(volume, seg, report, algorithm)
             paths[OutputFormat.SR] = _save(sr, out_dir / OutputFormat.SR.filename)

@@ -19,9 +19,8 @@ from pydicom.valuerep import format_number_as_ds
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
 from service.labels.registry import LabelTable, RoiInterpretedType
-from service.masks.regions import RegionSet
 from service.results.contours import trace_loops
-from service.results.crops import RegionCrop, region_crops
+from service.results.crops import Labels, RegionCrop, region_crops
 from service.results.provenance import (
     MANUFACTURER,
     STUDY_KEYWORDS,
@@ -82,7 +81,7 @@ class RtstructResult:
 
 def write_rtstruct(
     volume: Volume,
-    labels: RegionSet | np.ndarray,
+    labels: Labels,
     table: LabelTable | None,
     algorithm: AlgorithmIdentity,
     series: DerivedSeries | None = None,

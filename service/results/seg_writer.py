@@ -13,8 +13,7 @@ from pydicom.sr.codedict import codes
 from service.dicom.volume import Volume
 from service.errors import DicomInputError, MaskInputError
 from service.labels.registry import LabelEntry, LabelTable
-from service.masks.regions import RegionSet
-from service.results.crops import RegionCrop, region_crops
+from service.results.crops import Labels, RegionCrop, region_crops
 from service.results.provenance import (
     MANUFACTURER,
     STUDY_KEYWORDS,
@@ -47,7 +46,7 @@ class SegResult:
 
 def write_seg(
     volume: Volume,
-    labels: RegionSet | np.ndarray,
+    labels: Labels,
     table: LabelTable | None,
     algorithm: AlgorithmIdentity,
     seg_type: SegType | str = SegType.BINARY,

@@ -49,7 +49,9 @@ for task in "${tasks[@]}"; do
       # 24 sts-pet training patients (each listed twice per epoch) plus 40 hard-negative crops of
       # the whole-body PET of STS_001 (kept in train); foreground threshold and largest-component
       # rule chosen on 6 validation patients and folded into calibrated.pt
-      # (docs/experiments/pet-lesion.md).
+      # (docs/experiments/pet-lesion.md). The shipped 0.2.0 weights were trained with
+      # training/data/pipeline.py of commit 2f8865c; the patch sampler changed in 64730f0, so
+      # this command now trains a similar model, not the same weights.
       python -m training.experiments.pet_lesion --data "$data/sts-pet" --out "$work/pet-lesion" \
         --steps 4000 --validate-every 100 --n-val 6 --whole-body "$data/sts001-raw/FDG_PET" \
         --hot-negatives 16 --body-negatives 24 --positive-repeats 2

@@ -11,7 +11,7 @@ data="${FEDSEG_DATA:-../shared/data}"
 version="${FEDSEG_MODEL_VERSION:-0.1.0}"
 # Steps and learning rate of the phantom models as shipped (models/README.md); trained with
 # OMP_NUM_THREADS=1 on a shared 2-core CPU.
-declare -A steps=([ct-organs]=1000 [mr-tumour]=500)
+declare -A steps=([ct-organs]=1600 [mr-tumour]=500)
 declare -A lr=([ct-organs]=1e-2 [mr-tumour]=1e-2)
 tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(ct-organs mr-tumour pet-lesion)
 mkdir -p "$work"

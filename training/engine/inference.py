@@ -7,6 +7,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from service.imaging.resample import Grid, resample_labels
+from service.inference.sliding_window import SlidingWindowConfig
 from training.data.preprocess import prepare
 from training.models import MultiTaskUNet
 from training.tasks import Task
@@ -28,7 +29,13 @@ def predict_labels(
     # (tests/training/test_sliding_window_parity.py), so evaluation scores what will be served.
     x = torch.from_numpy(np.asarray(image, dtype=np.float32))[None, None].to(device)
     logits = sliding_window_inference(
-        x, roi_size=patch_size, sw_batch_size=2, predictor=lambda t: model(t, task), overlap=0.5
+        x,
+        roi_size=patch_size,
+        sw_batch_size=2,
+        predictor=lambda t: model(t, task),
+        overlap=0.5,
+        mode="gaussian",
+        sigma_scale=SlidingWindowConfig.sigma_scale,
     )
     model.train(was_training)
     assert isinstance(logits, torch.Tensor)

@@ -10,18 +10,22 @@ head's softmax exactly; with several, a voxel goes to the organ with the largest
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from federation.errors import PromotionError
 from service.errors import ModelBundleError
 from service.inference.bundle import ModelBundle, save_bundle
-from training.export import OPSET, PARITY_TOLERANCE, ExportInfo, build_manifest
+from training.export import (
+    PARITY_TOLERANCE,
+    ExportInfo,
+    build_manifest,
+    network_onnx_bytes,
+    onnx_difference,
+)
 from training.models import MultiTaskUNet
 from training.tasks import Task
 
@@ -62,36 +66,6 @@ class MergedOrganHeads(torch.nn.Module):
         return torch.cat(channels, dim=1)
 
 
-def _onnx_bytes(network: MergedOrganHeads, patch_size: tuple[int, int, int]) -> bytes:
-    example = torch.zeros(1, network.model.config.in_channels, *patch_size)
-    axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(
-            network,
-            (example,),
-            buffer,  # type: ignore[arg-type]  # the legacy exporter writes to file objects
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": axes, "logits": axes},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    return buffer.getvalue()
-
-
-def _parity(network: MergedOrganHeads, data: bytes, patch_size: tuple[int, int, int]) -> float:
-    import onnxruntime
-
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(2, network.model.config.in_channels, *patch_size, generator=generator)
-    with torch.no_grad():
-        expected = network(x).numpy()
-    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": x.numpy()})[0]
-    return float(np.max(np.abs(got - expected)))
-
-
 def export_merged_bundle(
     model: MultiTaskUNet, task: Task, out_dir: Path, info: ExportInfo
 ) -> ModelBundle:
@@ -104,8 +78,9 @@ def export_merged_bundle(
     """
     labels = [task.labels[i] for i in sorted(task.labels)]
     network = MergedOrganHeads(model.eval(), labels).eval()
-    data = _onnx_bytes(network, task.patch_size)
-    difference = _parity(network, data, task.patch_size)
+    in_channels = model.config.in_channels
+    data = network_onnx_bytes(network, in_channels, task.patch_size)
+    difference = onnx_difference(network, data, in_channels, task.patch_size)
     if difference > PARITY_TOLERANCE:
         raise PromotionError(
             f"ONNX export of the merged {task.name.value} heads differs from torch by "

@@ -83,15 +83,16 @@ def git_commit(repo: Path | None = None) -> str:
         return "unknown"
 
 
-def onnx_bytes(model: MultiTaskUNet, task: str, patch_size: tuple[int, int, int]) -> bytes:
-    """Serialise one task head to ONNX with dynamic batch and spatial axes."""
-    head = _TaskHead(model, task).eval()
-    example = torch.zeros(1, model.config.in_channels, *patch_size)
+def network_onnx_bytes(
+    network: torch.nn.Module, in_channels: int, patch_size: tuple[int, int, int]
+) -> bytes:
+    """Serialise a network of one image input to ONNX, dynamic batch and spatial axes."""
+    example = torch.zeros(1, in_channels, *patch_size)
     axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
     buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
-            head,
+            network,
             (example,),
             buffer,  # type: ignore[arg-type]  # the legacy exporter writes to file objects
             input_names=["image"],
@@ -101,6 +102,30 @@ def onnx_bytes(model: MultiTaskUNet, task: str, patch_size: tuple[int, int, int]
             dynamo=False,
         )
     return buffer.getvalue()
+
+
+def onnx_difference(
+    network: torch.nn.Module,
+    data: bytes,
+    in_channels: int,
+    patch_size: tuple[int, int, int],
+    seed: int = 0,
+) -> float:
+    """Largest |torch − onnxruntime| output difference of ``network`` on a random input."""
+    import onnxruntime
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, in_channels, *patch_size, generator=generator)
+    with torch.no_grad():
+        expected = network(x).numpy()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": x.numpy()})[0]
+    return float(np.max(np.abs(got - expected)))
+
+
+def onnx_bytes(model: MultiTaskUNet, task: str, patch_size: tuple[int, int, int]) -> bytes:
+    """Serialise one task head to ONNX with dynamic batch and spatial axes."""
+    return network_onnx_bytes(_TaskHead(model, task).eval(), model.config.in_channels, patch_size)
 
 
 def check_parity(
@@ -113,15 +138,8 @@ def check_parity(
     ModelBundleError
         If the difference exceeds the parity tolerance.
     """
-    import onnxruntime
-
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, model.config.in_channels, *patch_size, generator=generator)
-    with torch.no_grad():
-        expected = model(x, task).numpy()
-    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": x.numpy()})[0]
-    difference = float(np.max(np.abs(got - expected)))
+    head = _TaskHead(model, task).eval()
+    difference = onnx_difference(head, data, model.config.in_channels, patch_size, seed)
     if difference > PARITY_TOLERANCE:
         raise ModelBundleError(
             f"ONNX export of {task} differs from torch by {difference:.2e} "

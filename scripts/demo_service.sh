@@ -75,6 +75,11 @@ for job_id in jobs:
     if job["state"] == "succeeded":
         print(format_measurements(client.measurements(job)))
 PY
+if [ "$models" = yes ] && [ -d "$pet" ]; then
+  echo "   note: the raw PET is a whole-body scan; the shipped pet-lesion model was trained on"
+  echo "   tumour-centred crops and over-segments whole-body PET (here into the bladder; the"
+  echo "   planner's GTV_Mass is 366 mL). See models/README.md: research use on crops only."
+fi
 
 echo "== dashboard: $url/dashboard/  (reader token: $(cat "$work/reader.token"))"
 if [ "$keep" = 1 ]; then

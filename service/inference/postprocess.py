@@ -49,18 +49,47 @@ def clean_labels(labels: np.ndarray, affine: np.ndarray, manifest: Manifest) -> 
         if box is None:
             continue
         region = out[box]
-        mask = region == entry.number
         if entry.name in rules.largest_component or rules.min_component_ml > 0:
-            components, count = ndimage.label(mask)
-            if count > 1:
-                sizes = np.bincount(components.ravel())[1:]
-                keep = np.zeros(count + 1, dtype=bool)
-                if entry.name in rules.largest_component:
-                    keep[1 + int(np.argmax(sizes))] = True
-                else:
-                    keep[1:] = sizes * voxel_ml >= rules.min_component_ml
-                region[mask & ~keep[components]] = 0
-                mask = region == entry.number
+            largest_only = entry.name in rules.largest_component
+            _drop_components(region, entry.number, largest_only, rules.min_component_ml, voxel_ml)
+        mask = region == entry.number
         if rules.min_label_ml > 0 and mask.sum() * voxel_ml < rules.min_label_ml:
             region[mask] = 0
     return out
+
+
+# Slices per chunk when counting and dropping components: bounds the temporaries to a few
+# slices of the box instead of several full-box arrays (a label scattered over a whole CT has a
+# box the size of the volume).
+_CHUNK = 16
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components of ``mask`` in the smallest integer type that holds their count."""
+    try:
+        components, count = ndimage.label(mask, output=np.uint16)
+    except RuntimeError:  # more than 65535 components: scipy refuses the narrow type
+        components, count = ndimage.label(mask, output=np.int32)
+    return components, int(count)
+
+
+def _drop_components(
+    region: np.ndarray, number: int, largest_only: bool, minimum_ml: float, voxel_ml: float
+) -> None:
+    """Set to 0 the components of ``number`` in ``region`` that the rule does not keep."""
+    components, count = _components(region == number)
+    if count <= 1:
+        return
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for start in range(0, components.shape[0], _CHUNK):
+        chunk = components[start : start + _CHUNK]
+        sizes += np.bincount(chunk.ravel(), minlength=count + 1)
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[0] = True  # background of the mask: other labels, never touched here
+    if largest_only:
+        keep[1 + int(np.argmax(sizes[1:]))] = True
+    else:
+        keep[1:] = sizes[1:] * voxel_ml >= minimum_ml
+    for start in range(0, components.shape[0], _CHUNK):
+        part = region[start : start + _CHUNK]
+        part[~keep[components[start : start + _CHUNK]]] = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from training.data.cases import CaseSource
 from training.tasks import Task, TaskName
@@ -24,6 +25,15 @@ def dataset_root(path: Path) -> Path | None:
     return None
 
 
+def _dataset_index(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The phantom dataset root holding ``path`` and its parsed ``dataset.json``."""
+    root = dataset_root(path)
+    if root is None:
+        raise FileNotFoundError(f"{path}: no dataset.json here or in the parent folder")
+    index: dict[str, Any] = json.loads((root / "dataset.json").read_text())
+    return root, index
+
+
 def phantom_sources(path: Path, task: Task) -> list[CaseSource]:
     """Cases of ``task`` under a phantom dataset or one of its site folders.
 
@@ -35,10 +45,7 @@ def phantom_sources(path: Path, task: Task) -> list[CaseSource]:
     FileNotFoundError
         If ``path`` is not part of a phantom dataset.
     """
-    root = dataset_root(path)
-    if root is None:
-        raise FileNotFoundError(f"{path}: no dataset.json here or in the parent folder")
-    index = json.loads((root / "dataset.json").read_text())
+    root, index = _dataset_index(path)
     series_key = _SERIES[task.name]
     sources = []
     for site in index["sites"]:
@@ -72,10 +79,7 @@ def lesion_classes(path: Path) -> dict[str, str]:
     FileNotFoundError
         If ``path`` is not part of a phantom dataset.
     """
-    root = dataset_root(path)
-    if root is None:
-        raise FileNotFoundError(f"{path}: no dataset.json here or in the parent folder")
-    index = json.loads((root / "dataset.json").read_text())
+    root, index = _dataset_index(path)
     return {
         case["case_id"]: case["mr_tumour_class"]
         for site in index["sites"]

@@ -125,15 +125,26 @@ class RegionSet:
             raise MaskInputError(f"{source or 'label map'}: negative label values {values}")
         regions = []
         for value in values:
-            entry = None
-            if table is not None:
-                try:
-                    entry = table.by_number(value)
-                except KeyError as exc:
-                    raise MaskInputError(
-                        f"{source or 'label map'}: value {value} is not a label of {table.task} "
-                        f"(known: {', '.join(table.names)})"
-                    ) from exc
+            entry = label_entry(table, value, source)
             name = entry.name if entry else f"label_{value}"
             regions.append(Region(name=name, number=value, mask=labels == value, code=entry))
         return cls(regions=regions, shape=labels.shape, affine=affine, source=source)
+
+
+def label_entry(table: LabelTable | None, value: int, source: str = "") -> LabelEntry | None:
+    """The entry of label ``value`` in ``table`` (None without a table).
+
+    Raises
+    ------
+    MaskInputError
+        If ``table`` has no label ``value``.
+    """
+    if table is None:
+        return None
+    try:
+        return table.by_number(value)
+    except KeyError as exc:
+        raise MaskInputError(
+            f"{source or 'label map'}: value {value} is not a label of {table.task} "
+            f"(known: {', '.join(table.names)})"
+        ) from exc

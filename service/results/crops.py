@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.dicom.volume import Volume
-from service.errors import DicomInputError, MaskInputError
+from service.errors import DicomInputError
 from service.labels.registry import LabelEntry, LabelTable
-from service.masks.regions import RegionSet
+from service.masks.regions import RegionSet, label_entry
 from service.results.provenance import as_region_set
 
 _SLAB_VOXELS = 1 << 22  # 32 MB of int64 counts' input per bincount call
@@ -98,15 +98,7 @@ def region_crops(labels: Labels, volume: Volume, table: LabelTable | None) -> It
             f"{volume.series_instance_uid} shape {volume.shape}"
         )
     for value in _label_values(labels):
-        entry = None
-        if table is not None:
-            try:
-                entry = table.by_number(value)
-            except KeyError as exc:
-                raise MaskInputError(
-                    f"label map: value {value} is not a label of {table.task} "
-                    f"(known: {', '.join(table.names)})"
-                ) from exc
+        entry = label_entry(table, value)
         cropped = crop_mask(labels == value)
         if cropped is not None:
             yield RegionCrop(entry.name if entry else f"label_{value}", value, entry, *cropped)

@@ -45,8 +45,8 @@ class PetConfig:
     sites: int = 3
     patients: int = 40
     test_fraction: float = 0.2
-    rounds: int = 5
-    local_steps: int = 5
+    rounds: int = 12
+    local_steps: int = 8
     filters: tuple[int, ...] = (8, 16, 32)
     learning_rate: float = 3e-3
     seed: int = 0

@@ -43,8 +43,8 @@ class SegVizConfig:
     test_seed: int = 1000
     cases_per_site: int = 2
     test_cases_per_site: int = 1
-    rounds: int = 4
-    local_steps: int = 3
+    rounds: int = 10
+    local_steps: int = 10
     filters: tuple[int, ...] = (8, 16)
     spacing_mm: float = 12.0
     learning_rate: float = 3e-3

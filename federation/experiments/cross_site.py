@@ -42,8 +42,8 @@ class CrossSiteConfig:
     position_seed: int = 2
     position_sites: tuple[int, ...] = (1, 3, 5)
     nephrectomy_cases: int = 12
-    rounds: int = 6
-    local_steps: int = 5
+    rounds: int = 12
+    local_steps: int = 10
     filters: tuple[int, ...] = (8, 16)
     spacing_mm: float = 12.0
     learning_rate: float = 3e-3

@@ -145,7 +145,40 @@ def _identity(dicom_file: DicomFile) -> tuple[str, str, list[str]]:
     if not series_uid:
         series_uid = derived_series_uid(ds)
         warnings.append("SeriesInstanceUID blank; derived a stable UID from series attributes")
+    _repair_identity(ds, sop_uid, series_uid)
     return sop_uid, series_uid, warnings
+
+
+def derived_study_uid(ds: Dataset) -> str:
+    """A stable StudyInstanceUID for a study whose UID is blank, from attributes it does have."""
+    sources = [
+        "study",
+        str(ds.get("PatientID", "")),
+        str(ds.get("StudyDate", "")) + str(ds.get("StudyTime", "")),
+        str(ds.get("AccessionNumber", "")),
+        str(ds.get("StudyID", "")),
+        _uid(ds.get("FrameOfReferenceUID")),
+    ]
+    return str(generate_uid(entropy_srcs=sources))
+
+
+def _repair_identity(ds: Dataset, sop_uid: str, series_uid: str) -> None:
+    """Write the UIDs the reader uses into a header whose own are blank.
+
+    Results copy and reference the source headers (highdicom reads their SOP Class, SOP Instance
+    and Study UIDs), so a de-identified series with blank UIDs must carry the ones reported.
+    """
+    if not _uid(ds.get("SOPInstanceUID")):
+        ds.SOPInstanceUID = sop_uid
+    if not _uid(ds.get("SOPClassUID")):
+        meta = getattr(ds, "file_meta", None)
+        sop_class = _uid(meta.get("MediaStorageSOPClassUID")) if meta is not None else ""
+        if sop_class:
+            ds.SOPClassUID = sop_class
+    if not _uid(ds.get("SeriesInstanceUID")):
+        ds.SeriesInstanceUID = series_uid
+    if not _uid(ds.get("StudyInstanceUID")):
+        ds.StudyInstanceUID = derived_study_uid(ds)
 
 
 def _split_keys(ds: Dataset, frame_content: Dataset | None) -> dict[str, Any]:

@@ -17,6 +17,9 @@ from service.errors import ConfigurationError
 _TABLES = Path(__file__).resolve().parent / "tables"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SCT_CODE = re.compile(r"^[0-9]{5,18}$")
+# AAPM TG-263 (2018), section 7: at most 16 characters, a letter first, then letters, digits and
+# underscores (laterality as a suffix, e.g. "Kidney_L"); no spaces, so any planning system keeps it.
+_TG263 = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
 
 
 class Task(StrEnum):
@@ -67,8 +70,14 @@ class LabelEntry:
     color: tuple[int, int, int]
     rt_roi_interpreted_type: RoiInterpretedType
     laterality: CodedTerm | None = None
+    tg263_name: str | None = None
 
     def __post_init__(self) -> None:
+        if self.tg263_name is not None and not _TG263.match(self.tg263_name):
+            raise ValueError(
+                f"label {self.name!r}: tg263_name {self.tg263_name!r} is not a TG-263 name "
+                "(a letter, then up to 15 letters, digits or underscores)"
+            )
         if not 1 <= self.number <= 65535:
             raise ValueError(f"label {self.name!r}: number {self.number} is outside 1..65535")
         if not _NAME.match(self.name):
@@ -103,6 +112,7 @@ class LabelEntry:
             color=(int(color[0]), int(color[1]), int(color[2])),
             rt_roi_interpreted_type=RoiInterpretedType(str(data["rt_roi_interpreted_type"])),
             laterality=term("laterality"),
+            tg263_name=str(data["tg263_name"]) if data.get("tg263_name") is not None else None,
         )
 
 

@@ -71,3 +71,25 @@ def test_invalid_table_is_refused_with_its_path(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigurationError, match="RGB"):
         load_table(path)
+
+
+@pytest.mark.parametrize("task", [t.value for t in Task])
+def test_every_shipped_label_has_a_tg263_name(task: str) -> None:
+    for entry in get_table(task).labels:
+        assert entry.tg263_name, f"{task}/{entry.name} has no TG-263 name"
+    ct = get_table("ct-organs")
+    assert ct.by_name("kidney_left").tg263_name == "Kidney_L"
+    assert ct.by_name("lung_right").tg263_name == "Lung_R"
+    assert get_table("body").by_name("body").tg263_name == "External"
+
+
+@pytest.mark.parametrize("bad", ["Left Lung", "1Lung", "Lung-L", "A_name_longer_than_16"])
+def test_a_name_that_breaks_tg263_is_refused(tmp_path: Path, bad: str) -> None:
+    data = json.loads(
+        (Path(__file__).parents[3] / "service/labels/tables/pet-lesion.json").read_text()
+    )
+    data["labels"][0]["tg263_name"] = bad
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigurationError, match="TG-263"):
+        load_table(path)

@@ -21,6 +21,7 @@ from service.db.models import Instance
 from service.dimse.scp import ScpConfig, start_scp, tls_context
 from service.errors import ConfigurationError
 from service.storage.store import InstanceStore
+from tests.requirements import missing
 from tests.service.dimse.test_scp import free_port, wait_for_port
 from tests.service.jobs.support import sqlite_db
 
@@ -31,7 +32,7 @@ PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
 def _openssl(*args: str) -> None:
     exe = shutil.which("openssl")
     if exe is None:
-        pytest.skip("the openssl CLI is not installed")
+        missing("the openssl CLI is not installed (Debian package openssl)")
     subprocess.run([exe, *args], check=True, capture_output=True, timeout=60)
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bench.faults import PG_BIN, api_restart, postgres_restart, worker_kill
+from tests.requirements import missing
 
 
 def test_worker_killed_mid_job_completes_once(data_root: Path, tmp_path: Path) -> None:
@@ -41,7 +40,7 @@ def test_api_killed_mid_upload_then_resent_is_stored_and_run_once(
 
 def test_postgres_crash_and_restart_under_load_recovers(data_root: Path, tmp_path: Path) -> None:
     if not (PG_BIN / "initdb").is_file():
-        pytest.skip(f"PostgreSQL server binaries not found under {PG_BIN}")
+        missing(f"PostgreSQL server binaries not found under {PG_BIN}")
     report = postgres_restart(data_root, tmp_path, studies=4)
     assert report["readyz_while_down"] == 503 and report["readyz_after"] == 200
     statuses = report["stow_statuses"]

@@ -24,6 +24,7 @@ from service.inference.store import ModelStore
 from service.jobs.background import scp_service, segment_service
 from tests.dciodvfy import assert_valid
 from tests.dcmtk import dcmtk
+from tests.requirements import missing
 from tests.service.dimse.test_scp import free_port, wait_for_port
 from tests.service.inference.conftest import pointwise_model, threshold_manifest
 from tests.service.jobs.support import write_ct_study
@@ -58,7 +59,7 @@ def _found(orthanc_url: str, modality: str) -> list[str]:
 def orthanc(tmp_path: Path) -> Iterator[dict[str, int]]:
     exe = shutil.which("Orthanc")
     if exe is None or not PLUGIN.exists():
-        pytest.skip("Orthanc with orthanc-dicomweb is not installed (Debian packages)")
+        missing("Orthanc with its DICOMweb plugin is not installed (Debian: orthanc-dicomweb)")
     ports = {
         "http": free_port(),
         "dicom": free_port(),

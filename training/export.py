@@ -30,6 +30,8 @@ from service.inference.manifest import (
     label_dicts,
 )
 from service.labels.registry import get_table
+from service.qc.enum import BodyRegion
+from service.qc.intended_use import IntendedUse, TrainingData, TrainingDataKind
 from training.models import MultiTaskUNet
 from training.tasks import Task
 
@@ -53,6 +55,27 @@ class ExportInfo:
     notes: str = ""
     #: Component and size filters the service applies to the labels (manifest ``postprocessing``).
     postprocessing: Postprocessing = field(default_factory=Postprocessing)
+    #: The manifest's intended-use block; None: :func:`default_intended_use`.
+    intended_use: IntendedUse | None = None
+
+
+def default_intended_use(task: Task, info: ExportInfo) -> IntendedUse:
+    """An intended use that claims nothing unstated.
+
+    The labels' body regions (any, when they name none), no age or slice limits, and training
+    data "unstated" unless the federated sites are known.
+    """
+    table = get_table(task.name.value)
+    regions = sorted({e.qc.region for e in table.labels if e.qc and e.qc.region})
+    sources = [f"federated sites: {', '.join(info.training_sites)}"] if info.training_sites else []
+    return IntendedUse(
+        modality=task.modality,
+        body_regions=regions or list(BodyRegion),
+        training_data=TrainingData(
+            kind=TrainingDataKind.REAL if info.training_sites else TrainingDataKind.UNSTATED,
+            sources=sources or ["not stated at export"],
+        ),
+    )
 
 
 class _TaskHead(torch.nn.Module):
@@ -157,6 +180,7 @@ def build_manifest(task: Task, info: ExportInfo) -> Manifest:
         task=task.name.value,
         modality=task.modality,
         description=info.description or task.description,
+        intended_use=info.intended_use or default_intended_use(task, info),
         labels=label_dicts(get_table(task.name.value)),
         spacing=task.spacing,
         orientation="LPS",

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.labels.registry import LabelEntry, LabelTable
+from service.qc.intended_use import IntendedUse
 
 MANIFEST_VERSION = 1
 
@@ -26,6 +27,8 @@ def label_dicts(table: LabelTable) -> list[dict[str, Any]]:
         data = dataclasses.asdict(entry)
         data["color"] = list(entry.color)
         data["rt_roi_interpreted_type"] = entry.rt_roi_interpreted_type.value
+        if entry.qc is not None:
+            data["qc"] = entry.qc.model_dump(mode="json", exclude_defaults=True)
         out.append({k: v for k, v in data.items() if v is not None})
     return out
 
@@ -73,21 +76,36 @@ class Postprocessing(BaseModel):
 
 
 class SeriesRule(BaseModel):
-    """Which series a model applies to."""
+    """Which series a model applies to (also the criteria of a routing rule; one meaning).
+
+    Empty criteria match any series. ``modality`` is compared case-insensitively,
+    ``body_part`` is a regular expression the whole BodyPartExamined must match, and
+    ``series_description`` one found anywhere in SeriesDescription (both case-insensitive).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    modality: str
-    series_description: str | None = None  # regular expression, case-insensitive
-    body_part: str | None = None  # regular expression on BodyPartExamined
+    modality: str = ""
+    series_description: str | None = None
+    body_part: str | None = None
+
+    @field_validator("series_description", "body_part")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a regular expression: {exc}") from exc
+        return value
 
     def matches(self, modality: str, description: str, body_part: str) -> bool:
-        """Whether a series with these attributes is one this model should segment."""
-        if modality.upper() != self.modality.upper():
+        """Whether a series with these attributes is one this rule selects."""
+        if self.modality and modality.upper() != self.modality.upper():
             return False
         if self.series_description and not re.search(self.series_description, description, re.I):
             return False
-        return not (self.body_part and not re.search(self.body_part, body_part, re.I))
+        return not (self.body_part and not re.fullmatch(self.body_part, body_part.strip(), re.I))
 
 
 class Provenance(BaseModel):
@@ -116,7 +134,7 @@ class Manifest(BaseModel):
     task: str
     modality: str
     description: str = ""
-    intended_use: str = "research and demonstration only; not for clinical use"
+    intended_use: IntendedUse  # see service.qc.intended_use for the block's schema
     labels: list[dict[str, Any]]  # the label table entries (service/labels format)
     spacing: tuple[float, float, float]
     orientation: str = "LPS"
@@ -137,6 +155,17 @@ class Manifest(BaseModel):
             raise ValueError(f"manifest_version {value} is not supported (expected 1)")
         return value
 
+    @field_validator("intended_use", mode="before")
+    @classmethod
+    def _intended_use_block(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "intended_use must be a block {modality, body_regions, age_years, "
+                "slice_thickness_mm, training_data} (docs/models.md), not the text "
+                f"{value[:40]!r}; re-export the bundle or add the block to its manifest"
+            )
+        return value
+
     @field_validator("spacing")
     @classmethod
     def _positive_spacing(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -150,6 +179,15 @@ class Manifest(BaseModel):
         if any(v < 1 for v in value):
             raise ValueError(f"patch_size must be positive, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _check_intended_modality(self) -> Manifest:
+        if self.intended_use.modality.upper() != self.modality.upper():
+            raise ValueError(
+                f"intended_use.modality {self.intended_use.modality!r} differs from the "
+                f"manifest's modality {self.modality!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_labels(self) -> Manifest:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from service.errors import ConfigurationError
+from service.qc.priors import StructurePrior, parse_prior
 
 _TABLES = Path(__file__).resolve().parent / "tables"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -71,6 +72,7 @@ class LabelEntry:
     rt_roi_interpreted_type: RoiInterpretedType
     laterality: CodedTerm | None = None
     tg263_name: str | None = None
+    qc: StructurePrior | None = None  # anatomy priors for quality control (service.qc.priors)
 
     def __post_init__(self) -> None:
         if self.tg263_name is not None and not _TG263.match(self.tg263_name):
@@ -113,6 +115,7 @@ class LabelEntry:
             rt_roi_interpreted_type=RoiInterpretedType(str(data["rt_roi_interpreted_type"])),
             laterality=term("laterality"),
             tg263_name=str(data["tg263_name"]) if data.get("tg263_name") is not None else None,
+            qc=parse_prior(data["qc"], str(data["name"])) if data.get("qc") is not None else None,
         )
 
 
@@ -130,6 +133,13 @@ class LabelTable:
         names = [e.name for e in self.labels]
         if len(set(numbers)) != len(numbers) or len(set(names)) != len(names):
             raise ValueError(f"label table {self.task!r} repeats a label number or name")
+        for entry in self.labels:
+            for relation in entry.qc.relations if entry.qc else ():
+                if relation.of is not None and relation.of not in names:
+                    raise ValueError(
+                        f"label {entry.name!r}: qc.relations: {relation.of!r} is not a label of "
+                        f"{self.task} (known: {', '.join(names)})"
+                    )
 
     @property
     def names(self) -> list[str]:

@@ -34,6 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="remove label components smaller than this many mL (default 0: keep all)",
     )
+    parser.add_argument(
+        "--intended-use",
+        type=Path,
+        metavar="JSON",
+        help="the manifest's intended-use block (modality, body regions, ages, slice "
+        "thickness, training data; docs/models.md); default: the labels' regions, no limits, "
+        "training data 'unstated'",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -62,7 +70,18 @@ def run(args: argparse.Namespace) -> int:
     postprocessing = Postprocessing(
         largest_component=list(args.largest_component), min_component_ml=args.min_component_ml
     )
+    intended_use = None
+    if args.intended_use is not None:
+        from pydantic import ValidationError
+
+        from service.qc.intended_use import IntendedUse
+
+        try:
+            intended_use = IntendedUse.model_validate_json(args.intended_use.read_text())
+        except (OSError, ValidationError) as exc:
+            raise ModelBundleError(f"--intended-use {args.intended_use}: {exc}") from exc
     info = ExportInfo(
+        intended_use=intended_use,
         version=args.version,
         name=args.name,
         validation_metrics=metrics,

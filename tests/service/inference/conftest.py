@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from service.inference.bundle import save_bundle
 from service.inference.manifest import Manifest, label_dicts
 from service.labels.registry import get_table
+from service.qc.enum import BodyRegion
 
 
 def pointwise_model(weights: np.ndarray, bias: np.ndarray) -> bytes:
@@ -50,6 +51,15 @@ def threshold_manifest(task: str = "pet-lesion", **overrides: object) -> Manifes
         "onnx_opset": 17,
     }
     data.update(overrides)
+    # A test model claims every region and no limits: tests of the selection step set their own.
+    data.setdefault(
+        "intended_use",
+        {
+            "modality": data["modality"],
+            "body_regions": [region.value for region in BodyRegion],
+            "training_data": {"kind": "synthetic", "cases": 0, "sources": ["a test fixture"]},
+        },
+    )
     return Manifest.model_validate(data)
 
 

@@ -1,0 +1,126 @@
+"""The manifest's ``intended_use`` block: what a model was made for and trained on.
+
+The block is self-contained (it imports nothing else from fedseg but the QC vocabulary), so
+every producer of manifests fills the same schema: ``fedseg export``, the federation's
+promotion, and the nnU-Net importer (from its options). Example::
+
+    "intended_use": {
+      "statement": "research use only; not for clinical use",
+      "research_only": true,
+      "modality": "CT",
+      "body_regions": ["thorax", "abdomen"],
+      "age_years": {"min": 18, "max": 100},
+      "slice_thickness_mm": {"min": 0.5, "max": 6.0},
+      "training_data": {"kind": "synthetic", "cases": 10, "sources": ["fedseg phantoms"]},
+      "checks": ["modality", "body_part_header", "body_present", "body_regions_image",
+                 "age", "slice_thickness"]
+    }
+
+``body_regions`` are the regions the model expects in the field of view: a series is inside
+the intended use when it shows at least one of them. ``checks`` lists the applicability checks
+that run (default: all); leave one out when the image cannot support it, e.g. ``age`` for
+anonymised archives. Unknown regions or check names, and a range whose ``min`` exceeds its
+``max``, are refused when the manifest is loaded, with the field named.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.qc.enum import ApplicabilityCheck, BodyRegion
+
+RESEARCH_USE_ONLY = "RESEARCH USE ONLY"
+
+
+class Range(BaseModel):
+    """A closed interval; a missing bound is open."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) exceeds max ({self.max:g})")
+        return self
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies in the interval."""
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def describe(self, unit: str = "") -> str:
+        """``"18–100 y"``, ``"≥ 0.5 mm"``, ``"any"``."""
+        suffix = f" {unit}" if unit else ""
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g}–{self.max:g}{suffix}"
+        if self.min is not None:
+            return f"≥ {self.min:g}{suffix}"
+        if self.max is not None:
+            return f"≤ {self.max:g}{suffix}"
+        return "any"
+
+
+class TrainingDataKind(StrEnum):
+    """Whether a model saw real patients, synthetic images or both."""
+
+    SYNTHETIC = "synthetic"
+    REAL = "real"
+    MIXED = "mixed"
+    UNSTATED = "unstated"  # the producer did not say (shown as such in every output)
+
+
+class TrainingData(BaseModel):
+    """What the model was trained on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: TrainingDataKind
+    cases: int | None = Field(default=None, ge=0)  # None: not stated by the producer
+    sources: list[str] = Field(min_length=1)  # data sets, sites or generators, in words
+
+    def describe(self) -> str:
+        """``"10 synthetic cases (fedseg phantoms)"``."""
+        if self.kind is TrainingDataKind.UNSTATED:
+            return f"data not stated ({'; '.join(self.sources)})"
+        count = f"{self.cases} " if self.cases is not None else ""
+        return f"{count}{self.kind.value} cases ({'; '.join(self.sources)})"
+
+
+class IntendedUse(BaseModel):
+    """What a model is for; checked against every series before inference."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    statement: str = Field(default="research use only; not for clinical use", min_length=1)
+    research_only: bool = True
+    modality: str = Field(min_length=1)
+    body_regions: list[BodyRegion] = Field(min_length=1)
+    age_years: Range = Field(default_factory=Range)
+    slice_thickness_mm: Range = Field(default_factory=Range)
+    training_data: TrainingData
+    checks: list[ApplicabilityCheck] = Field(default_factory=lambda: list(ApplicabilityCheck))
+
+    def runs(self, check: ApplicabilityCheck) -> bool:
+        """Whether ``check`` is one this manifest asks for."""
+        return check in self.checks
+
+    def label(self, name: str, version: str) -> str:
+        """Model, version and, while research only, ``RESEARCH USE ONLY`` (one DICOM LO)."""
+        text = f"{name} {version}" + (f" {RESEARCH_USE_ONLY}" if self.research_only else "")
+        return text[:64]
+
+    def summary(self) -> str:
+        """One line for the CLI, the RTSTRUCT and the SR."""
+        regions = ", ".join(r.value.replace("_", " ") for r in self.body_regions)
+        parts = [
+            RESEARCH_USE_ONLY if self.research_only else self.statement,
+            f"{self.modality} of {regions}",
+            f"age {self.age_years.describe('y')}",
+            f"slices {self.slice_thickness_mm.describe('mm')}",
+            f"trained on {self.training_data.describe()}",
+        ]
+        return "; ".join(parts)

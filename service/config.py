@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.qc.enum import QcPolicy
+
 # The repository layout puts the shared data beside the checkout: <repo>/../shared/data.
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +89,13 @@ class Settings(BaseSettings):
         description="Read-only folder of the default bundles shipped with fedseg.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+    qc_policy: QcPolicy = Field(
+        default=QcPolicy.WITHHOLD,
+        description=(
+            "What happens to structures that fail QC: withhold (kept out of SEG and RTSTRUCT, "
+            "listed in the SR), flag (sent, marked as failed) or off (no structure QC)."
+        ),
+    )
     inference_threads: int = Field(
         default=0,
         ge=0,

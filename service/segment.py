@@ -1,7 +1,10 @@
-"""Segment a study: pick the series each model applies to, infer, write SEG/RTSTRUCT/SR/JSON.
+"""Segment a study: pick the series each model applies to, infer, check, write the results.
 
 This is the product's main job, shared by ``fedseg segment`` and the service's workers:
-``read → select series → infer → write``, with the time of each stage recorded.
+``read → select series (routing, series rules, intended use) → infer → QC → write``, with the
+time of each stage recorded. Series outside a model's intended use are skipped with their
+reasons; structures that fail QC are flagged, and withheld from SEG and RTSTRUCT under the
+``withhold`` policy (:mod:`service.qc.report`).
 """
 
 from __future__ import annotations
@@ -16,15 +19,31 @@ from pathlib import Path
 import numpy as np
 
 from service.config import Settings
-from service.dicom.volume import Volume, VolumePlan, discover, load_volume
+from service.dicom.volume import Discovery, Volume, discover, load_volume
 from service.errors import FedsegError, ModelBundleError
 from service.inference.bundle import ModelBundle
+from service.inference.manifest import Manifest, NormalisationKind
 from service.inference.pipeline import Segmenter
+from service.inference.preprocess import model_values
 from service.inference.session import Device, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
+from service.qc.applicability import Applicability, patient_age_years
+from service.qc.body import BodyAnalysis, analyse_body
+from service.qc.enum import QcPolicy
+from service.qc.report import SeriesQc, run_qc
+from service.results.crops import region_crops
 from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
+from service.selection import (
+    Candidate,
+    Rule,
+    SeriesAttributes,
+    Skipped,
+    confirm,
+    routed_models,
+    select_series,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +62,8 @@ class SegmentOptions:
     threads: int | None = None  # onnxruntime intra-op threads; 0: one per physical core;
     # None: the settings' inference_threads (segment_study fills it in)
     output: OutputOptions = field(default_factory=OutputOptions)
+    force: bool = False  # run models on series outside their intended use (still QC'd)
+    qc_policy: QcPolicy | None = None  # None: the settings' qc_policy
 
 
 @dataclass
@@ -60,6 +81,10 @@ class SeriesResult:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    intended_use: str = ""
+    skipped: bool = False  # outside the model's intended use, not segmented
+    applicability: dict[str, object] = field(default_factory=dict)
+    qc: dict[str, object] | None = None  # service.qc.report.SeriesQc.as_dict()
 
 
 @dataclass
@@ -73,6 +98,11 @@ class StudyResult:
     def failed(self) -> bool:
         """Whether any series could not be segmented or written."""
         return any(s.error for s in self.series)
+
+    @property
+    def segmented(self) -> list[SeriesResult]:
+        """The series a model ran on."""
+        return [s for s in self.series if not s.skipped]
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready summary (no patient identifiers)."""
@@ -98,18 +128,6 @@ def choose_bundles(store: ModelStore, names: Sequence[str]) -> list[ModelBundle]
     return found
 
 
-def applies(bundle: ModelBundle, plan: VolumePlan) -> bool:
-    """Whether ``bundle``'s series rules select this series."""
-    manifest = bundle.manifest
-    header = plan.header
-    description = str(header.get("SeriesDescription", ""))
-    body_part = str(header.get("BodyPartExamined", ""))
-    rules = manifest.series
-    if not rules:
-        return plan.modality.upper() == manifest.modality.upper()
-    return any(rule.matches(plan.modality, description, body_part) for rule in rules)
-
-
 class StudySegmenter:
     """Runs the chosen bundles on a study; sessions are created once per bundle."""
 
@@ -133,31 +151,40 @@ class StudySegmenter:
         progress: Callable[[str], Progress] | None = None,
     ) -> StudyResult:
         """Segment every series that a bundle applies to and write the results."""
-        timings = dict.fromkeys(STAGES, 0.0)
         start = time.perf_counter()
         found = discover(inputs, settings)
-        pairs = [(p, s) for s in self.segmenters for p in found.plans if applies(s.bundle, p)]
-        timings["read"] += time.perf_counter() - start
-        if not pairs:
+        return self.run_found(found, out_dir, settings, progress, time.perf_counter() - start)
+
+    def run_found(
+        self,
+        found: Discovery,
+        out_dir: Path,
+        settings: Settings,
+        progress: Callable[[str], Progress] | None = None,
+        read_s: float = 0.0,
+    ) -> StudyResult:
+        """Like :meth:`run`, on headers already read (the selection step reads them once)."""
+        timings = dict.fromkeys(STAGES, 0.0)
+        timings["read"] = read_s
+        bundles = [s.bundle for s in self.segmenters]
+        selection = select_series(found.plans, bundles, self.options.force)
+        if not selection.candidates and not selection.skipped:
             modalities = sorted({p.modality for p in found.plans}) or ["no images"]
-            models = ", ".join(
-                f"{s.bundle.manifest.name} ({s.bundle.manifest.modality})" for s in self.segmenters
-            )
+            models = ", ".join(f"{b.manifest.name} ({b.manifest.modality})" for b in bundles)
             raise FedsegError(
                 f"no model applies to this study (series: {', '.join(modalities)}; "
                 f"models: {models})"
             )
-        results = []
-        for index, (plan, segmenter) in enumerate(pairs, start=1):
-            target = (
-                out_dir
-                if len(pairs) == 1
-                else out_dir / f"{index:02d}-{segmenter.bundle.manifest.task}"
-            )
-            bar = (
-                progress(f"{segmenter.bundle.manifest.task} {plan.modality}") if progress else None
-            )
-            results.append(self._one(plan, segmenter, target, timings, bar))
+        policy = self.options.qc_policy or settings.qc_policy
+        results = [_skipped(s) for s in selection.skipped]
+        by_bundle = {id(s.bundle): s for s in self.segmenters}
+        total = len(selection.candidates)
+        for index, candidate in enumerate(selection.candidates, start=1):
+            manifest = candidate.bundle.manifest
+            target = out_dir if total == 1 else out_dir / f"{index:02d}-{manifest.task}"
+            bar = progress(f"{manifest.task} {candidate.plan.modality}") if progress else None
+            segmenter = by_bundle[id(candidate.bundle)]
+            results.append(self._one(candidate, segmenter, target, timings, bar, policy))
         out_dir.mkdir(parents=True, exist_ok=True)
         study = StudyResult(series=results, timings={k: round(v, 3) for k, v in timings.items()})
         (out_dir / "summary.json").write_text(json.dumps(study.as_dict(), indent=2) + "\n")
@@ -170,6 +197,7 @@ class StudySegmenter:
         segmenter: Segmenter,
         out_dir: Path,
         result: SeriesResult,
+        qc: SeriesQc,
     ) -> dict[str, str]:
         """Write the result files; a series where nothing was found gets only its JSON."""
         if not result.present:
@@ -179,47 +207,111 @@ class StudySegmenter:
         table = manifest.label_table()
         algorithm = AlgorithmIdentity(manifest.name, manifest.version)
         # The label map itself: the writers cut one structure at a time out of it.
-        written = write_outputs(volume, labels, table, algorithm, out_dir, self.options.output)
+        written = write_outputs(
+            volume, labels, table, algorithm, out_dir, self.options.output, qc=qc
+        )
         return {fmt.value: str(path) for fmt, path in written.paths.items()}
 
     def _one(
         self,
-        plan: VolumePlan,
+        candidate: Candidate,
         segmenter: Segmenter,
         out_dir: Path,
         timings: dict[str, float],
         progress: Progress | None,
+        policy: QcPolicy,
     ) -> SeriesResult:
-        manifest = segmenter.bundle.manifest
-        result = SeriesResult(
-            series_instance_uid=plan.stack.series_instance_uid,
-            modality=plan.modality,
-            task=manifest.task,
-            model=manifest.name,
-            model_version=manifest.version,
-            provider=segmenter.provider,
-            warnings=list(plan.warnings),
-        )
+        result = _result(candidate.plan, candidate.bundle, candidate.applicability)
+        result.provider = segmenter.provider
+        manifest = candidate.bundle.manifest
         try:
             start = time.perf_counter()
-            volume = load_volume(plan)
+            volume = load_volume(candidate.plan)
+            values = model_values(volume, manifest.normalisation)
+            body = (
+                analyse_body(values, volume.affine, volume.modality)
+                if _qc_values(manifest, volume)
+                else None
+            )
+            verdict = confirm(candidate, volume, body)
+            result.applicability = verdict.as_dict()
             timings["read"] += time.perf_counter() - start
-            segmentation = segmenter.segment(volume, progress)
+            if not verdict.runs:
+                result.skipped = True
+                result.warnings.extend(_skip_messages(verdict))
+                return result
+            segmentation = segmenter.segment(volume, progress, values)
             for stage, seconds in segmentation.timings.items():
                 timings[stage] += seconds
             result.timings = {k: round(v, 3) for k, v in segmentation.timings.items()}
             result.present = segmentation.present
             labels = segmentation.labels
-            del segmentation  # its model values (an SUV copy for PET) are not needed to write
+            del segmentation  # its model values are ``values``, kept for QC and measuring
             start = time.perf_counter()
-            result.outputs = self._write(volume, labels, segmenter, out_dir, result)
+            qc = _series_qc(volume, labels, values, body, manifest, policy)
+            result.qc = qc.as_dict()
+            result.outputs = self._write(volume, labels, segmenter, out_dir, result, qc)
             elapsed = time.perf_counter() - start
             timings["write"] += elapsed
             result.timings["write"] = round(elapsed, 3)
         except FedsegError as exc:
-            logger.error("series %s: %s", plan.stack.series_instance_uid, exc)
+            logger.error("series %s: %s", candidate.plan.stack.series_instance_uid, exc)
             result.error = str(exc)
         return result
+
+
+def _qc_values(manifest: Manifest, volume: Volume) -> bool:
+    """Whether the model values are in the unit QC judges (PET: only SUV)."""
+    return volume.modality != "PT" or manifest.normalisation.kind is NormalisationKind.SUV
+
+
+def _series_qc(
+    volume: Volume,
+    labels: np.ndarray,
+    values: np.ndarray,
+    body: BodyAnalysis | None,
+    manifest: Manifest,
+    policy: QcPolicy,
+) -> SeriesQc:
+    """QC of every structure of the label map (none under policy ``off``)."""
+    crops = list(region_crops(labels, volume, manifest.label_table()))
+    return run_qc(
+        crops,
+        values,
+        volume.affine,
+        volume.modality,
+        body,
+        patient_age_years(volume.header),
+        policy,
+        manifest.intended_use.summary(),
+    )
+
+
+def _result(plan: object, bundle: ModelBundle, verdict: Applicability) -> SeriesResult:
+    attributes = SeriesAttributes.of(plan)  # type: ignore[arg-type]
+    manifest = bundle.manifest
+    return SeriesResult(
+        series_instance_uid=attributes.series_instance_uid,
+        modality=attributes.modality,
+        task=manifest.task,
+        model=manifest.name,
+        model_version=manifest.version,
+        warnings=list(plan.warnings),  # type: ignore[attr-defined]
+        intended_use=manifest.intended_use.summary(),
+        applicability=verdict.as_dict(),
+    )
+
+
+def _skip_messages(verdict: Applicability) -> list[str]:
+    return [f"outside the model's intended use, not segmented: {'; '.join(verdict.reasons)}"]
+
+
+def _skipped(skipped: Skipped) -> SeriesResult:
+    """The result of a series the header already put outside a model's intended use."""
+    result = _result(skipped.plan, skipped.bundle, skipped.applicability)
+    result.skipped = True
+    result.warnings.extend(_skip_messages(skipped.applicability))
+    return result
 
 
 def _write_empty(out_dir: Path, result: SeriesResult) -> Path:
@@ -237,9 +329,22 @@ def segment_study(
     options: SegmentOptions,
     settings: Settings,
     progress: Callable[[str], Progress] | None = None,
+    rules: Sequence[Rule] = (),
 ) -> StudyResult:
-    """Segment a study folder with the chosen (or all installed) models; see module doc."""
+    """Segment a study with the chosen (or routed, or all installed) models; see module doc.
+
+    The headers are read once: routing ``rules`` (the server's) pick the models unless
+    ``options`` names them, and the selection step pairs series with models.
+    """
     if options.threads is None:
         options = replace(options, threads=settings.inference_threads)
-    bundles = choose_bundles(store_for(settings), options.models)
-    return StudySegmenter(bundles, options).run(inputs, out_dir, settings, progress)
+    start = time.perf_counter()
+    found = discover(inputs, settings)
+    names = options.models
+    if not names and rules:
+        names = routed_models(rules, [SeriesAttributes.of(p) for p in found.plans])
+        if names:
+            logger.info("routing rules chose models %s", ", ".join(names))
+    bundles = choose_bundles(store_for(settings), names)
+    segmenter = StudySegmenter(bundles, options)
+    return segmenter.run_found(found, out_dir, settings, progress, time.perf_counter() - start)

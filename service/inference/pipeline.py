@@ -68,12 +68,18 @@ class Segmenter:
         """The execution provider the session actually runs on."""
         return self.model.provider
 
-    def segment(self, volume: Volume, progress: Progress | None = None) -> Segmentation:
-        """Segment ``volume``; timings are recorded per stage in seconds."""
+    def segment(
+        self, volume: Volume, progress: Progress | None = None, values: np.ndarray | None = None
+    ) -> Segmentation:
+        """Segment ``volume``; timings are recorded per stage in seconds.
+
+        ``values`` are the volume's model values (:func:`model_values`) when the caller has
+        them already, so PET is converted to SUV once.
+        """
         manifest = self.bundle.manifest
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        prepared = prepare(volume, manifest)
+        prepared = prepare(volume, manifest, values)
         timings["preprocess"] = time.perf_counter() - start
         predict = mirrored(self.model.predict) if self.mirror_tta else self.model.predict
         start = time.perf_counter()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from service.config import Settings
 from service.errors import FedsegError
 from service.inference.sliding_window import Progress as WindowProgress
-from service.jobs.routing import RuleSource, routed_models, series_of
+from service.jobs.routing import RuleSource
 from service.jobs.worker import JobRunner, Progress
 from service.segment import SegmentOptions, segment_study
 
@@ -22,9 +21,9 @@ def segment_runner(
 ) -> JobRunner:
     """A runner that segments a study with the installed models.
 
-    With ``rules``, the models the routing rules name for the study's series run (see
-    :mod:`service.jobs.routing`); without, or when no rule matches, every installed model
-    whose manifest selects a series runs. Models named in ``options`` are the default.
+    The series-selection step (:mod:`service.selection`) applies ``rules`` (read at each job)
+    to the headers it reads once; without rules, or when none matches, every installed model
+    whose manifest selects a series runs. Models named in ``options`` override both.
     """
     base = options or SegmentOptions()
 
@@ -32,13 +31,8 @@ def segment_runner(
         def stage(label: str) -> WindowProgress:
             return lambda done, total: progress(label, done / max(total, 1))
 
-        chosen = base
-        if rules is not None:
-            models = routed_models(rules(), series_of(inputs))
-            if models:
-                logger.info("routing rules chose models %s", ", ".join(models))
-                chosen = replace(base, models=models)
-        result = segment_study(list(inputs), out_dir, chosen, settings, progress=stage)
+        current = rules() if rules is not None else ()
+        result = segment_study(list(inputs), out_dir, base, settings, progress=stage, rules=current)
         if result.failed:
             errors = "; ".join(
                 f"{s.series_instance_uid}: {s.error}" for s in result.series if s.error

@@ -19,6 +19,7 @@ from service.errors import ConfigurationError
 from service.labels.registry import LabelTable
 from service.masks.regions import RegionSet
 from service.pet.body_size import SuvType
+from service.qc.report import SeriesQc
 from service.results.crops import region_crops
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
@@ -89,25 +90,30 @@ def write_outputs(
     algorithm: AlgorithmIdentity,
     out_dir: Path,
     options: OutputOptions | None = None,
+    qc: SeriesQc | None = None,
 ) -> WrittenOutputs:
     """Write the chosen result files for ``regions`` (or a label map) on ``volume``.
 
     The regions are cut to their bounding boxes once (a label map one value at a time), and
-    every writer works on those crops, so no full-size mask per structure is kept.
+    every writer works on those crops, so no full-size mask per structure is kept. With
+    ``qc``, structures its policy withholds stay out of the SEG and RTSTRUCT (which go to PACS
+    and planning systems), while the SR and JSON report every structure with its QC.
     """
     options = options or OutputOptions()
     formats = list(options.formats)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[OutputFormat, Path] = {}
     crops = list(region_crops(regions, volume, table))
+    withheld = set(qc.withheld) if qc else set()
+    delivered = [c for c in crops if c.name not in withheld]
     numbers = {r.name: n for n, r in enumerate(crops, start=1)}
     seg = None
-    if OutputFormat.SEG in formats:
-        result = write_seg(volume, crops, table, algorithm, options.seg_type)
+    if OutputFormat.SEG in formats and delivered:
+        result = write_seg(volume, delivered, table, algorithm, options.seg_type)
         seg, numbers = result.dataset, result.segment_numbers
         paths[OutputFormat.SEG] = _save(seg, out_dir / OutputFormat.SEG.filename)
-    if OutputFormat.RTSTRUCT in formats:
-        rtstruct = write_rtstruct(volume, crops, table, algorithm).dataset
+    if OutputFormat.RTSTRUCT in formats and delivered:
+        rtstruct = write_rtstruct(volume, delivered, table, algorithm).dataset
         paths[OutputFormat.RTSTRUCT] = _save(rtstruct, out_dir / OutputFormat.RTSTRUCT.filename)
     report = None
     if OutputFormat.SR in formats or OutputFormat.JSON in formats:

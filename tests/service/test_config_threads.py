@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from service.cli.main import main
 from service.config import Settings, get_settings
+from service.dicom.volume import Discovery
 from service.inference.bundle import save_bundle
 from service.segment import SegmentOptions, StudyResult, StudySegmenter, segment_study
 from tests.service.inference.conftest import pointwise_model, threshold_manifest
@@ -50,7 +51,8 @@ def test_settings_threads_reach_the_onnxruntime_session(
         seen.append(_session_threads(self))
         return StudyResult(series=[], timings={})
 
-    monkeypatch.setattr(StudySegmenter, "run", run)
+    monkeypatch.setattr(StudySegmenter, "run_found", run)
+    monkeypatch.setattr("service.segment.discover", lambda *a: Discovery([], [], [], []))
     settings = Settings(inference_threads=2)
     segment_study([tmp_path], tmp_path / "out", SegmentOptions(models=(str(bundle),)), settings)
     # Explicit options win over the settings; 0 is onnxruntime's own choice.

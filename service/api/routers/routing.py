@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/routing-rules", tags=["routing"])
 
 
 class RuleIn(BaseModel):
-    """A routing rule; empty criteria match any series."""
+    """A routing rule; empty criteria match any series (regular expressions, any case)."""
 
     priority: int = Field(default=100, ge=-(2**63), le=2**63 - 1)
     modality: str = Field(default="", max_length=16)
@@ -25,13 +25,15 @@ class RuleIn(BaseModel):
     series_description: str = Field(default="", max_length=256)
     models: list[str] = Field(min_length=1)
 
-    @field_validator("series_description")
+    @field_validator("series_description", "body_part")
     @classmethod
     def _regex(cls, value: str) -> str:
+        # One meaning with the manifests' series rules (service.selection): body_part must
+        # match all of BodyPartExamined, series_description any part of SeriesDescription.
         try:
             re.compile(value)
         except re.error as exc:
-            raise ValueError(f"series_description is not a regular expression: {exc}") from exc
+            raise ValueError(f"not a regular expression: {exc}") from exc
         return value
 
 

@@ -10,6 +10,7 @@ component and cuts long messages. API routes such as ``/v1/jobs`` in a message a
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
@@ -33,7 +34,9 @@ class Redactor:
     def __init__(self, folders: Iterable[Path | str]) -> None:
         forms = set()
         for folder in folders:
-            for form in (Path(folder).expanduser(), Path(folder).expanduser().resolve()):
+            # os.path.expanduser leaves "~" alone when there is no home (Path raises).
+            path = Path(os.path.expanduser(str(folder)))
+            for form in (path, path.resolve()):
                 if form.is_absolute() and len(form.parts) > 1:  # never "/" itself
                     forms.add(str(form).rstrip("/"))
         # Longest first, so a folder inside another is matched whole.
@@ -75,7 +78,7 @@ def server_redactor(settings: Settings) -> Redactor:
             settings.shipped_models,
             settings.data,
             tempfile.gettempdir(),
-            Path.home(),
+            "~",
             sys.prefix,
         )
     )

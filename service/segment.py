@@ -213,7 +213,10 @@ class StudySegmenter:
             return {"json": str(_write_empty(out_dir, result))}
         manifest = segmenter.bundle.manifest
         table = manifest.label_table()
-        algorithm = AlgorithmIdentity(manifest.name, manifest.version)
+        intended = manifest.intended_use
+        algorithm = AlgorithmIdentity(
+            manifest.name, manifest.version, intended.summary(), intended.research_only
+        )
         # The label map itself: the writers cut one structure at a time out of it.
         written = write_outputs(
             volume, labels, table, algorithm, out_dir, self.options.output, qc=qc

@@ -12,8 +12,9 @@ from tqdm import tqdm
 from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
+from service.qc.enum import QcPolicy
 from service.results.outputs import OutputOptions, parse_formats
-from service.segment import STAGES, SegmentOptions, StudyResult, segment_study
+from service.segment import STAGES, SegmentOptions, SeriesResult, StudyResult, segment_study
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="onnxruntime intra-op threads (0: one per physical core; default: "
         "FEDSEG_INFERENCE_THREADS, else 0)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run models on series outside their intended use (the results are still QC'd)",
+    )
+    parser.add_argument(
+        "--qc-policy",
+        choices=[p.value for p in QcPolicy],
+        default=None,
+        help="structures failing QC: withhold (kept out of SEG/RTSTRUCT, listed in the SR), "
+        "flag (sent, marked) or off (default: FEDSEG_QC_POLICY, else withhold)",
     )
     parser.set_defaults(handler=run)
 
@@ -87,19 +100,45 @@ def run(args: argparse.Namespace) -> int:
         mirror_tta=args.tta,
         threads=settings.inference_threads,
         output=OutputOptions(formats=parse_formats(args.formats)),
+        force=args.force,
+        qc_policy=QcPolicy(args.qc_policy) if args.qc_policy else None,
     )
     result = segment_study(args.study, args.out, options, settings, _bar_factory())
     _print_summary(result)
     return 1 if result.failed else 0
 
 
+def _print_qc(series: SeriesResult) -> None:
+    """Intended use, and each structure's QC verdict with its reasons."""
+    print(f"  intended use: {series.intended_use}")
+    qc = series.qc or {}
+    withheld = set(qc.get("withheld", []))  # type: ignore[call-overload]
+    for structure in qc.get("structures", []):  # type: ignore[attr-defined]
+        status = str(structure["status"]).upper()
+        mark = " (withheld from SEG/RTSTRUCT)" if structure["name"] in withheld else ""
+        print(f"  QC {status:<4} {structure['name']}{mark}")
+        for reason in structure["reasons"]:
+            print(f"           {reason}")
+
+
 def _print_summary(result: StudyResult) -> None:
     for series in result.series:
+        if series.skipped:
+            print(
+                f"{series.modality} {series.series_instance_uid}: {series.model} "
+                f"{series.model_version}: SKIPPED, outside its intended use"
+            )
+            print(f"  intended use: {series.intended_use}")
+            for reason in series.applicability.get("reasons", []):  # type: ignore[attr-defined]
+                print(f"  reason: {reason}")
+            print("  (--force runs it anyway; its results are still checked)")
+            continue
         found = ", ".join(series.present) or "nothing"
         print(
             f"{series.modality} {series.series_instance_uid}: {series.model} "
             f"{series.model_version} on {series.provider}: {found}"
         )
+        _print_qc(series)
         for name, path in series.outputs.items():
             print(f"  {name:<9} {path}")
         for warning in series.warnings:

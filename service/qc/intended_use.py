@@ -53,14 +53,14 @@ class Range(BaseModel):
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
     def describe(self, unit: str = "") -> str:
-        """``"18–100 y"``, ``"≥ 0.5 mm"``, ``"any"``."""
+        """``"18 to 100 y"``, ``">= 0.5 mm"``, ``"any"`` (ASCII: DICOM text is ISO 646)."""
         suffix = f" {unit}" if unit else ""
         if self.min is not None and self.max is not None:
-            return f"{self.min:g}–{self.max:g}{suffix}"
+            return f"{self.min:g} to {self.max:g}{suffix}"
         if self.min is not None:
-            return f"≥ {self.min:g}{suffix}"
+            return f">= {self.min:g}{suffix}"
         if self.max is not None:
-            return f"≤ {self.max:g}{suffix}"
+            return f"<= {self.max:g}{suffix}"
         return "any"
 
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from service.qc.enum import BodyRegion, Relation, Side, StructureCheck
 from service.qc.intended_use import Range
 
-INTENSITY_UNITS = {"CT": "HU", "PT": "SUV", "MR": "× body median"}
+INTENSITY_UNITS = {"CT": "HU", "PT": "SUV", "MR": "x body median"}
 
 
 class Bounds(BaseModel):

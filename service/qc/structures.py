@@ -221,9 +221,9 @@ def _inside_body(measured: _Measured, image: QcImage, prior: StructurePrior | No
         check,
         status,
         round(fraction, 3),
-        f"≥ {INSIDE_PASS:g} inside {part}",
+        f">= {INSIDE_PASS:g} inside {part}",
         "fraction",
-        f"{100 * fraction:.0f} % of it lies inside {part} (expected ≥ {100 * INSIDE_PASS:.0f} %)",
+        f"{100 * fraction:.0f} % of it lies inside {part} (expected >= {100 * INSIDE_PASS:.0f} %)",
     )
 
 
@@ -350,9 +350,9 @@ def _components(
         check,
         status,
         count,
-        f"≤ {limit}",
+        f"<= {limit}",
         "",
-        f"{count} connected component(s), expected ≤ {limit}",
+        f"{count} connected component(s), expected <= {limit}",
     )
 
 
@@ -442,7 +442,7 @@ def _posterior_half(measured: _Measured, image: QcImage) -> CheckResult:
 
 def _bone_in_front(measured: _Measured, image: QcImage) -> CheckResult:
     check = StructureCheck.POSITION
-    expected = f"bone {BONE_SEARCH_MM[0]:g}–{BONE_SEARCH_MM[1]:g} mm in front"
+    expected = f"bone {BONE_SEARCH_MM[0]:g} to {BONE_SEARCH_MM[1]:g} mm in front"
     if image.modality != "CT":
         return CheckResult(
             check, QcStatus.NOT_ASSESSED, None, expected, "", "bone is only seen on CT"

@@ -36,7 +36,10 @@ def report_to_dict(report: MeasurementReportData) -> dict[str, object]:
     return _clean(data)  # type: ignore[return-value]
 
 
-def write_measurements_json(report: MeasurementReportData, path: Path) -> Path:
-    """Write ``report`` as indented JSON to ``path``."""
-    path.write_text(json.dumps(report_to_dict(report), indent=2) + "\n", encoding="utf-8")
+def write_measurements_json(
+    report: MeasurementReportData, path: Path, extra: dict[str, object] | None = None
+) -> Path:
+    """Write ``report`` (with ``extra`` top-level keys, e.g. ``qc``) as indented JSON."""
+    data = report_to_dict(report) | (extra or {})
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path

@@ -19,8 +19,9 @@ from service.errors import ConfigurationError
 from service.labels.registry import LabelTable
 from service.masks.regions import RegionSet
 from service.pet.body_size import SuvType
+from service.qc.enum import QcPolicy
 from service.qc.report import SeriesQc
-from service.results.crops import region_crops
+from service.results.crops import RegionCrop, region_crops
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
 from service.results.provenance import AlgorithmIdentity
@@ -106,26 +107,63 @@ def write_outputs(
     crops = list(region_crops(regions, volume, table))
     withheld = set(qc.withheld) if qc else set()
     delivered = [c for c in crops if c.name not in withheld]
+    flags = _flags(qc, crops)
     numbers = {r.name: n for n, r in enumerate(crops, start=1)}
     seg = None
     if OutputFormat.SEG in formats and delivered:
-        result = write_seg(volume, delivered, table, algorithm, options.seg_type)
-        seg, numbers = result.dataset, result.segment_numbers
+        result = write_seg(volume, delivered, table, algorithm, options.seg_type, flags=flags)
+        seg = result.dataset
+        # Withheld structures are still measured (SR, JSON), under numbers after the SEG's.
+        numbers = _with_withheld(result.segment_numbers, crops)
         paths[OutputFormat.SEG] = _save(seg, out_dir / OutputFormat.SEG.filename)
     if OutputFormat.RTSTRUCT in formats and delivered:
-        rtstruct = write_rtstruct(volume, delivered, table, algorithm).dataset
+        note = _withheld_note(qc)
+        rtstruct = write_rtstruct(
+            volume, delivered, table, algorithm, flags=flags, note=note
+        ).dataset
         paths[OutputFormat.RTSTRUCT] = _save(rtstruct, out_dir / OutputFormat.RTSTRUCT.filename)
     report = None
     if OutputFormat.SR in formats or OutputFormat.JSON in formats:
         name = f"{algorithm.name} {algorithm.version}"
         report = build_report(volume, crops, numbers, name, options.suv_type)
-        if OutputFormat.SR in formats and seg is not None:
-            sr = write_sr(volume, seg, report, algorithm)
+        if OutputFormat.SR in formats and (seg is not None or withheld):
+            sr = write_sr(volume, seg, report, algorithm, qc=qc, table=table)
             paths[OutputFormat.SR] = _save(sr, out_dir / OutputFormat.SR.filename)
         if OutputFormat.JSON in formats:
             json_path = out_dir / OutputFormat.JSON.filename
-            paths[OutputFormat.JSON] = write_measurements_json(report, json_path)
+            extra = _json_extra(algorithm, qc)
+            paths[OutputFormat.JSON] = write_measurements_json(report, json_path, extra)
     return WrittenOutputs(paths=paths, report=report)
+
+
+def _flags(qc: SeriesQc | None, crops: list[RegionCrop]) -> dict[str, str]:
+    """QC texts of flagged structures that are sent (policy ``flag``; withheld ones are not)."""
+    if qc is None or qc.policy is not QcPolicy.FLAG:
+        return {}
+    return {c.name: qc.flag_text(c.name) for c in crops if qc.flag_text(c.name)}
+
+
+def _with_withheld(numbers: dict[str, int], crops: list[RegionCrop]) -> dict[str, int]:
+    out = dict(numbers)
+    for crop in crops:
+        if crop.name not in out:
+            out[crop.name] = max(out.values(), default=0) + 1
+    return out
+
+
+def _withheld_note(qc: SeriesQc | None) -> str:
+    if qc is None or not qc.withheld:
+        return ""
+    return f"withheld by QC (see the SR): {', '.join(qc.withheld)}"
+
+
+def _json_extra(algorithm: AlgorithmIdentity, qc: SeriesQc | None) -> dict[str, object]:
+    extra: dict[str, object] = {}
+    if algorithm.intended_use:
+        extra["intended_use"] = algorithm.intended_use
+    if qc is not None:
+        extra["qc"] = qc.as_dict()
+    return extra
 
 
 def _save(dataset: Dataset, path: Path) -> Path:

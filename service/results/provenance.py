@@ -27,10 +27,19 @@ def software_version() -> str:
 
 @dataclass(frozen=True)
 class AlgorithmIdentity:
-    """The model (or tool) that made a segmentation."""
+    """The model (or tool) that made a segmentation, and its intended use when it has one."""
 
     name: str
     version: str
+    intended_use: str = ""  # the manifest's intended-use summary (service.qc.intended_use)
+    research_only: bool = False
+
+    def series_description(self, default: str) -> str:
+        """Model, version and, while research only, ``RESEARCH USE ONLY``; else ``default``."""
+        if not self.intended_use:
+            return default
+        suffix = " RESEARCH USE ONLY" if self.research_only else ""
+        return f"{self.name} {self.version}{suffix}"[:64]
 
     def __post_init__(self) -> None:
         if not self.name.strip() or not self.version.strip():

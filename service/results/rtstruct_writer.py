@@ -85,8 +85,13 @@ def write_rtstruct(
     table: LabelTable | None,
     algorithm: AlgorithmIdentity,
     series: DerivedSeries | None = None,
+    flags: dict[str, str] | None = None,
+    note: str = "",
 ) -> RtstructResult:
     """Build an RTSTRUCT with one ROI per non-empty region, contours along pixel edges.
+
+    The StructureSetDescription carries the model's intended use and ``note`` (e.g. what QC
+    withheld); ``flags`` (structure name → QC text) describe flagged ROIs' observations.
 
     Raises
     ------
@@ -94,8 +99,13 @@ def write_rtstruct(
         If the volume is not on its source planes or the labels are on another grid.
     """
     require_source_grid(volume, "an RTSTRUCT")
-    series = series or DerivedSeries(series_description="fedseg structures")
+    series = series or DerivedSeries(
+        series_description=algorithm.series_description("fedseg structures")
+    )
     ds = _base(volume, algorithm, series)
+    description = "; ".join(part for part in (algorithm.intended_use, note) if part)
+    if description:
+        ds.StructureSetDescription = description[:1024]
     ds.ReferencedFrameOfReferenceSequence = Sequence([_referenced_frame(volume)])
     ds.StructureSetROISequence = Sequence()
     ds.ROIContourSequence = Sequence()
@@ -104,6 +114,9 @@ def write_rtstruct(
     for number, region in enumerate(region_crops(labels, volume, table), start=1):
         numbers[region.name] = number
         _add_roi(ds, number, region, volume, algorithm)
+        flag = flags.get(region.name, "") if flags else ""
+        if flag:  # QC policy "flag": the structure is sent, marked
+            ds.RTROIObservationsSequence[-1].ROIObservationDescription = flag[:1024]
     if not numbers:
         raise DicomInputError(
             f"series {volume.series_instance_uid}: nothing is segmented, no RTSTRUCT to write"

@@ -51,11 +51,13 @@ def write_seg(
     algorithm: AlgorithmIdentity,
     seg_type: SegType | str = SegType.BINARY,
     series: DerivedSeries | None = None,
+    flags: dict[str, str] | None = None,
 ) -> SegResult:
     """Build a DICOM-SEG of ``labels`` referencing every source instance of ``volume``.
 
     Empty regions get no segment; empty frames are omitted. Binary SEG numbers segments 1..n in
-    region order; label-map SEG keeps the label numbers as pixel values.
+    region order; label-map SEG keeps the label numbers as pixel values. ``flags`` (structure
+    name → QC text) become the flagged segments' SegmentDescription.
 
     Raises
     ------
@@ -65,7 +67,9 @@ def write_seg(
     """
     require_source_grid(volume, "a DICOM-SEG")
     seg_type = SegType(seg_type)
-    series = series or DerivedSeries(series_description="fedseg segmentation")
+    series = series or DerivedSeries(
+        series_description=algorithm.series_description("fedseg segmentation")
+    )
     regions = list(region_crops(labels, volume, table))
     if not regions:
         raise DicomInputError(
@@ -110,6 +114,12 @@ def write_seg(
         raise DicomInputError(
             f"series {volume.series_instance_uid}: highdicom refused the SEG: {exc}"
         ) from exc
+    if algorithm.intended_use:
+        seg.ContentDescription = algorithm.intended_use[:64]
+    for item in seg.SegmentSequence:
+        flag = flags.get(str(item.SegmentLabel), "") if flags else ""
+        if flag:  # QC policy "flag": the structure is sent, marked
+            item.SegmentDescription = flag[:64]
     clip_copied_values(seg, STUDY_KEYWORDS)
     return SegResult(dataset=seg, segment_numbers=numbers)
 

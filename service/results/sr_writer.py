@@ -8,6 +8,9 @@ from pydicom.sr.codedict import codes
 
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
+from service.labels.registry import LabelTable
+from service.qc.report import SeriesQc
+from service.qc.structures import StructureQc
 from service.results.measurements import MeasurementReportData, SegmentMeasurements
 from service.results.provenance import (
     MANUFACTURER,
@@ -16,8 +19,13 @@ from service.results.provenance import (
     DerivedSeries,
     clip_copied_values,
 )
+from service.results.qc_content import add_reasons, algorithm_id, evaluations
 
 _CC = hd.sr.CodedConcept
+_Group = (
+    hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+    | hd.sr.MeasurementsAndQualitativeEvaluations
+)
 _ML = _CC("ml", "UCUM", "milliliter")
 _GRAM = _CC("g", "UCUM", "gram")
 _HU = _CC("[hnsf'U]", "UCUM", "Hounsfield unit")
@@ -59,32 +67,52 @@ _PROCEDURES = {
 
 def write_sr(
     volume: Volume,
-    seg: Dataset,
+    seg: Dataset | None,
     report: MeasurementReportData,
     algorithm: AlgorithmIdentity,
     series: DerivedSeries | None = None,
+    qc: SeriesQc | None = None,
+    table: LabelTable | None = None,
 ) -> Dataset:
     """Build a Comprehensive 3D SR whose groups reference the segments of ``seg``.
+
+    With ``qc``, every group carries its structure's quality finding and reasons, and each
+    structure the policy withheld from ``seg`` gets a group of its own saying so (its codes
+    from ``table``).
 
     Raises
     ------
     DicomInputError
         If a measured segment is not in ``seg`` or highdicom refuses the content.
     """
-    series = series or DerivedSeries(series_number=901, series_description="fedseg measurements")
-    segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence}
-    groups = []
+    series = series or DerivedSeries(
+        series_number=901, series_description=algorithm.series_description("fedseg measurements")
+    )
+    # Without a SEG (QC withheld every structure), the SR references the source series.
+    segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence} if seg is not None else {}
+    withheld = set(qc.withheld) if qc else set()
+    groups: list[_Group] = []
     for measured in report.segments:
-        if measured.segment_number not in segments:
+        outcome = qc.of(measured.name) if qc else None
+        if seg is not None and measured.segment_number in segments:
+            segment = segments[measured.segment_number]
+            group: _Group = _group(measured, segment, seg, volume, algorithm, outcome)
+        elif measured.name in withheld:
+            group = _withheld_group(measured, volume, algorithm, outcome, table)
+        else:
             raise DicomInputError(
-                f"segment {measured.segment_number} ({measured.name}) is not in SEG "
-                f"{seg.SOPInstanceUID}; write the SR from the SEG it measures"
+                f"segment {measured.segment_number} ({measured.name}) is not in the SEG; "
+                "write the SR from the SEG it measures"
             )
-        groups.append(_group(measured, segments[measured.segment_number], seg, volume))
+        add_reasons(group, outcome, measured.name in withheld)
+        groups.append(group)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name=algorithm.name, model_name=algorithm.version
+            uid=hd.UID(),
+            name=algorithm.name,
+            manufacturer_name=MANUFACTURER,
+            model_name=algorithm.version,
         ),
     )
     content = hd.sr.MeasurementReport(
@@ -94,7 +122,7 @@ def write_sr(
     )
     try:
         sr = hd.sr.Comprehensive3DSR(
-            evidence=[seg],
+            evidence=[seg] if seg is not None else [volume.header],
             content=content[0],
             series_instance_uid=hd.UID(),
             series_number=series.series_number,
@@ -109,8 +137,36 @@ def write_sr(
     return sr
 
 
+def _withheld_group(
+    measured: SegmentMeasurements,
+    volume: Volume,
+    algorithm: AlgorithmIdentity,
+    outcome: StructureQc | None,
+    table: LabelTable | None,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """A structure QC withheld from the SEG: its measurements and why, with no segment."""
+    entry = table.find(measured.name) if table is not None else None
+    finding = (
+        _CC(entry.type.code, entry.type.scheme, entry.type.meaning)
+        if entry is not None
+        else _CC("85756007", "SCT", "Tissue")
+    )
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=measured.name),
+        finding_type=finding,
+        algorithm_id=algorithm_id(algorithm),
+        measurements=_measurements(measured, volume.modality),
+        qualitative_evaluations=evaluations(outcome, withheld=True),
+    )
+
+
 def _group(
-    measured: SegmentMeasurements, segment: Dataset, seg: Dataset, volume: Volume
+    measured: SegmentMeasurements,
+    segment: Dataset,
+    seg: Dataset,
+    volume: Volume,
+    algorithm: AlgorithmIdentity,
+    outcome: StructureQc | None,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     type_item = segment.SegmentedPropertyTypeCodeSequence[0]
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
@@ -127,6 +183,8 @@ def _group(
             type_item.CodeValue, type_item.CodingSchemeDesignator, type_item.CodeMeaning
         ),
         measurements=_measurements(measured, volume.modality),
+        algorithm_id=algorithm_id(algorithm),
+        qualitative_evaluations=evaluations(outcome, withheld=False) or None,
     )
 
 

@@ -43,6 +43,26 @@ function fixed(value, digits) {
   return typeof value === "number" ? value.toFixed(digits) : "";
 }
 
+// QC flag of a job: skipped series, failed (withheld) and warned structures.
+function qcCell(row, qc) {
+  if (!qc) { return cell(row, ""); }
+  let failed = 0, warned = 0, withheld = 0, skipped = 0;
+  for (const series of qc.series) {
+    skipped += series.skipped ? 1 : 0;
+    withheld += series.withheld.length;
+    for (const s of series.structures) {
+      failed += s.status === "fail" ? 1 : 0;
+      warned += s.status === "warn" ? 1 : 0;
+    }
+  }
+  const parts = [];
+  if (failed) { parts.push(failed + " failed" + (withheld ? " (" + withheld + " withheld)" : "")); }
+  if (skipped) { parts.push(skipped + " series outside intended use"); }
+  if (warned) { parts.push(warned + " warned"); }
+  const kind = failed || skipped ? "qc-fail" : warned ? "qc-warn" : "qc-pass";
+  return cell(row, parts.length ? "QC: " + parts.join(", ") : "QC passed", kind);
+}
+
 // ---- jobs list -------------------------------------------------------------------------
 async function refreshJobs() {
   if (!token()) { return; }
@@ -58,6 +78,7 @@ async function refreshJobs() {
       cell(row, job.id.slice(0, 8));
       cell(row, job.study_instance_uid);
       cell(row, job.state, "state-" + job.state);
+      qcCell(row, job.qc);
       const stages = Object.entries(job.progress || {});
       cell(row, stages.map(([k, v]) => k + " " + Math.round(v * 100) + "%").join(", "));
       cell(row, fixed((job.timings || {}).total_s, 1));
@@ -140,11 +161,18 @@ async function showMeasurements(job) {
   const count = (job.results.measurements || []).length;
   for (let index = 0; index < count; index++) {
     const report = await api("/v1/jobs/" + job.id + "/results/measurements?index=" + index);
+    const verdicts = {};
+    for (const s of (report.qc || {}).structures || []) { verdicts[s.name] = s; }
+    const withheld = new Set((report.qc || {}).withheld || []);
     for (const segment of report.segments || []) {
       const row = document.createElement("tr");
       const intensity = segment.intensity || {};
       const pet = segment.pet || {};
+      const verdict = verdicts[segment.name];
       cell(row, segment.name);
+      const status = verdict ? verdict.status : "";
+      const qcText = status.toUpperCase() + (withheld.has(segment.name) ? " (withheld)" : "");
+      cell(row, qcText, status ? "qc-" + status : "").title = verdict ? verdict.reasons.join("\n") : "";
       cell(row, fixed(segment.volume_ml, 2));
       cell(row, fixed(intensity.mean, 1));
       cell(row, fixed(intensity.max, 1));

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -26,7 +27,7 @@ from service.api.responses import AUTH, errors
 from service.api.routers.dicomweb import store_body
 from service.auth.tokens import Principal, Role
 from service.db.models import Delivery, Instance, Job
-from service.errors import ConflictError, NotFoundError
+from service.errors import ConflictError, FedsegError, NotFoundError
 from service.jobs import queue
 from service.jobs.intake import enqueue_study, study_input_key
 
@@ -79,9 +80,45 @@ class JobView(BaseModel):
     timings: dict[str, Any]
     results: dict[str, Any]
     deliveries: list[DeliveryView] = []
+    qc: dict[str, Any] | None = None  # intended use and structure QC of each series
 
 
-def _view(job: Job, deliveries: list[Delivery], redactor: Redactor) -> JobView:
+def job_qc(results_root: Path, job: Job) -> dict[str, Any] | None:
+    """QC of a job from its summary.json: skipped series and flagged or withheld structures."""
+    try:
+        summary = json.loads(result_file(results_root, job, "summary", 0).read_text())
+    except (FedsegError, OSError, ValueError):
+        return None
+    series = []
+    for entry in summary.get("series", []):
+        qc = entry.get("qc") or {}
+        series.append(
+            {
+                "series_instance_uid": entry.get("series_instance_uid"),
+                "model": entry.get("model"),
+                "intended_use": entry.get("intended_use", ""),
+                "skipped": bool(entry.get("skipped")),
+                "reasons": (entry.get("applicability") or {}).get("reasons", []),
+                "counts": qc.get("counts", {}),
+                "withheld": qc.get("withheld", []),
+                "structures": [
+                    {k: s.get(k) for k in ("name", "status", "reasons")}
+                    for s in qc.get("structures", [])
+                ],
+            }
+        )
+    flagged = any(
+        s["skipped"] or any(x["status"] != "pass" for x in s["structures"]) for s in series
+    )
+    return {"flagged": flagged, "series": series}
+
+
+def _view(
+    job: Job,
+    deliveries: list[Delivery],
+    redactor: Redactor,
+    qc: dict[str, Any] | None = None,
+) -> JobView:
     return JobView(
         id=job.id,
         study_instance_uid=job.study_instance_uid,
@@ -104,6 +141,7 @@ def _view(job: Job, deliveries: list[Delivery], redactor: Redactor) -> JobView:
             )
             for d in deliveries
         ],
+        qc=qc,
     )
 
 
@@ -204,7 +242,7 @@ def list_jobs(
     ).all()
     audit_access(state, principal, "job list", None, f"{len(jobs)} jobs")
     redactor = server_redactor(state.settings)
-    return [_view(j, [], redactor) for j in jobs]
+    return [_view(j, [], redactor, job_qc(state.results_root, j)) for j in jobs]
 
 
 @router.get("/{job_id}", summary="A job's status", responses=AUTH | errors(404))
@@ -213,7 +251,8 @@ def get_job(job_id: str, principal: Reader, state: StateDep, session: SessionDep
     job = find_job(session, job_id)
     deliveries = session.scalars(select(Delivery).where(Delivery.job_id == job_id)).all()
     audit_access(state, principal, "job view", job.study_instance_uid, job_id)
-    return _view(job, list(deliveries), server_redactor(state.settings))
+    qc = job_qc(state.results_root, job)
+    return _view(job, list(deliveries), server_redactor(state.settings), qc)
 
 
 @router.get("/{job_id}/results/{kind}", summary="A job's result file", responses=AUTH | errors(404))

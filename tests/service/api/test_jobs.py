@@ -89,6 +89,11 @@ def test_a_failed_job_is_retried_explicitly_on_the_same_input(
     done = api.client.get(f"/v1/jobs/{job_id}", headers=reader).json()
     assert done["state"] == "succeeded", done
     assert {"seg", "summary"} <= set(done["results"])
+    # The job status carries each series' intended use and each structure's QC verdict.
+    (series,) = done["qc"]["series"]
+    assert series["intended_use"].startswith("RESEARCH USE ONLY; CT")
+    assert [s["name"] for s in series["structures"]] == ["lesion"]
+    assert series["structures"][0]["status"] in {"pass", "warn", "fail"}
     summary = api.client.get(f"/v1/jobs/{job_id}/results/summary", headers=reader)
     assert summary.status_code == 200
     _no_server_paths(summary.text, settings)

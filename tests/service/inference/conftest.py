@@ -51,13 +51,15 @@ def threshold_manifest(task: str = "pet-lesion", **overrides: object) -> Manifes
         "onnx_opset": 17,
     }
     data.update(overrides)
-    # A test model claims every region and no limits: tests of the selection step set their own.
+    # A test model claims every region, no limits and only the modality check (its tiny test
+    # images hold no body): the selection step's tests set their own.
     data.setdefault(
         "intended_use",
         {
             "modality": data["modality"],
             "body_regions": [region.value for region in BodyRegion],
             "training_data": {"kind": "synthetic", "cases": 0, "sources": ["a test fixture"]},
+            "checks": ["modality"],
         },
     )
     return Manifest.model_validate(data)

@@ -144,6 +144,8 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
             row = page.locator(f"tr.job[data-job-id='{job_id}']")
             row.wait_for()
             assert "succeeded" in row.inner_text()
+            # The QC flag: every job row carries its structures' verdict.
+            assert "QC" in row.locator("td.qc-pass, td.qc-warn, td.qc-fail").inner_text()
             page.screenshot(path=str(shots / "jobs.png"))
 
             row.click()
@@ -151,6 +153,8 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
             canvas.wait_for()
             page.locator("#measurements-table tbody tr").first.wait_for()
             assert "lesion" in page.locator("#measurements-table").inner_text()
+            verdict = page.locator("#measurements-table tbody tr").first.locator("td").nth(1)
+            assert verdict.inner_text().split()[0] in {"PASS", "WARN", "FAIL"}
             kinds = page.locator(".result-link").evaluate_all("els => els.map(e => e.dataset.kind)")
             assert {"seg", "rtstruct", "sr", "measurements"} <= set(kinds)
             page.screenshot(path=str(shots / "study.png"))

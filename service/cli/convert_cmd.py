@@ -10,6 +10,8 @@ from service.dicom.volume import read_volume
 from service.labels.registry import Task, get_table
 from service.masks import load_regions
 from service.pet.body_size import SuvType
+from service.qc.report import check_volume
+from service.results.crops import region_crops
 from service.results.outputs import OutputOptions, parse_formats, write_outputs
 from service.results.provenance import AlgorithmIdentity, software_version
 from service.results.seg_writer import SegType
@@ -58,7 +60,16 @@ def run(args: argparse.Namespace) -> int:
     options = OutputOptions(
         formats=formats, seg_type=SegType(args.seg_type.upper()), suv_type=SuvType(args.suv_type)
     )
-    written = write_outputs(volume, regions, table, algorithm, args.out, options)
+    settings = get_settings()
+    crops = list(region_crops(regions, volume, table))
+    qc = check_volume(volume, crops, settings.qc_policy)
+    written = write_outputs(volume, crops, table, algorithm, args.out, options, qc=qc)
     for path in written.paths.values():
         print(path)
+    for structure in qc.structures:
+        reasons = "; ".join(structure.reasons)
+        print(
+            f"QC {structure.status.value.upper():<4} {structure.name}"
+            + (f": {reasons}" if reasons else "")
+        )
     return 0

@@ -20,6 +20,8 @@ from service.organ_stats import organ_statistics
 from service.pet.body_size import SuvType
 from service.pet.measures import Connectivity, measure_regions
 from service.pet.suv import to_suv
+from service.qc.report import check_volume
+from service.results.crops import region_crops
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,6 +92,8 @@ def measure(
         result["pet"] = [m.as_dict() for m in pet]
     stats = organ_statistics(values, volume.affine, masks)
     result["statistics"] = [s.as_dict() for s in stats]
+    crops = list(region_crops(regions, volume, None))
+    result["qc"] = check_volume(volume, crops, get_settings().qc_policy).as_dict()
     return result
 
 
@@ -122,6 +126,12 @@ def _print_text(result: dict[str, object]) -> None:
         print(
             f"{region['name']}: {region['lesion_count']} lesion(s), {shown}, "
             f"MTV {_fmt(region['mtv_ml'])} mL, TLG {_fmt(region['tlg'])}"
+        )
+    for structure in result["qc"]["structures"]:  # type: ignore[index]
+        reasons = "; ".join(structure["reasons"])
+        print(
+            f"QC {structure['status'].upper():<4} {structure['name']}"
+            + (f": {reasons}" if reasons else "")
         )
     for stat in result["statistics"]:  # type: ignore[attr-defined]
         print(

@@ -13,6 +13,7 @@ from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
 from service.qc.enum import QcPolicy
+from service.qc.report import qc_lines
 from service.results.outputs import OutputOptions, parse_formats
 from service.segment import STAGES, SegmentOptions, SeriesResult, StudyResult, segment_study
 
@@ -111,14 +112,8 @@ def run(args: argparse.Namespace) -> int:
 def _print_qc(series: SeriesResult) -> None:
     """Intended use, and each structure's QC verdict with its reasons."""
     print(f"  intended use: {series.intended_use}")
-    qc = series.qc or {}
-    withheld = set(qc.get("withheld", []))  # type: ignore[call-overload]
-    for structure in qc.get("structures", []):  # type: ignore[attr-defined]
-        status = str(structure["status"]).upper()
-        mark = " (withheld from SEG/RTSTRUCT)" if structure["name"] in withheld else ""
-        print(f"  QC {status:<4} {structure['name']}{mark}")
-        for reason in structure["reasons"]:
-            print(f"           {reason}")
+    for line in qc_lines(series.qc or {}):
+        print(f"  {line}")
 
 
 def _print_summary(result: StudyResult) -> None:

@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.qc.body import BodyAnalysis
+from service.dicom.volume import Volume
+from service.errors import SuvError
+from service.pet.suv import to_suv
+from service.qc.applicability import patient_age_years
+from service.qc.body import BodyAnalysis, analyse_body
 from service.qc.enum import QcPolicy, QcStatus
 from service.qc.structures import QcImage, StructureMask, StructureQc, check_structures
 
@@ -82,3 +86,48 @@ def run_qc(
         return SeriesQc(policy, (), intended_use)
     image = QcImage(values, affine, modality, body, age_years)
     return SeriesQc(policy, tuple(check_structures(structures, image)), intended_use)
+
+
+def check_volume(
+    volume: Volume,
+    structures: Sequence[StructureMask],
+    policy: QcPolicy,
+    intended_use: str = "",
+) -> SeriesQc:
+    """QC of structures given on ``volume`` (a reference mask: ``fedseg convert``/``measure``).
+
+    PET is judged in SUVbw; a PET series that cannot be converted is judged without its body
+    and intensity (both need SUV).
+    """
+    values: np.ndarray = volume.array
+    body_values: np.ndarray | None = values
+    if volume.modality == "PT":
+        try:
+            values, _ = to_suv(volume)
+        except SuvError:
+            body_values = None
+        else:
+            body_values = values
+    body = (
+        analyse_body(body_values, volume.affine, volume.modality)
+        if body_values is not None
+        else None
+    )
+    age = patient_age_years(volume.header)
+    return run_qc(
+        structures, values, volume.affine, volume.modality, body, age, policy, intended_use
+    )
+
+
+def qc_lines(qc: dict[str, object]) -> list[str]:
+    """One line per structure of a :meth:`SeriesQc.as_dict`: ``QC FAIL liver: reasons``."""
+    withheld = set(qc.get("withheld", []))  # type: ignore[call-overload]
+    lines = []
+    for structure in qc.get("structures", []):  # type: ignore[attr-defined]
+        reasons = "; ".join(structure["reasons"])
+        mark = " (withheld from SEG/RTSTRUCT)" if structure["name"] in withheld else ""
+        status = str(structure["status"]).upper()
+        lines.append(
+            f"QC {status:<4} {structure['name']}{mark}" + (f": {reasons}" if reasons else "")
+        )
+    return lines

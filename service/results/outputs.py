@@ -11,17 +11,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import numpy as np
 from pydicom.dataset import Dataset
 
 from service.dicom.volume import Volume
 from service.errors import ConfigurationError
 from service.labels.registry import LabelTable
-from service.masks.regions import RegionSet
 from service.pet.body_size import SuvType
 from service.qc.enum import QcPolicy
 from service.qc.report import SeriesQc
-from service.results.crops import RegionCrop, region_crops
+from service.results.crops import Labels, RegionCrop, region_crops
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
 from service.results.provenance import AlgorithmIdentity
@@ -86,7 +84,7 @@ class WrittenOutputs:
 
 def write_outputs(
     volume: Volume,
-    regions: RegionSet | np.ndarray,
+    regions: Labels,
     table: LabelTable,
     algorithm: AlgorithmIdentity,
     out_dir: Path,

@@ -161,7 +161,8 @@ def test_series_outside_the_intended_use_is_skipped_with_reasons_unless_forced(
     result = segment_study(inputs, tmp_path / "out", options, settings)
     (series,) = result.series
     assert series.skipped and not series.error and not series.outputs
-    assert any("slice thickness 3 mm is outside the model's 0.5 to 2 mm" in w for w in series.warnings)
+    reason = "slice thickness 3 mm is outside the model's 0.5 to 2 mm"
+    assert any(reason in warning for warning in series.warnings)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["series"][0]["applicability"]["inside_intended_use"] is False
     assert not (tmp_path / "out" / "seg.dcm").exists()

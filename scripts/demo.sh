@@ -4,6 +4,8 @@
 #  2. what the reader finds in real DICOM (raw GE PET, oblique MR, gantry-tilted CT);
 #  3. SUV conversion and lesion measures of the raw PET inside the planner's GTV;
 #  4. `fedseg segment` of a real PET crop with the shipped pet-lesion model;
+#  4b. quality control: the phantom-trained ct-organs on a real body CT (flagged result, withheld
+#     structures) and on a thigh CT (outside its intended use, skipped);
 #  5. the clinical server: `fedseg serve` receives a phantom CT and the raw PET by STOW-RS,
 #     segments them with the shipped models and prints the measurements and the dashboard URL.
 set -euo pipefail
@@ -30,6 +32,15 @@ if [ -d models/pet-lesion ]; then
   echo "== 4. fedseg segment: a real sarcoma PET (STS_003) with the shipped pet-lesion model"
   fedseg segment "$data/sts-pet/ibsi_validation/dicom/STS_003/PET/image" --out "$out/segment-sts003" \
     --model pet-lesion
+fi
+
+if [ -d models/ct-organs ]; then
+  echo "== 4b. QC: the phantom-trained ct-organs on a real body CT and on a thigh CT"
+  echo "   (structures that fail QC are withheld from SEG/RTSTRUCT and listed in the SR)"
+  fedseg segment "$data/ct-totalseg-example/tests/reference_files/example_ct_dicom" \
+    --out "$out/qc-body-ct" --model ct-organs
+  fedseg segment "$data/ibsi-sts001-multimodal/ibsi_validation/dicom/STS_001/CT/image" \
+    --out "$out/qc-thigh-ct" --model ct-organs
 fi
 
 echo "== 5. the clinical server on embedded defaults"

@@ -188,7 +188,7 @@ class Manifest(BaseModel):
         if isinstance(value, str):
             raise ValueError(
                 "intended_use must be a block {modality, body_regions, age_years, "
-                "slice_thickness_mm, training_data} (docs/models.md), not the text "
+                "slice_thickness_mm, training_data} (docs/service.md), not the text "
                 f"{value[:40]!r}; re-export the bundle or add the block to its manifest"
             )
         return value

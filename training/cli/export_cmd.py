@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="JSON",
         help="the manifest's intended-use block (modality, body regions, ages, slice "
-        "thickness, training data; docs/models.md); default: the labels' regions, no limits, "
+        "thickness, training data; docs/service.md); default: the labels' regions, no limits, "
         "training data 'unstated'",
     )
     parser.set_defaults(handler=run)

@@ -34,6 +34,15 @@ _SUV = {
         _CC("g/ml{SUVlbm}", "UCUM", "Standardized Uptake Value lean body mass (James)"),
         codes.DCM.SUVLeanBodyMassCalculationMethod,
     ),
+    "lbm-james128": (
+        _CC("126406", "DCM", "SUVlbm(James128)"),
+        _CC(
+            "g/ml{SUVlbm(James128)}",
+            "UCUM",
+            "Standardized Uptake Value lean body mass (James 128 multiplier)",
+        ),
+        codes.DCM.SUVLeanBodyMassCalculationMethodUsing128Multiplier,
+    ),
     "lbm-janma": (
         _CC("126405", "DCM", "SUVlbm(Janma)"),
         _CC("g/ml{SUVlbm(Janma)}", "UCUM", "Standardized Uptake Value lean body mass (Janma)"),

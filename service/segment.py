@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from service.config import Settings
 from service.dicom.volume import Volume, VolumePlan, discover, load_volume
 from service.errors import FedsegError, ModelBundleError
 from service.inference.bundle import ModelBundle
-from service.inference.pipeline import Segmenter
+from service.inference.manifest import NormalisationKind
+from service.inference.pipeline import Segmentation, Segmenter
 from service.inference.session import Device, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
+from service.pet.body_size import SuvType
 from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
 
@@ -166,7 +166,7 @@ class StudySegmenter:
     def _write(
         self,
         volume: Volume,
-        labels: np.ndarray,
+        segmentation: Segmentation,
         segmenter: Segmenter,
         out_dir: Path,
         result: SeriesResult,
@@ -178,8 +178,19 @@ class StudySegmenter:
         manifest = segmenter.bundle.manifest
         table = manifest.label_table()
         algorithm = AlgorithmIdentity(manifest.name, manifest.version)
+        output = self.options.output
+        # The values the model saw are the ones to measure (PET: SUVs, converted once), unless
+        # the results ask for another SUV type than the model's.
+        same_unit = volume.modality != "PT" or (
+            manifest.normalisation.kind is NormalisationKind.SUV
+            and SuvType(manifest.normalisation.suv_type) is output.suv_type
+        )
+        values = segmentation.values if same_unit else None
         # The label map itself: the writers cut one structure at a time out of it.
-        written = write_outputs(volume, labels, table, algorithm, out_dir, self.options.output)
+        written = write_outputs(
+            volume, segmentation.labels, table, algorithm, out_dir, output, values
+        )
+        result.warnings.extend(written.warnings)
         return {fmt.value: str(path) for fmt, path in written.paths.items()}
 
     def _one(
@@ -209,10 +220,8 @@ class StudySegmenter:
                 timings[stage] += seconds
             result.timings = {k: round(v, 3) for k, v in segmentation.timings.items()}
             result.present = segmentation.present
-            labels = segmentation.labels
-            del segmentation  # its model values (an SUV copy for PET) are not needed to write
             start = time.perf_counter()
-            result.outputs = self._write(volume, labels, segmenter, out_dir, result)
+            result.outputs = self._write(volume, segmentation, segmenter, out_dir, result)
             elapsed = time.perf_counter() - start
             timings["write"] += elapsed
             result.timings["write"] = round(elapsed, 3)

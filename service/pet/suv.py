@@ -485,13 +485,8 @@ def _frame_duration_ms(ds: Dataset, frame: int | None) -> float:
     return float(ds.ActualFrameDuration) if has_value(ds, "ActualFrameDuration") else 0.0
 
 
-def to_suv(volume: Volume, suv_type: SuvType = SuvType.BW) -> tuple[np.ndarray, SuvConversion]:
-    """Convert a PET volume to SUVs of ``suv_type``.
-
-    Returns
-    -------
-    tuple
-        The SUV array (float32, same grid as ``volume``) and the conversion record.
+def suv_conversion(volume: Volume, suv_type: SuvType = SuvType.BW) -> SuvConversion:
+    """How ``volume`` converts to SUVs of ``suv_type``, from its headers alone (no pixel work).
 
     Raises
     ------
@@ -506,15 +501,33 @@ def to_suv(volume: Volume, suv_type: SuvType = SuvType.BW) -> tuple[np.ndarray, 
         )
     frames = [s.frame_number for s in volume.slices]
     conversion = compute_suv_factors(volume.headers, suv_type, frames)
-    single = conversion.factor
-    values = volume.array.astype(np.float64)
-    if single is not None:
-        values *= single
-    elif volume.on_source_grid and len(conversion.factors) == volume.shape[2]:
-        values *= conversion.factors[np.newaxis, np.newaxis, :]
-    else:
+    if conversion.factor is None and not (
+        volume.on_source_grid and len(conversion.factors) == volume.shape[2]
+    ):
         raise SuvError(
             f"series {volume.series_instance_uid}: SUV factors differ between planes and the "
             "volume was resampled; read it with geometry policy 'strict' or fix the geometry"
         )
+    return conversion
+
+
+def to_suv(volume: Volume, suv_type: SuvType = SuvType.BW) -> tuple[np.ndarray, SuvConversion]:
+    """Convert a PET volume to SUVs of ``suv_type``.
+
+    Returns
+    -------
+    tuple
+        The SUV array (float32, same grid as ``volume``) and the conversion record.
+
+    Raises
+    ------
+    SuvError
+        As :func:`suv_conversion`.
+    """
+    conversion = suv_conversion(volume, suv_type)
+    values = volume.array.astype(np.float64)
+    if conversion.factor is not None:
+        values *= conversion.factor
+    else:
+        values *= conversion.factors[np.newaxis, np.newaxis, :]
     return values.astype(np.float32), conversion

@@ -6,8 +6,9 @@ predicted label map), so every path writes the same files the same way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -17,15 +18,18 @@ from pydicom.dataset import Dataset
 from service.dicom.volume import Volume
 from service.errors import ConfigurationError
 from service.labels.registry import LabelTable
-from service.masks.regions import RegionSet
 from service.pet.body_size import SuvType
+from service.regions import RegionSet
 from service.results.crops import region_crops
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
 from service.results.provenance import AlgorithmIdentity
 from service.results.rtstruct_writer import write_rtstruct
 from service.results.seg_writer import SegType, write_seg
+from service.results.source_attributes import derived_source
 from service.results.sr_writer import write_sr
+
+logger = logging.getLogger(__name__)
 
 
 class OutputFormat(StrEnum):
@@ -76,10 +80,11 @@ class OutputOptions:
 
 @dataclass
 class WrittenOutputs:
-    """The files written for one series, and the measurements they hold."""
+    """The files written for one series, the measurements they hold, and what was changed."""
 
     paths: dict[OutputFormat, Path]
     report: MeasurementReportData | None
+    warnings: list[str] = field(default_factory=list)
 
 
 def write_outputs(
@@ -89,18 +94,24 @@ def write_outputs(
     algorithm: AlgorithmIdentity,
     out_dir: Path,
     options: OutputOptions | None = None,
+    values: np.ndarray | None = None,
 ) -> WrittenOutputs:
     """Write the chosen result files for ``regions`` (or a label map) on ``volume``.
 
     The regions are cut to their bounding boxes once (a label map one value at a time), and
-    every writer works on those crops, so no full-size mask per structure is kept.
+    every writer works on those crops, so no full-size mask per structure is kept. Regions are
+    told apart by number, so segments that share a label stay separate. ``values`` is the image
+    already in the unit measured (SUV of ``options.suv_type`` for PET), when the caller has it.
     """
     options = options or OutputOptions()
     formats = list(options.formats)
+    notes = list(derived_source(volume).notes)
+    for note in notes:  # names the attribute, never its value
+        logger.warning("series %s: %s", volume.series_instance_uid, note)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[OutputFormat, Path] = {}
     crops = list(region_crops(regions, volume, table))
-    numbers = {r.name: n for n, r in enumerate(crops, start=1)}
+    numbers = {r.number: n for n, r in enumerate(crops, start=1)}
     seg = None
     if OutputFormat.SEG in formats:
         result = write_seg(volume, crops, table, algorithm, options.seg_type)
@@ -112,14 +123,14 @@ def write_outputs(
     report = None
     if OutputFormat.SR in formats or OutputFormat.JSON in formats:
         name = f"{algorithm.name} {algorithm.version}"
-        report = build_report(volume, crops, numbers, name, options.suv_type)
+        report = build_report(volume, crops, numbers, name, options.suv_type, values)
         if OutputFormat.SR in formats and seg is not None:
             sr = write_sr(volume, seg, report, algorithm)
             paths[OutputFormat.SR] = _save(sr, out_dir / OutputFormat.SR.filename)
         if OutputFormat.JSON in formats:
             json_path = out_dir / OutputFormat.JSON.filename
             paths[OutputFormat.JSON] = write_measurements_json(report, json_path)
-    return WrittenOutputs(paths=paths, report=report)
+    return WrittenOutputs(paths=paths, report=report, warnings=notes)
 
 
 def _save(dataset: Dataset, path: Path) -> Path:

@@ -74,3 +74,12 @@ def test_measure_ct_gives_statistics_only(capsys, data_dir) -> None:
     spacing = np.asarray(result["image"]["spacing_mm"])
     assert stat["volume_ml"] == pytest.approx(117145 * spacing.prod() / 1000, rel=1e-3)
     assert -200 < stat["mean"] < 200  # soft-tissue sarcoma in HU
+
+
+def test_text_summary_lists_each_roi_once_with_units(capsys, data_dir) -> None:
+    folder = data_dir("sts001-raw/FDG_PET")
+    assert main(["measure", "--image", str(folder / "image"), "--mask", str(folder / "mask")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("GTV_Mass") == 1 and out.count("GTV_Edema") == 1
+    assert "SUVbw (g/mL)" in out and " mL" in out and " g;" in out  # SUV, volume, TLG units
+    assert "local = sphere centred on the hottest voxel" in out

@@ -23,6 +23,7 @@ from service.inference.session import Device, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
 from service.pet.body_size import SuvType
+from service.results.kinds import ResultKind
 from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
 
@@ -160,7 +161,9 @@ class StudySegmenter:
             results.append(self._one(plan, segmenter, target, timings, bar))
         out_dir.mkdir(parents=True, exist_ok=True)
         study = StudyResult(series=results, timings={k: round(v, 3) for k, v in timings.items()})
-        (out_dir / "summary.json").write_text(json.dumps(study.as_dict(), indent=2) + "\n")
+        (out_dir / ResultKind.SUMMARY.filename).write_text(
+            json.dumps(study.as_dict(), indent=2) + "\n"
+        )
         return study
 
     def _write(
@@ -174,7 +177,7 @@ class StudySegmenter:
         """Write the result files; a series where nothing was found gets only its JSON."""
         if not result.present:
             result.warnings.append("no structure found; only measurements.json was written")
-            return {"json": str(_write_empty(out_dir, result))}
+            return {ResultKind.MEASUREMENTS.value: str(_write_empty(out_dir, result))}
         manifest = segmenter.bundle.manifest
         table = manifest.label_table()
         algorithm = AlgorithmIdentity(manifest.name, manifest.version)
@@ -234,7 +237,7 @@ class StudySegmenter:
 def _write_empty(out_dir: Path, result: SeriesResult) -> Path:
     """measurements.json of a series in which the model found nothing."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "measurements.json"
+    path = out_dir / ResultKind.MEASUREMENTS.filename
     body = {"series_instance_uid": result.series_instance_uid, "task": result.task, "segments": []}
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path

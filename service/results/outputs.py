@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from service.labels.registry import LabelTable
 from service.pet.body_size import SuvType
 from service.regions import RegionSet
 from service.results.crops import region_crops
+from service.results.kinds import OUTPUT_KINDS, ResultKind
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
 from service.results.provenance import AlgorithmIdentity
@@ -32,39 +32,30 @@ from service.results.sr_writer import write_sr
 logger = logging.getLogger(__name__)
 
 
-class OutputFormat(StrEnum):
-    """A result file, and the name it gets in the output folder."""
-
-    SEG = "seg"
-    RTSTRUCT = "rtstruct"
-    SR = "sr"
-    JSON = "json"
-
-    @property
-    def filename(self) -> str:
-        """File name in the output folder."""
-        return "measurements.json" if self is OutputFormat.JSON else f"{self.value}.dcm"
+#: ``--formats json`` is the older name of ``measurements``.
+_ALIASES = {"json": ResultKind.MEASUREMENTS}
 
 
-ALL_FORMATS = (OutputFormat.SEG, OutputFormat.RTSTRUCT, OutputFormat.SR, OutputFormat.JSON)
-
-
-def parse_formats(text: str) -> list[OutputFormat]:
-    """Parse a comma-separated format list; the SR references SEG segments, so it needs the SEG.
+def parse_formats(text: str) -> list[ResultKind]:
+    """Parse a comma-separated list of result kinds; the SR references SEG segments.
 
     Raises
     ------
     ConfigurationError
-        If a format is unknown or SR is asked for without SEG.
+        If a kind is unknown or SR is asked for without SEG.
     """
-    try:
-        formats = [OutputFormat(f.strip().lower()) for f in text.split(",") if f.strip()]
-    except ValueError as exc:
-        known = ", ".join(f.value for f in OutputFormat)
-        raise ConfigurationError(f"--formats {text!r}: {exc}; choose among {known}") from exc
+    known = ", ".join(k.value for k in OUTPUT_KINDS)
+    formats = []
+    for name in (f.strip().lower() for f in text.split(",") if f.strip()):
+        kind = _ALIASES.get(name) or next((k for k in OUTPUT_KINDS if k.value == name), None)
+        if kind is None:
+            raise ConfigurationError(
+                f"--formats {text!r}: {name!r} is unknown; choose among {known}"
+            )
+        formats.append(kind)
     if not formats:
-        raise ConfigurationError("--formats is empty")
-    if OutputFormat.SR in formats and OutputFormat.SEG not in formats:
+        raise ConfigurationError(f"--formats is empty; choose among {known}")
+    if ResultKind.SR in formats and ResultKind.SEG not in formats:
         raise ConfigurationError("--formats sr needs seg too: the SR references SEG segments")
     return formats
 
@@ -73,7 +64,7 @@ def parse_formats(text: str) -> list[OutputFormat]:
 class OutputOptions:
     """What to write and how."""
 
-    formats: Sequence[OutputFormat] = ALL_FORMATS
+    formats: Sequence[ResultKind] = OUTPUT_KINDS
     seg_type: SegType = SegType.BINARY
     suv_type: SuvType = SuvType.BW
 
@@ -82,7 +73,7 @@ class OutputOptions:
 class WrittenOutputs:
     """The files written for one series, the measurements they hold, and what was changed."""
 
-    paths: dict[OutputFormat, Path]
+    paths: dict[ResultKind, Path]
     report: MeasurementReportData | None
     warnings: list[str] = field(default_factory=list)
 
@@ -109,27 +100,27 @@ def write_outputs(
     for note in notes:  # names the attribute, never its value
         logger.warning("series %s: %s", volume.series_instance_uid, note)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[OutputFormat, Path] = {}
+    paths: dict[ResultKind, Path] = {}
     crops = list(region_crops(regions, volume, table))
     numbers = {r.number: n for n, r in enumerate(crops, start=1)}
     seg = None
-    if OutputFormat.SEG in formats:
+    if ResultKind.SEG in formats:
         result = write_seg(volume, crops, table, algorithm, options.seg_type)
         seg, numbers = result.dataset, result.segment_numbers
-        paths[OutputFormat.SEG] = _save(seg, out_dir / OutputFormat.SEG.filename)
-    if OutputFormat.RTSTRUCT in formats:
+        paths[ResultKind.SEG] = _save(seg, out_dir / ResultKind.SEG.filename)
+    if ResultKind.RTSTRUCT in formats:
         rtstruct = write_rtstruct(volume, crops, table, algorithm).dataset
-        paths[OutputFormat.RTSTRUCT] = _save(rtstruct, out_dir / OutputFormat.RTSTRUCT.filename)
+        paths[ResultKind.RTSTRUCT] = _save(rtstruct, out_dir / ResultKind.RTSTRUCT.filename)
     report = None
-    if OutputFormat.SR in formats or OutputFormat.JSON in formats:
+    if ResultKind.SR in formats or ResultKind.MEASUREMENTS in formats:
         name = f"{algorithm.name} {algorithm.version}"
         report = build_report(volume, crops, numbers, name, options.suv_type, values)
-        if OutputFormat.SR in formats and seg is not None:
+        if ResultKind.SR in formats and seg is not None:
             sr = write_sr(volume, seg, report, algorithm)
-            paths[OutputFormat.SR] = _save(sr, out_dir / OutputFormat.SR.filename)
-        if OutputFormat.JSON in formats:
-            json_path = out_dir / OutputFormat.JSON.filename
-            paths[OutputFormat.JSON] = write_measurements_json(report, json_path)
+            paths[ResultKind.SR] = _save(sr, out_dir / ResultKind.SR.filename)
+        if ResultKind.MEASUREMENTS in formats:
+            json_path = out_dir / ResultKind.MEASUREMENTS.filename
+            paths[ResultKind.MEASUREMENTS] = write_measurements_json(report, json_path)
     return WrittenOutputs(paths=paths, report=report, warnings=notes)
 
 

@@ -18,6 +18,7 @@ from service.api.responses import AUTH, errors
 from service.api.routers.dicomweb import store_body
 from service.db.models import Delivery, Job
 from service.jobs.intake import enqueue_study
+from service.results.kinds import ResultKind
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -152,13 +153,13 @@ def get_job(job_id: str, principal: Reader, state: StateDep, session: SessionDep
 @router.get("/{job_id}/results/{kind}", summary="A job's result file", responses=AUTH | errors(404))
 def get_result(
     job_id: str,
-    kind: str,
+    kind: ResultKind,
     principal: Reader,
     state: StateDep,
     session: SessionDep,
     index: int = 0,
 ) -> FileResponse:
-    """The ``index``-th result of a kind: seg, rtstruct, sr, measurements or preview."""
+    """The ``index``-th result of a kind: seg, rtstruct, sr, measurements or summary."""
     job = _job(session, job_id)
     entries = job.results.get(kind, [])
     if not 0 <= index < len(entries):
@@ -177,6 +178,6 @@ def measurements_of(results_root: Path, job: Job) -> list[Any]:
     """The parsed measurements.json files of a job (for the dashboard)."""
     return [
         json.loads((results_root / e["path"]).read_text())
-        for e in job.results.get("measurements", [])
+        for e in job.results.get(ResultKind.MEASUREMENTS, [])
         if (results_root / e["path"]).is_file()
     ]

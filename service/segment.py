@@ -28,11 +28,13 @@ from service.inference.preprocess import model_values
 from service.inference.session import Device, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
+from service.pet.body_size import SuvType
 from service.qc.applicability import Applicability, patient_age_years
 from service.qc.body import BodyAnalysis, analyse_body
 from service.qc.enum import QcPolicy
 from service.qc.report import SeriesQc, run_qc
 from service.results.crops import region_crops
+from service.results.kinds import ResultKind
 from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
 from service.selection import (
@@ -195,7 +197,9 @@ class StudySegmenter:
             results.append(self._one(candidate, segmenter, target, timings, bar, policy))
         out_dir.mkdir(parents=True, exist_ok=True)
         study = StudyResult(series=results, timings={k: round(v, 3) for k, v in timings.items()})
-        (out_dir / "summary.json").write_text(json.dumps(study.as_dict(out_dir), indent=2) + "\n")
+        (out_dir / ResultKind.SUMMARY.filename).write_text(
+            json.dumps(study.as_dict(out_dir), indent=2) + "\n"
+        )
         return study
 
     def _write(
@@ -206,21 +210,30 @@ class StudySegmenter:
         out_dir: Path,
         result: SeriesResult,
         qc: SeriesQc,
+        values: np.ndarray,
     ) -> dict[str, str]:
         """Write the result files; a series where nothing was found gets only its JSON."""
         if not result.present:
             result.warnings.append("no structure found; only measurements.json was written")
-            return {"json": str(_write_empty(out_dir, result))}
+            return {ResultKind.MEASUREMENTS.value: str(_write_empty(out_dir, result))}
         manifest = segmenter.bundle.manifest
         table = manifest.label_table()
         intended = manifest.intended_use
         algorithm = AlgorithmIdentity(
             manifest.name, manifest.version, intended.summary(), intended.research_only
         )
+        output = self.options.output
+        # The values the model saw are the ones to measure (PET: SUVs, converted once), unless
+        # the results ask for another SUV type than the model's.
+        same_unit = volume.modality != "PT" or (
+            manifest.normalisation.kind is NormalisationKind.SUV
+            and SuvType(manifest.normalisation.suv_type) is output.suv_type
+        )
         # The label map itself: the writers cut one structure at a time out of it.
         written = write_outputs(
-            volume, labels, table, algorithm, out_dir, self.options.output, qc=qc
+            volume, labels, table, algorithm, out_dir, output, values if same_unit else None, qc=qc
         )
+        result.warnings.extend(written.warnings)
         return {fmt.value: str(path) for fmt, path in written.paths.items()}
 
     def _one(
@@ -261,7 +274,7 @@ class StudySegmenter:
             start = time.perf_counter()
             qc = _series_qc(volume, labels, values, body, manifest, policy)
             result.qc = qc.as_dict()
-            result.outputs = self._write(volume, labels, segmenter, out_dir, result, qc)
+            result.outputs = self._write(volume, labels, segmenter, out_dir, result, qc, values)
             elapsed = time.perf_counter() - start
             timings["write"] += elapsed
             result.timings["write"] = round(elapsed, 3)
@@ -328,7 +341,7 @@ def _skipped(skipped: Skipped) -> SeriesResult:
 def _write_empty(out_dir: Path, result: SeriesResult) -> Path:
     """measurements.json of a series in which the model found nothing."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "measurements.json"
+    path = out_dir / ResultKind.MEASUREMENTS.filename
     body = {"series_instance_uid": result.series_instance_uid, "task": result.task, "segments": []}
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path

@@ -10,8 +10,9 @@ from service.dicom.volume import read_volume
 from service.labels.registry import Task, get_table
 from service.masks import load_regions
 from service.pet.body_size import SuvType
-from service.qc.report import check_volume
+from service.qc.report import check_volume, qc_lines
 from service.results.crops import region_crops
+from service.results.kinds import OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats, write_outputs
 from service.results.provenance import AlgorithmIdentity, software_version
 from service.results.seg_writer import SegType
@@ -35,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument(
         "--formats",
-        default="seg,rtstruct,sr,json",
-        help="comma-separated outputs among seg, rtstruct, sr, json (default: all)",
+        default=",".join(OUTPUT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (default: all)",
     )
     parser.add_argument(
         "--task",
@@ -66,10 +67,6 @@ def run(args: argparse.Namespace) -> int:
     written = write_outputs(volume, crops, table, algorithm, args.out, options, qc=qc)
     for path in written.paths.values():
         print(path)
-    for structure in qc.structures:
-        reasons = "; ".join(structure.reasons)
-        print(
-            f"QC {structure.status.value.upper():<4} {structure.name}"
-            + (f": {reasons}" if reasons else "")
-        )
+    for line in qc_lines(qc.as_dict()):
+        print(line)
     return 0

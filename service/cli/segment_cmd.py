@@ -14,6 +14,7 @@ from service.inference.session import Device
 from service.inference.sliding_window import Progress
 from service.qc.enum import QcPolicy
 from service.qc.report import qc_lines
+from service.results.kinds import OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats
 from service.segment import STAGES, SegmentOptions, SeriesResult, StudyResult, segment_study
 
@@ -41,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=[d.value for d in Device], default="auto")
     parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
-    parser.add_argument("--formats", default="seg,rtstruct,sr,json", help="outputs to write")
+    parser.add_argument(
+        "--formats",
+        default=",".join(OUTPUT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (default: all)",
+    )
     parser.add_argument(
         "--threads",
         type=_thread_count,

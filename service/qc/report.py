@@ -30,16 +30,21 @@ class SeriesQc:
     structures: tuple[StructureQc, ...] = field(default_factory=tuple)
     intended_use: str = ""  # the model's intended-use summary, written into every output
 
-    def of(self, name: str) -> StructureQc | None:
-        """The outcome of the structure called ``name``."""
-        return next((s for s in self.structures if s.name == name), None)
+    def of(self, number: int) -> StructureQc | None:
+        """The outcome of the structure (region) with number ``number``."""
+        return next((s for s in self.structures if s.number == number), None)
+
+    @property
+    def withheld_numbers(self) -> set[int]:
+        """Region numbers kept out of SEG and RTSTRUCT: failed ones, under ``withhold``."""
+        if self.policy is not QcPolicy.WITHHOLD:
+            return set()
+        return {s.number for s in self.structures if s.status is QcStatus.FAIL}
 
     @property
     def withheld(self) -> list[str]:
-        """Structures kept out of SEG and RTSTRUCT: failed ones, under ``withhold``."""
-        if self.policy is not QcPolicy.WITHHOLD:
-            return []
-        return [s.name for s in self.structures if s.status is QcStatus.FAIL]
+        """Names of the withheld structures."""
+        return [s.name for s in self.structures if s.number in self.withheld_numbers]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -54,9 +59,9 @@ class SeriesQc:
         """Whether any structure warned or failed."""
         return any(s.status is not QcStatus.PASS for s in self.structures)
 
-    def flag_text(self, name: str) -> str:
+    def flag_text(self, number: int) -> str:
         """``"QC FAIL: reasons"`` for a failed or warned structure, else empty."""
-        outcome = self.of(name)
+        outcome = self.of(number)
         if outcome is None or outcome.status is QcStatus.PASS:
             return ""
         return f"QC {outcome.status.value.upper()}: " + "; ".join(outcome.reasons)

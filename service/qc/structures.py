@@ -501,13 +501,15 @@ def _relation(
 
 def check_structures(structures: Sequence[StructureMask], image: QcImage) -> list[StructureQc]:
     """QC every structure of one segmentation of one image (relations see the others)."""
-    measured = {s.name: _measure(s, image) for s in structures}
-    extents = {name: m.extent for name, m in measured.items()}
+    measured = {s.number: _measure(s, image) for s in structures}
+    extents: dict[str, Extent] = {}
+    for structure in structures:  # relations name labels; a repeated name: its first region
+        extents.setdefault(structure.name, measured[structure.number].extent)
     results = []
     for structure in structures:
         prior = structure.code.qc if structure.code else None
         wanted = set(prior.checks) if prior else set()
-        m = measured[structure.name]
+        m = measured[structure.number]
         checks = [
             _inside_body(m, image, prior),
             _intensity(m, image, prior),

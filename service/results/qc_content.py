@@ -1,4 +1,11 @@
-"""The SR content of QC: one quality finding per structure, with its reasons.
+"""QC and intended use in the result objects.
+
+The SEG and RTSTRUCT are marked after they are written: SeriesDescription with the model,
+version and ``RESEARCH USE ONLY``, SEG ContentDescription and RTSTRUCT
+StructureSetDescription with the intended use (and what QC withheld), and under policy
+``flag`` each flagged structure's SegmentDescription or ROIObservationDescription.
+
+In the SR, one quality finding per structure, with its reasons.
 
 Each structure's measurement group gets a qualitative evaluation "Quality Assessment"
 (DCM 111050): Succeeded (DCM 111222), Failed (DCM 111224) or, for a warning, Indeterminate
@@ -9,11 +16,17 @@ from the SEG and RTSTRUCT adds "Quality Issue" (DCM 113010) = "Rejected for Qual
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
 import highdicom as hd
 from highdicom.sr.templates import Template
+from pydicom.dataset import Dataset
 
-from service.qc.enum import QcStatus
+from service.qc.enum import QcPolicy, QcStatus
+from service.qc.report import SeriesQc
 from service.qc.structures import StructureQc
+from service.results.crops import RegionCrop
 from service.results.provenance import AlgorithmIdentity
 
 _CC = hd.sr.CodedConcept
@@ -61,3 +74,69 @@ def add_reasons(group: Template, outcome: StructureQc | None, withheld: bool) ->
                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
             )
         )
+
+
+@dataclass(frozen=True)
+class SrQuality:
+    """What the SR needs of QC, by the report's segment numbers."""
+
+    outcomes: dict[int, StructureQc] = field(default_factory=dict)
+    withheld: dict[int, hd.sr.CodedConcept] = field(default_factory=dict)  # → finding type
+
+
+def sr_quality(qc: SeriesQc, crops: Sequence[RegionCrop], numbers: dict[int, int]) -> SrQuality:
+    """QC keyed by segment number (``numbers``: region number → segment number)."""
+    outcomes, withheld = {}, {}
+    for crop in crops:
+        outcome = qc.of(crop.number)
+        if outcome is None:
+            continue
+        outcomes[numbers[crop.number]] = outcome
+        if crop.number in qc.withheld_numbers:
+            code = crop.code.type if crop.code is not None else None
+            withheld[numbers[crop.number]] = (
+                _CC(code.code, code.scheme, code.meaning)
+                if code is not None
+                else _CC("85756007", "SCT", "Tissue")
+            )
+    return SrQuality(outcomes, withheld)
+
+
+def mark_intended_use(dataset: Dataset, algorithm: AlgorithmIdentity) -> None:
+    """SeriesDescription ``<model> <version> RESEARCH USE ONLY`` (when the model states one)."""
+    dataset.SeriesDescription = algorithm.series_description(str(dataset.SeriesDescription))
+
+
+def mark_seg(
+    seg: Dataset, algorithm: AlgorithmIdentity, qc: SeriesQc | None, numbers: dict[int, int]
+) -> None:
+    """Intended use in the SEG's descriptions; flagged segments described under ``flag``."""
+    mark_intended_use(seg, algorithm)
+    if algorithm.intended_use:
+        seg.ContentDescription = algorithm.intended_use[:64]
+    if qc is None or qc.policy is not QcPolicy.FLAG:
+        return
+    region = {segment: region for region, segment in numbers.items()}
+    for item in seg.SegmentSequence:
+        text = qc.flag_text(region.get(int(item.SegmentNumber), -1))
+        if text:
+            item.SegmentDescription = text[:64]
+
+
+def mark_rtstruct(
+    rtstruct: Dataset, algorithm: AlgorithmIdentity, qc: SeriesQc | None, numbers: dict[int, int]
+) -> None:
+    """Intended use and what QC withheld in the description; flagged ROIs under ``flag``."""
+    mark_intended_use(rtstruct, algorithm)
+    parts = [algorithm.intended_use] if algorithm.intended_use else []
+    if qc is not None and qc.withheld:
+        parts.append(f"withheld by QC (see the SR): {', '.join(qc.withheld)}")
+    if parts:
+        rtstruct.StructureSetDescription = "; ".join(parts)[:1024]
+    if qc is None or qc.policy is not QcPolicy.FLAG:
+        return
+    region = {roi: region for region, roi in numbers.items()}
+    for item in rtstruct.RTROIObservationsSequence:
+        text = qc.flag_text(region.get(int(item.ReferencedROINumber), -1))
+        if text:
+            item.ROIObservationDescription = text[:1024]

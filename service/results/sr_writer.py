@@ -8,9 +8,8 @@ from pydicom.sr.codedict import codes
 
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
-from service.labels.registry import LabelTable
-from service.qc.report import SeriesQc
 from service.qc.structures import StructureQc
+from service.regions import distinct_names
 from service.results.measurements import MeasurementReportData, SegmentMeasurements
 from service.results.provenance import (
     MANUFACTURER,
@@ -19,7 +18,8 @@ from service.results.provenance import (
     DerivedSeries,
     clip_copied_values,
 )
-from service.results.qc_content import add_reasons, algorithm_id, evaluations
+from service.results.qc_content import SrQuality, add_reasons, algorithm_id, evaluations
+from service.results.source_attributes import state_deidentification
 
 _CC = hd.sr.CodedConcept
 _Group = (
@@ -42,6 +42,15 @@ _SUV = {
         _CC("g/ml{SUVlbm}", "UCUM", "Standardized Uptake Value lean body mass (James)"),
         codes.DCM.SUVLeanBodyMassCalculationMethod,
     ),
+    "lbm-james128": (
+        _CC("126406", "DCM", "SUVlbm(James128)"),
+        _CC(
+            "g/ml{SUVlbm(James128)}",
+            "UCUM",
+            "Standardized Uptake Value lean body mass (James 128 multiplier)",
+        ),
+        codes.DCM.SUVLeanBodyMassCalculationMethodUsing128Multiplier,
+    ),
     "lbm-janma": (
         _CC("126405", "DCM", "SUVlbm(Janma)"),
         _CC("g/ml{SUVlbm(Janma)}", "UCUM", "Standardized Uptake Value lean body mass (Janma)"),
@@ -58,10 +67,26 @@ _SUV = {
         codes.DCM.SUVIdealBodyWeightCalculationMethod,
     ),
 }
+# Imaging procedures (CID 100): "whole body" only when the source says so (BodyPartExamined).
 _PROCEDURES = {
-    "PT": _CC("44139-4", "LN", "PET whole body"),
+    "PT": _CC("44136-0", "LN", "PET unspecified body region"),
     "CT": _CC("25045-6", "LN", "CT unspecified body region"),
     "MR": _CC("25056-3", "LN", "MRI unspecified body region"),
+}
+_WHOLE_BODY = {"PT": _CC("44139-4", "LN", "PET whole body")}
+# BodyPartExamined defined terms → SNOMED CT (PS3.16 Annex L), for the findings' site.
+_BODY_PARTS = {
+    "WHOLEBODY": _CC("38266002", "SCT", "Entire body"),
+    "HEAD": _CC("69536005", "SCT", "Head"),
+    "BRAIN": _CC("12738006", "SCT", "Brain"),
+    "NECK": _CC("45048000", "SCT", "Neck"),
+    "HEADNECK": _CC("774007", "SCT", "Head and Neck"),
+    "CHEST": _CC("51185008", "SCT", "Thorax"),
+    "ABDOMEN": _CC("818981001", "SCT", "Abdomen"),
+    "PELVIS": _CC("816092008", "SCT", "Pelvis"),
+    "CHESTABDOMEN": _CC("416550000", "SCT", "Chest and Abdomen"),
+    "ABDOMENPELVIS": _CC("818982008", "SCT", "Abdomen and Pelvis"),
+    "EXTREMITY": _CC("66019005", "SCT", "Limb"),
 }
 
 
@@ -71,40 +96,42 @@ def write_sr(
     report: MeasurementReportData,
     algorithm: AlgorithmIdentity,
     series: DerivedSeries | None = None,
-    qc: SeriesQc | None = None,
-    table: LabelTable | None = None,
+    quality: SrQuality | None = None,
 ) -> Dataset:
     """Build a Comprehensive 3D SR whose groups reference the segments of ``seg``.
 
-    With ``qc``, every group carries its structure's quality finding and reasons, and each
-    structure the policy withheld from ``seg`` gets a group of its own saying so (its codes
-    from ``table``).
+    With ``quality``, every group carries its structure's quality finding and reasons, and
+    each structure QC withheld from ``seg`` gets a group of its own saying so (TID 1501, no
+    segment to reference). Without a SEG (everything withheld) the SR cites the source image.
 
     Raises
     ------
     DicomInputError
         If a measured segment is not in ``seg`` or highdicom refuses the content.
     """
-    series = series or DerivedSeries(
-        series_number=901, series_description=algorithm.series_description("fedseg measurements")
-    )
-    # Without a SEG (QC withheld every structure), the SR references the source series.
-    segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence} if seg is not None else {}
-    withheld = set(qc.withheld) if qc else set()
-    groups: list[_Group] = []
+    series = series or DerivedSeries(series_number=902, series_description="fedseg measurements")
+    segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence} if seg else {}
+    quality = quality or SrQuality()
     for measured in report.segments:
-        outcome = qc.of(measured.name) if qc else None
-        if seg is not None and measured.segment_number in segments:
-            segment = segments[measured.segment_number]
-            group: _Group = _group(measured, segment, seg, volume, algorithm, outcome)
-        elif measured.name in withheld:
-            group = _withheld_group(measured, volume, algorithm, outcome, table)
-        else:
+        if measured.segment_number not in segments | quality.withheld:
             raise DicomInputError(
                 f"segment {measured.segment_number} ({measured.name}) is not in the SEG; "
                 "write the SR from the SEG it measures"
             )
-        add_reasons(group, outcome, measured.name in withheld)
+    tracking = distinct_names([m.name for m in report.segments])
+    body_part = str(volume.header.get("BodyPartExamined", "")).strip().upper()
+    groups: list[_Group] = []
+    for measured, identifier in zip(report.segments, tracking, strict=True):
+        number = measured.segment_number
+        outcome = quality.outcomes.get(number)
+        group: _Group
+        if seg is not None and number in segments:
+            group = _group(measured, identifier, segments[number], seg, volume, body_part)
+            if outcome is not None:
+                _evaluate(group, outcome, algorithm)
+        else:
+            group = _withheld_group(measured, identifier, quality.withheld[number], volume)
+            _evaluate(group, outcome, algorithm, withheld=True)
         groups.append(group)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -112,17 +139,20 @@ def write_sr(
             uid=hd.UID(),
             name=algorithm.name,
             manufacturer_name=MANUFACTURER,
-            model_name=algorithm.version,
+            model_name=algorithm.name,
         ),
     )
+    procedure = _PROCEDURES.get(volume.modality, _PROCEDURES["CT"])
+    if body_part == "WHOLEBODY":
+        procedure = _WHOLE_BODY.get(volume.modality, procedure)
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=_PROCEDURES.get(volume.modality, _PROCEDURES["CT"]),
+        procedure_reported=procedure,
         imaging_measurements=groups,
     )
     try:
         sr = hd.sr.Comprehensive3DSR(
-            evidence=[seg] if seg is not None else [volume.header],
+            evidence=[seg if seg is not None else volume.header],
             content=content[0],
             series_instance_uid=hd.UID(),
             series_number=series.series_number,
@@ -134,44 +164,67 @@ def write_sr(
     except (ValueError, TypeError) as exc:
         raise DicomInputError(f"highdicom refused the SR content: {exc}") from exc
     clip_copied_values(sr, STUDY_KEYWORDS)
+    state_deidentification(sr, seg if seg is not None else volume.header)
     return sr
 
 
 def _withheld_group(
-    measured: SegmentMeasurements,
-    volume: Volume,
-    algorithm: AlgorithmIdentity,
-    outcome: StructureQc | None,
-    table: LabelTable | None,
+    measured: SegmentMeasurements, identifier: str, finding: hd.sr.CodedConcept, volume: Volume
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """A structure QC withheld from the SEG: its measurements and why, with no segment."""
-    entry = table.find(measured.name) if table is not None else None
-    finding = (
-        _CC(entry.type.code, entry.type.scheme, entry.type.meaning)
-        if entry is not None
-        else _CC("85756007", "SCT", "Tissue")
-    )
+    """A structure QC withheld from the SEG: its measurements, with no segment to cite."""
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=measured.name),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=identifier[:64]),
         finding_type=finding,
-        algorithm_id=algorithm_id(algorithm),
         measurements=_measurements(measured, volume.modality),
-        qualitative_evaluations=evaluations(outcome, withheld=True),
     )
+
+
+def _evaluate(
+    group: _Group, outcome: StructureQc | None, algorithm: AlgorithmIdentity, withheld: bool = False
+) -> None:
+    """Add the algorithm (with its intended use), the quality finding and its reasons."""
+    container = group[0]
+    identification = algorithm_id(algorithm)
+    for item in [*identification, *(e for q in evaluations(outcome, withheld) for e in q)]:
+        container.ContentSequence.append(item)
+    add_reasons(group, outcome, withheld)
+
+
+def _finding_sites(type_item: Dataset, body_part: str) -> list[hd.sr.FindingSite]:
+    """Where the finding is.
+
+    An organ with its laterality, as the SEG codes it; otherwise the body part the source
+    examined (BodyPartExamined), when it is a known term.
+    """
+    modifiers = type_item.get("SegmentedPropertyTypeModifierCodeSequence") or []
+    if modifiers:
+        side = modifiers[0]
+        return [
+            hd.sr.FindingSite(
+                anatomic_location=_concept(type_item),
+                laterality=_concept(side),
+            )
+        ]
+    region = _BODY_PARTS.get(body_part)
+    return [hd.sr.FindingSite(anatomic_location=region)] if region is not None else []
+
+
+def _concept(item: Dataset) -> hd.sr.CodedConcept:
+    return _CC(item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning)
 
 
 def _group(
     measured: SegmentMeasurements,
+    identifier: str,
     segment: Dataset,
     seg: Dataset,
     volume: Volume,
-    algorithm: AlgorithmIdentity,
-    outcome: StructureQc | None,
+    body_part: str,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     type_item = segment.SegmentedPropertyTypeCodeSequence[0]
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=str(segment.get("TrackingUID") or hd.UID()), identifier=measured.name
+            uid=str(segment.get("TrackingUID") or hd.UID()), identifier=identifier[:64]
         ),
         referenced_segment=hd.sr.ReferencedSegment(
             sop_class_uid=seg.SOPClassUID,
@@ -179,12 +232,9 @@ def _group(
             segment_number=measured.segment_number,
             source_series=hd.sr.SourceSeriesForSegmentation(volume.series_instance_uid),
         ),
-        finding_type=_CC(
-            type_item.CodeValue, type_item.CodingSchemeDesignator, type_item.CodeMeaning
-        ),
+        finding_type=_concept(type_item),
+        finding_sites=_finding_sites(type_item, body_part),
         measurements=_measurements(measured, volume.modality),
-        algorithm_id=algorithm_id(algorithm),
-        qualitative_evaluations=evaluations(outcome, withheld=False) or None,
     )
 
 

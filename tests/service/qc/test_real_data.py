@@ -22,6 +22,7 @@ from service.cli.main import main
 from service.cli.measure_cmd import measure
 from service.config import get_settings
 from service.dicom.volume import read_volume
+from service.labels.registry import get_table
 from service.masks import load_regions
 from service.nifti import write_nifti
 from service.pet.body_size import SuvType
@@ -32,6 +33,7 @@ from tests.dciodvfy import assert_valid
 from training.phantoms import PhantomConfig, Size, generate_dataset
 
 DataDir = Callable[[str], Path]
+TABLE = get_table("ct-organs")
 IBSI = "ibsi-sts001-multimodal/ibsi_validation/dicom/STS_001"
 TOTALSEG = "ct-totalseg-example/tests/reference_files"
 #: TotalSegmentator v2 class → ct-organs label, for the organs in its example's field of view.
@@ -129,10 +131,16 @@ def test_withheld_structures_are_absent_from_seg_and_rtstruct_and_listed_in_the_
 ) -> None:
     result, out = body_ct
     withheld = set(result.series[0].qc["withheld"])  # type: ignore[index, arg-type]
+    entries = [TABLE.by_name(name) for name in result.series[0].present]
     seg = pydicom.dcmread(out / "seg.dcm")
     rtstruct = pydicom.dcmread(out / "rtstruct.dcm")
-    assert withheld.isdisjoint(str(s.SegmentLabel) for s in seg.SegmentSequence)
-    assert withheld.isdisjoint(str(r.ROIName) for r in rtstruct.StructureSetROISequence)
+    # SEG labels are display names, RTSTRUCT ROI names TG-263 names.
+    assert {str(s.SegmentLabel) for s in seg.SegmentSequence} == {
+        e.display_name for e in entries if e.name not in withheld
+    }
+    assert {str(r.ROIName) for r in rtstruct.StructureSetROISequence} == {
+        e.tg263_name for e in entries if e.name not in withheld
+    }
     assert "RESEARCH USE ONLY" in seg.SeriesDescription and seg.ContentDescription
     assert "withheld by QC" in rtstruct.StructureSetDescription
     sr = pydicom.dcmread(out / "sr.dcm").to_json()
@@ -169,4 +177,4 @@ def test_flag_policy_sends_everything_marked(data_dir: DataDir, tmp_path: Path) 
         for s in seg.SegmentSequence
         if "QC FAIL" in s.get("SegmentDescription", "")
     }
-    assert failed and marked == failed
+    assert failed and marked == {TABLE.by_name(name).display_name for name in failed}

@@ -10,6 +10,7 @@ from service.dicom.volume import read_volume
 from service.labels.registry import Task, get_table
 from service.masks import load_regions
 from service.pet.body_size import SuvType
+from service.qc.enum import QcPolicy
 from service.qc.report import check_volume, qc_lines
 from service.results.crops import region_crops
 from service.results.kinds import OUTPUT_KINDS
@@ -46,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seg-type", choices=[t.value.lower() for t in SegType], default="binary")
     parser.add_argument("--suv-type", choices=[t.value for t in SuvType], default=SuvType.BW.value)
+    parser.add_argument(
+        "--qc-policy",
+        choices=[p.value for p in QcPolicy],
+        default=QcPolicy.FLAG.value,
+        help="structures failing QC: flag (default: a given mask is converted whole, failed "
+        "structures marked), withhold (kept out of SEG/RTSTRUCT, listed in the SR) or off",
+    )
     parser.add_argument("--algorithm-name", default="fedseg-convert")
     parser.add_argument("--algorithm-version", default=software_version())
     parser.set_defaults(handler=run)
@@ -61,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
     options = OutputOptions(
         formats=formats, seg_type=SegType(args.seg_type.upper()), suv_type=SuvType(args.suv_type)
     )
-    settings = get_settings()
     crops = list(region_crops(regions, volume, table))
-    qc = check_volume(volume, crops, settings.qc_policy)
+    qc = check_volume(volume, crops, QcPolicy(args.qc_policy))
     written = write_outputs(volume, crops, table, algorithm, args.out, options, qc=qc)
     for path in written.paths.values():
         print(path)

@@ -20,7 +20,7 @@ from service.organ_stats import organ_statistics
 from service.pet.body_size import SuvType
 from service.pet.measures import Connectivity, measure_regions
 from service.pet.suv import to_suv
-from service.qc.report import check_volume, qc_lines
+from service.qc.report import check_volume
 from service.results.crops import region_crops
 
 
@@ -139,12 +139,17 @@ def _print_text(result: dict[str, object]) -> None:
         for warning in suv["warnings"]:
             print(f"  warning: {warning}")
     pet = {region["number"]: region for region in result["pet"]}  # type: ignore[attr-defined]
+    verdicts = {s["number"]: s for s in result["qc"]["structures"]}  # type: ignore[index]
     for stat in result["statistics"]:  # type: ignore[attr-defined]
         print(
             f"ROI {stat['number']} {stat['name']}: {_fmt(stat['volume_ml'])} mL "
             f"({stat['voxel_count']} voxels), mean {_fmt(stat['mean'])} ± {_fmt(stat['std'])}, "
             f"min {_fmt(stat['min'])}, max {_fmt(stat['max'])} {unit}"
         )
+        verdict = verdicts.get(stat["number"])
+        if verdict is not None:
+            reasons = "; ".join(verdict["reasons"])
+            print(f"  QC {verdict['status'].upper()}" + (f": {reasons}" if reasons else ""))
         region = pet.get(stat["number"])
         if region is not None and region["suv_max"] is not None:
             tlg_unit = "g" if region["suv_unit"] == "g/mL" else "cm2"
@@ -157,5 +162,3 @@ def _print_text(result: dict[str, object]) -> None:
             )
     if pet:
         print(PEAK_NOTE)
-    for line in qc_lines(result["qc"]):  # type: ignore[arg-type]
-        print(line)

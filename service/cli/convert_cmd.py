@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Read a mask (DICOM-SEG, RTSTRUCT or NIfTI label map) onto an image series and "
             "write the chosen outputs into OUT (seg.dcm, rtstruct.dcm, sr.dcm, "
-            "measurements.json). Outputs keep the study and get new series."
+            "measurements.json, labels.nii.gz). DICOM outputs keep the study and get new series."
         ),
     )
     parser.add_argument("--image", type=Path, required=True, help="folder of the image series")
@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--formats",
         default="seg,rtstruct,sr,json",
-        help="comma-separated outputs among seg, rtstruct, sr, json (default: all)",
+        help=(
+            "comma-separated outputs among seg, rtstruct, sr, json and nifti (labels.nii.gz in "
+            "fedseg's axis convention with a labels.json sidecar naming each value); "
+            "default: seg,rtstruct,sr,json"
+        ),
     )
     parser.add_argument(
         "--task",

@@ -22,6 +22,7 @@ from service.pet.body_size import SuvType
 from service.results.crops import region_crops
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
+from service.results.nifti_labels import write_volume_labels
 from service.results.provenance import AlgorithmIdentity
 from service.results.rtstruct_writer import write_rtstruct
 from service.results.seg_writer import SegType, write_seg
@@ -35,11 +36,13 @@ class OutputFormat(StrEnum):
     RTSTRUCT = "rtstruct"
     SR = "sr"
     JSON = "json"
+    NIFTI = "nifti"
 
     @property
     def filename(self) -> str:
-        """File name in the output folder."""
-        return "measurements.json" if self is OutputFormat.JSON else f"{self.value}.dcm"
+        """File name in the output folder (NIfTI: its sidecar is ``labels.json`` beside it)."""
+        special = {OutputFormat.JSON: "measurements.json", OutputFormat.NIFTI: "labels.nii.gz"}
+        return special.get(self, f"{self.value}.dcm")
 
 
 ALL_FORMATS = (OutputFormat.SEG, OutputFormat.RTSTRUCT, OutputFormat.SR, OutputFormat.JSON)
@@ -99,7 +102,8 @@ def write_outputs(
     formats = list(options.formats)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[OutputFormat, Path] = {}
-    crops = list(region_crops(regions, volume, table))
+    dicom_or_json = set(formats) - {OutputFormat.NIFTI}
+    crops = list(region_crops(regions, volume, table)) if dicom_or_json else []
     numbers = {r.name: n for n, r in enumerate(crops, start=1)}
     seg = None
     if OutputFormat.SEG in formats:
@@ -119,6 +123,9 @@ def write_outputs(
         if OutputFormat.JSON in formats:
             json_path = out_dir / OutputFormat.JSON.filename
             paths[OutputFormat.JSON] = write_measurements_json(report, json_path)
+    if OutputFormat.NIFTI in formats:
+        path = out_dir / OutputFormat.NIFTI.filename
+        paths[OutputFormat.NIFTI] = write_volume_labels(path, regions, volume, table)[0]
     return WrittenOutputs(paths=paths, report=report)
 
 

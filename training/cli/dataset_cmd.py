@@ -15,7 +15,7 @@ from tqdm import tqdm
 from service.errors import DicomInputError
 from training.sitedata.build import BuildOptions, SiteFormat, build_site
 from training.sitedata.findings import Severity
-from training.tasks import TaskName
+from training.tasks import TASKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     build.add_argument("--dicom", nargs="+", required=True, type=Path, help="DICOM folders/files")
-    build.add_argument("--task", required=True, choices=[t.value for t in TaskName])
+    build.add_argument("--task", required=True, choices=[t.value for t in TASKS])
     build.add_argument("--out", required=True, type=Path, help="site folder to write")
     build.add_argument("--site", help="site name for case pseudonyms (default: SITE's name)")
     build.add_argument("--mapping", type=Path, help="ROI mapping file (edited roi-mapping.json)")

@@ -74,9 +74,17 @@ class StudyResult:
         """Whether any series could not be segmented or written."""
         return any(s.error for s in self.series)
 
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready summary (no patient identifiers)."""
-        return {"series": [asdict(s) for s in self.series], "timings_s": self.timings}
+    def as_dict(self, relative_to: Path | None = None) -> dict[str, object]:
+        """JSON-ready summary (no patient identifiers); output paths relative to a folder."""
+        series = [asdict(s) for s in self.series]
+        if relative_to is not None:
+            # summary.json sits in the output folder: no server or user paths in it.
+            for entry in series:
+                entry["outputs"] = {
+                    kind: str(Path(path).relative_to(relative_to))
+                    for kind, path in entry["outputs"].items()
+                }
+        return {"series": series, "timings_s": self.timings}
 
 
 def store_for(settings: Settings) -> ModelStore:
@@ -160,7 +168,7 @@ class StudySegmenter:
             results.append(self._one(plan, segmenter, target, timings, bar))
         out_dir.mkdir(parents=True, exist_ok=True)
         study = StudyResult(series=results, timings={k: round(v, 3) for k, v in timings.items()})
-        (out_dir / "summary.json").write_text(json.dumps(study.as_dict(), indent=2) + "\n")
+        (out_dir / "summary.json").write_text(json.dumps(study.as_dict(out_dir), indent=2) + "\n")
         return study
 
     def _write(

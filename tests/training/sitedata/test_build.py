@@ -273,3 +273,19 @@ def test_dataset_build_does_not_import_torch() -> None:
         "import training.data.cases; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_seg_builds_into_its_label_map(tmp_path: Path) -> None:
+    root = tmp_path / "export"
+    volume = write_ct(root / "DOE_JANE6", 6)
+    labels = np.zeros(LIVER.shape, dtype=np.uint16)
+    labels[LIVER] = 1
+    labels[LUNG_R] = 8
+    write_seg_file(root / "DOE_JANE6/seg/SEG6.dcm", volume, labels)
+    options = BuildOptions(dicom=(root,), task="ct-organs", out=tmp_path / "site-c", site="site-c")
+    result = build_site(options)
+    (case,) = SiteIndex.load(tmp_path / "site-c").cases
+    assert case.contoured == ("liver", "lung_right")
+    built, _ = read_nifti(tmp_path / "site-c" / case.label)
+    assert np.array_equal(built, labels.astype(np.uint8))
+    assert not [f for f in result.findings if f.severity is not Severity.INFO]

@@ -148,7 +148,7 @@ def task_modality(task: str) -> str:
 def _prepare_out(options: BuildOptions) -> None:
     out = options.out
     if out.exists() and any(out.iterdir()):
-        if not (is_site_folder(out) or (out / "dataset.json").is_file()):
+        if not (is_site_folder(out) or _is_built_nnunet(out)):
             raise ConfigurationError(
                 f"{out} exists and is not a built site folder; pass an empty or new folder"
             )
@@ -160,6 +160,14 @@ def _prepare_out(options: BuildOptions) -> None:
         or options.private_dir.resolve().is_relative_to(out.resolve())
     ):
         raise ConfigurationError("--private must lie outside the site folder (--out)")
+
+
+def _is_built_nnunet(folder: Path) -> bool:
+    """Whether ``folder`` is an nnU-Net raw dataset that ``dataset build`` wrote."""
+    try:
+        return "fedseg" in json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
 
 
 def build_site(

@@ -289,3 +289,15 @@ def test_a_seg_builds_into_its_label_map(tmp_path: Path) -> None:
     built, _ = read_nifti(tmp_path / "site-c" / case.label)
     assert np.array_equal(built, labels.astype(np.uint8))
     assert not [f for f in result.findings if f.severity is not Severity.INFO]
+
+
+def test_an_nnunet_dataset_of_another_tool_is_not_overwritten(
+    clinic: Clinic, tmp_path: Path
+) -> None:
+    other = tmp_path / "Dataset001_Other"
+    (other / "imagesTr").mkdir(parents=True)
+    (other / "imagesTr/case_0000.nii.gz").write_bytes(b"x")
+    (other / "dataset.json").write_text(json.dumps({"labels": {"background": 0}}))
+    with pytest.raises(Exception, match="is not a built site folder"):
+        _build(clinic, other, format=SiteFormat.NNUNET)
+    assert (other / "imagesTr/case_0000.nii.gz").is_file()

@@ -10,6 +10,7 @@ from service.dicom.volume import read_volume
 from service.labels.registry import Task, get_table
 from service.masks import load_regions
 from service.pet.body_size import SuvType
+from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats, write_outputs
 from service.results.provenance import AlgorithmIdentity, software_version
 from service.results.seg_writer import SegType
@@ -33,12 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument(
         "--formats",
-        default="seg,rtstruct,sr,json",
-        help=(
-            "comma-separated outputs among seg, rtstruct, sr, json and nifti (labels.nii.gz in "
-            "fedseg's axis convention with a labels.json sidecar naming each value); "
-            "default: seg,rtstruct,sr,json"
-        ),
+        default=",".join(DEFAULT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (nifti: labels.nii.gz "
+        f"with a labels.json sidecar naming the values; default: {','.join(DEFAULT_KINDS)})",
     )
     parser.add_argument(
         "--task",

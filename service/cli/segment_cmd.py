@@ -12,6 +12,7 @@ from tqdm import tqdm
 from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
+from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats
 from service.segment import STAGES, SegmentOptions, StudyResult, segment_study
 
@@ -39,7 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=[d.value for d in Device], default="auto")
     parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
-    parser.add_argument("--formats", default="seg,rtstruct,sr,json", help="outputs to write")
+    parser.add_argument(
+        "--formats",
+        default=",".join(DEFAULT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (nifti: labels.nii.gz "
+        f"with a labels.json sidecar naming the values; default: {','.join(DEFAULT_KINDS)})",
+    )
     parser.add_argument(
         "--threads",
         type=_thread_count,

@@ -18,8 +18,8 @@ import numpy as np
 from service.dicom.volume import Volume
 from service.errors import MaskInputError
 from service.labels.registry import LabelEntry, LabelTable
-from service.masks.regions import RegionSet, label_entry
 from service.nifti import write_nifti
+from service.regions import RegionSet, label_entry
 
 AXES = (
     "array [i, j, k]: i along the DICOM row direction (column index), j along the column "

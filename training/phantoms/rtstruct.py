@@ -16,8 +16,8 @@ import numpy as np
 
 from service.dicom.volume import read_volume
 from service.labels.registry import LabelEntry, get_table
-from service.masks.regions import Region, RegionSet
 from service.nifti import read_nifti
+from service.regions import Region, RegionSet
 from service.results.provenance import AlgorithmIdentity
 from service.results.rtstruct_writer import write_rtstruct
 from training.phantoms.dataset import DatasetIndex
@@ -88,7 +88,12 @@ def write_phantom_rtstructs(root: Path) -> list[Path]:
             ]
             regions.append(Region("BODY", len(table.labels) + 1, np.asarray(body) > 0))
             structures = RegionSet(regions, volume.shape, volume.affine)
-            dataset = write_rtstruct(volume, structures, table, algorithm).dataset
+            result = write_rtstruct(volume, structures, table, algorithm)
+            # The writer names coded ROIs by TG-263; a planning system keeps what was typed.
+            typed = {result.roi_numbers[r.number]: r.name for r in regions}
+            dataset = result.dataset
+            for roi in dataset.StructureSetROISequence:
+                roi.ROIName = typed[int(roi.ROINumber)]
             path = root / case.path / RTSTRUCT_FOLDER / "RS.dcm"
             path.parent.mkdir(parents=True, exist_ok=True)
             dataset.save_as(path, enforce_file_format=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.dicom.geometry import voxel_volume_ml
 from service.imaging import resample
 
 
@@ -30,7 +31,7 @@ class Grid(resample.Grid):
     @property
     def voxel_volume_ml(self) -> float:
         """Volume of one voxel, mL."""
-        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+        return voxel_volume_ml(self.affine)
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Patient ``(x, y, z)`` mm of every voxel centre as broadcastable float32 arrays."""

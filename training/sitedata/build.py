@@ -24,15 +24,16 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from service.config import Settings, get_settings
+from service.dicom.geometry import voxel_volume_ml
 from service.dicom.volume import Volume, discover, load_volume
 from service.errors import ConfigurationError, DicomInputError, MaskInputError, SuvError
 from service.labels.registry import LabelTable, get_table
 from service.labels.roi_names import RoiMatch, RoiNameMapper
 from service.masks.references import MaskKind, MaskReference
-from service.masks.regions import RegionSet
 from service.masks.rtstruct_reader import read_rtstruct
 from service.masks.seg_reader import read_seg
 from service.pet.suv import to_suv
+from service.regions import RegionSet
 from training.sitedata import labels as label_policy
 from training.sitedata.findings import Finding, Severity, Topic
 from training.sitedata.labels import assemble_labels
@@ -288,8 +289,7 @@ def _build_case(case: CaseInput, context: _Context) -> CaseRecord | None:
         findings.append(Finding(Severity.ERROR, Topic.ROI_NAME, text, case_id))
         context.findings.extend(findings)
         return None
-    voxel_ml = float(abs(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
-    volumes = label_volumes(assembled.labels, context.table, voxel_ml)
+    volumes = label_volumes(assembled.labels, context.table, voxel_volume_ml(volume.affine))
     findings += check_volumes(volumes, context.priors, case_id)
     context.findings.extend(findings)
     public = [f.public() for f in findings if f.severity is not Severity.INFO]

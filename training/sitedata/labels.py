@@ -25,7 +25,7 @@ import numpy as np
 from service.labels.registry import LabelEntry, LabelTable, RoiInterpretedType
 from service.labels.roi_names import MatchStatus, RoiMatch, RoiNameMapper
 from service.masks.references import MaskReference
-from service.masks.regions import RegionSet
+from service.regions import RegionSet
 from training.sitedata.findings import Finding, Severity, Topic
 
 #: Overlap, as a fraction of the smaller structure, still taken as a boundary disagreement.

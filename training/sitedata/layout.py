@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.dicom.geometry import voxel_spacing
 from service.errors import ConfigurationError
 from service.labels.registry import LabelTable
 from service.nifti import write_nifti
@@ -164,7 +165,7 @@ class FedsegWriter:
         label_path, _ = write_label_nifti(
             case_dir / "label.nii.gz", labels, affine, label_names(self.table), extra
         )
-        spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+        spacing = voxel_spacing(affine)
         return CaseRecord(
             case_id=case_id,
             subject=subject,
@@ -172,11 +173,7 @@ class FedsegWriter:
             label=label_path.relative_to(self.folder).as_posix(),
             contoured=tuple(contoured),
             shape=(int(labels.shape[0]), int(labels.shape[1]), int(labels.shape[2])),
-            spacing_mm=(
-                round(float(spacing[0]), 4),
-                round(float(spacing[1]), 4),
-                round(float(spacing[2]), 4),
-            ),
+            spacing_mm=(round(spacing[0], 4), round(spacing[1], 4), round(spacing[2], 4)),
             volumes_ml=dict(volumes_ml),
             findings=tuple(findings),
         )

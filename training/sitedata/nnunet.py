@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.dicom.geometry import voxel_spacing
 from service.labels.registry import LabelTable
 from service.nifti import read_nifti, write_nifti
 from training.sitedata.layout import UNKNOWN_POLICY, CaseRecord, image_array
@@ -51,7 +52,7 @@ class NnunetWriter:
         label_path = self.folder / "labelsTr" / f"{case_id}.nii.gz"
         write_nifti(image_path, image_array(image, self.modality), affine)
         write_nifti(label_path, labels, affine)
-        spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+        spacing = voxel_spacing(affine)
         return CaseRecord(
             case_id=case_id,
             subject=subject,
@@ -59,11 +60,7 @@ class NnunetWriter:
             label=label_path.relative_to(self.folder).as_posix(),
             contoured=tuple(contoured),
             shape=(int(labels.shape[0]), int(labels.shape[1]), int(labels.shape[2])),
-            spacing_mm=(
-                round(float(spacing[0]), 4),
-                round(float(spacing[1]), 4),
-                round(float(spacing[2]), 4),
-            ),
+            spacing_mm=(round(spacing[0], 4), round(spacing[1], 4), round(spacing[2], 4)),
             volumes_ml=dict(volumes_ml),
             findings=tuple(findings),
         )

@@ -29,6 +29,7 @@ from service.db.models import Delivery, Instance, Job
 from service.errors import ConflictError, NotFoundError
 from service.jobs import queue
 from service.jobs.intake import enqueue_study, study_input_key
+from service.results.kinds import ResultKind
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -219,7 +220,7 @@ def get_job(job_id: str, principal: Reader, state: StateDep, session: SessionDep
 @router.get("/{job_id}/results/{kind}", summary="A job's result file", responses=AUTH | errors(404))
 def get_result(
     job_id: str,
-    kind: str,
+    kind: ResultKind,
     principal: Reader,
     state: StateDep,
     session: SessionDep,

@@ -59,12 +59,12 @@ def test_viewer_shows_the_delivered_seg_on_its_series(
     volume = read_volume(sorted(data_dir(PET_STUDY).glob("*.dcm")))
     assert (layer["columns"], layer["rows"], layer["slices"]) == volume.shape
     assert layer["modality"] == "PT"
-    assert layer["segments"] == [{"number": 1, "name": "lesion"}]
+    assert layer["segments"] == [{"number": 1, "name": "FDG-avid lesion"}]
 
     # The label plane is the SEG that was delivered, read back on the image grid.
     job = api.client.get(f"/v1/jobs/{job_id}", headers=reader).json()
     seg_path = api.state.results_root / job["results"]["seg"][0]["path"]
-    mask = read_seg(seg_path, volume).get("lesion").mask
+    mask = read_seg(seg_path, volume).by_number(1).mask
     k = layer["initial_slice"]
     assert k == int(np.argmax(mask.sum(axis=(0, 1))))
     labels = api.client.get(f"/v1/jobs/{job_id}/viewer/0/labels/{k}", headers=reader)

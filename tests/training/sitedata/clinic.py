@@ -18,8 +18,9 @@ from pydicom.sequence import Sequence
 from service.dicom.image_writer import SeriesSpec, write_series
 from service.dicom.volume import Volume, read_volume
 from service.labels import get_table
-from service.masks.regions import Region, RegionSet
-from service.results.outputs import OutputFormat, OutputOptions, write_outputs
+from service.regions import Region, RegionSet
+from service.results.kinds import ResultKind
+from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
 from service.results.rtstruct_writer import write_rtstruct
 
@@ -71,9 +72,9 @@ def write_rtstruct_file(
     path: Path, volume: Volume, structures: dict[str, np.ndarray], empty: tuple[str, ...] = ()
 ) -> Dataset:
     """An RTSTRUCT of ``structures`` (ROI name → mask) plus declared ROIs without contours."""
-    table = get_table("ct-organs")
     regions = [Region(name, n, mask) for n, (name, mask) in enumerate(structures.items(), start=1)]
-    ds = write_rtstruct(volume, RegionSet(regions, volume.shape, volume.affine), table, ALGORITHM)
+    # No label table: the writer would give recognised ROIs their TG-263 names.
+    ds = write_rtstruct(volume, RegionSet(regions, volume.shape, volume.affine), None, ALGORITHM)
     dataset = ds.dataset
     for offset, name in enumerate(empty, start=len(regions) + 1):
         roi = Dataset()
@@ -94,9 +95,9 @@ def write_rtstruct_file(
 
 def write_seg_file(path: Path, volume: Volume, labels: np.ndarray) -> Path:
     """A binary SEG of a ct-organs label map."""
-    options = OutputOptions(formats=[OutputFormat.SEG])
+    options = OutputOptions(formats=[ResultKind.SEG])
     written = write_outputs(volume, labels, get_table("ct-organs"), ALGORITHM, path.parent, options)
-    produced = written.paths[OutputFormat.SEG]
+    produced = written.paths[ResultKind.SEG]
     produced.rename(path)
     return path
 

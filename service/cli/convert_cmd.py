@@ -13,7 +13,7 @@ from service.pet.body_size import SuvType
 from service.qc.enum import QcPolicy
 from service.qc.report import check_volume, qc_lines
 from service.results.crops import region_crops
-from service.results.kinds import OUTPUT_KINDS
+from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats, write_outputs
 from service.results.provenance import AlgorithmIdentity, software_version
 from service.results.seg_writer import SegType
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Read a mask (DICOM-SEG, RTSTRUCT or NIfTI label map) onto an image series and "
             "write the chosen outputs into OUT (seg.dcm, rtstruct.dcm, sr.dcm, "
-            "measurements.json). Outputs keep the study and get new series."
+            "measurements.json, labels.nii.gz). DICOM outputs keep the study and get new series."
         ),
     )
     parser.add_argument("--image", type=Path, required=True, help="folder of the image series")
@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument(
         "--formats",
-        default=",".join(OUTPUT_KINDS),
-        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (default: all)",
+        default=",".join(DEFAULT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (nifti: labels.nii.gz "
+        f"with a labels.json sidecar naming the values; default: {','.join(DEFAULT_KINDS)})",
     )
     parser.add_argument(
         "--task",
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     )
     crops = list(region_crops(regions, volume, table))
     qc = check_volume(volume, crops, QcPolicy(args.qc_policy))
-    written = write_outputs(volume, crops, table, algorithm, args.out, options, qc=qc)
+    written = write_outputs(volume, regions, table, algorithm, args.out, options, qc=qc)
     for path in written.paths.values():
         print(path)
     for line in qc_lines(qc.as_dict()):

@@ -19,10 +19,12 @@ from service.errors import ConfigurationError
 from service.labels.registry import LabelTable
 from service.pet.body_size import SuvType
 from service.qc.report import SeriesQc
-from service.results.crops import Labels, RegionCrop, region_crops
-from service.results.kinds import OUTPUT_KINDS, ResultKind
+from service.regions import RegionSet
+from service.results.crops import RegionCrop, region_crops
+from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS, ResultKind
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
+from service.results.nifti_labels import write_volume_labels
 from service.results.provenance import AlgorithmIdentity
 from service.results.qc_content import mark_intended_use, mark_rtstruct, mark_seg, sr_quality
 from service.results.rtstruct_writer import write_rtstruct
@@ -65,7 +67,7 @@ def parse_formats(text: str) -> list[ResultKind]:
 class OutputOptions:
     """What to write and how."""
 
-    formats: Sequence[ResultKind] = OUTPUT_KINDS
+    formats: Sequence[ResultKind] = DEFAULT_KINDS
     seg_type: SegType = SegType.BINARY
     suv_type: SuvType = SuvType.BW
 
@@ -81,7 +83,7 @@ class WrittenOutputs:
 
 def write_outputs(
     volume: Volume,
-    regions: Labels,
+    regions: RegionSet | np.ndarray,
     table: LabelTable,
     algorithm: AlgorithmIdentity,
     out_dir: Path,
@@ -103,7 +105,8 @@ def write_outputs(
         logger.warning("series %s: %s", volume.series_instance_uid, note)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[ResultKind, Path] = {}
-    crops = list(region_crops(regions, volume, table))
+    dicom_or_json = set(formats) - {ResultKind.NIFTI}
+    crops = list(region_crops(regions, volume, table)) if dicom_or_json else []
     # Structures the QC policy withholds stay out of what goes to PACS and planning systems.
     withheld = qc.withheld_numbers if qc else set()
     delivered = [c for c in crops if c.number not in withheld]
@@ -132,6 +135,9 @@ def write_outputs(
             json_path = out_dir / ResultKind.MEASUREMENTS.filename
             extra = _json_extra(algorithm, qc)
             paths[ResultKind.MEASUREMENTS] = write_measurements_json(report, json_path, extra)
+    if ResultKind.NIFTI in formats:  # a local label map: it keeps every structure
+        path = out_dir / ResultKind.NIFTI.filename
+        paths[ResultKind.NIFTI] = write_volume_labels(path, regions, volume, table)[0]
     return WrittenOutputs(paths=paths, report=report, warnings=notes)
 
 

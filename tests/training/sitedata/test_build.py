@@ -288,7 +288,11 @@ def test_a_seg_builds_into_its_label_map(tmp_path: Path) -> None:
     assert case.contoured == ("liver", "lung_right")
     built, _ = read_nifti(tmp_path / "site-c" / case.label)
     assert np.array_equal(built, labels.astype(np.uint8))
-    assert not [f for f in result.findings if f.severity is not Severity.INFO]
+    # The tiny synthetic organs are flagged by the label tables' volume priors, nothing else.
+    warned = [f for f in result.findings if f.severity is not Severity.INFO]
+    assert warned and all(
+        f.topic is Topic.QC and "mL, outside the plausible" in f.message for f in warned
+    )
 
 
 def test_an_nnunet_dataset_of_another_tool_is_not_overwritten(

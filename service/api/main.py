@@ -23,6 +23,7 @@ from service.api.state import ServerState
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.errors import DicomInputError, FedsegError, ModelBundleError
+from service.library_logging import route_library_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def _status_for(exc: FedsegError) -> int:
 
 def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> FastAPI:
     """Build the API for ``settings``; ``background`` services run for the app's lifetime."""
+    route_library_warnings()  # pydicom/highdicom quote header values: withhold them in logs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

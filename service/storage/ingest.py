@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import Instance, InstanceOrigin, Study, StudyState, utcnow
+from service.library_logging import library_message
 from service.storage.errors import InstanceRejectedError, InsufficientStorageError
 from service.storage.store import InstanceStore
 
@@ -71,9 +72,11 @@ def read_header(data: bytes) -> pydicom.Dataset:
         qido_attributes(ds)
         str(ds.get("Modality", "") or "")
     except InvalidDicomError as exc:
-        raise InstanceRejectedError(f"not a readable DICOM instance: {exc}") from exc
+        message = library_message(exc)
+        raise InstanceRejectedError(f"not a readable DICOM instance: {message}") from exc
     except Exception as exc:  # pydicom raises many types for damaged headers
-        raise InstanceRejectedError(f"DICOM header could not be parsed: {exc}") from exc
+        message = library_message(exc)
+        raise InstanceRejectedError(f"DICOM header could not be parsed: {message}") from exc
     if missing:
         raise InstanceRejectedError(f"instance lacks {', '.join(missing)}; cannot store it")
     return ds

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
+from service.cli import structure_table
 from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
@@ -36,10 +38,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME|PATH",
         help="model name, task or bundle folder (repeatable; default: every installed model)",
     )
-    parser.add_argument("--device", choices=[d.value for d in Device], default="auto")
+    parser.add_argument(
+        "--device",
+        choices=[d.value for d in Device],
+        default="auto",
+        help="where the model runs: auto takes a GPU when onnxruntime offers one, else the "
+        "CPU; cuda fails when no GPU can be used (default: auto)",
+    )
     parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
-    parser.add_argument("--formats", default="seg,rtstruct,sr,json", help="outputs to write")
+    parser.add_argument(
+        "--formats",
+        default="seg,rtstruct,sr,json",
+        help="comma-separated outputs among seg, rtstruct, sr, json (default: all)",
+    )
     parser.add_argument(
         "--threads",
         type=_thread_count,
@@ -61,9 +73,9 @@ def _thread_count(text: str) -> int:
     return value
 
 
-def _bar_factory() -> Callable[[str], Progress]:
+def _bar_factory(quiet: bool) -> Callable[[str], Progress]:
     def make(label: str) -> Progress:
-        bar = tqdm(desc=label, unit="window", file=sys.stderr, leave=False)
+        bar = tqdm(desc=label, unit="window", file=sys.stderr, leave=False, disable=quiet)
 
         def update(done: int, total: int) -> None:
             bar.total = total
@@ -88,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         threads=settings.inference_threads,
         output=OutputOptions(formats=parse_formats(args.formats)),
     )
-    result = segment_study(args.study, args.out, options, settings, _bar_factory())
+    result = segment_study(
+        args.study, args.out, options, settings, _bar_factory(getattr(args, "quiet", False))
+    )
     _print_summary(result)
     return 1 if result.failed else 0
 
@@ -100,6 +114,9 @@ def _print_summary(result: StudyResult) -> None:
             f"{series.modality} {series.series_instance_uid}: {series.model} "
             f"{series.model_version} on {series.provider}: {found}"
         )
+        if "json" in series.outputs and not series.error:
+            measurements = json.loads(Path(series.outputs["json"]).read_text())
+            print(structure_table.render(measurements))
         for name, path in series.outputs.items():
             print(f"  {name:<9} {path}")
         for warning in series.warnings:

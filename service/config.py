@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=4 * 1024**3, gt=0, description="Largest accepted request body (STOW, upload)."
     )
+    qido_max_results: int = Field(
+        default=1000, gt=0, description="Most results one QIDO-RS search returns (a page)."
+    )
     max_bundle_bytes: int = Field(
         default=2 * 1024**3, gt=0, description="Largest uncompressed model bundle accepted."
     )

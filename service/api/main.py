@@ -18,7 +18,16 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
 from service.api.deps import ANY_ROLE
-from service.api.routers import dashboard, dicomweb, health, jobs, models, routing, viewer
+from service.api.routers import (
+    dashboard,
+    dicomweb,
+    health,
+    jobs,
+    models,
+    qido,
+    routing,
+    viewer,
+)
 from service.api.state import ServerState
 from service.config import Settings
 from service.db.migrate import upgrade
@@ -64,7 +73,7 @@ def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> F
         redoc_url=None,
         openapi_url=None,
     )
-    for module in (health, dicomweb, jobs, viewer, models, routing, dashboard):
+    for module in (health, dicomweb, qido, jobs, viewer, models, routing, dashboard):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(ANY_ROLE)])

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         default=_REPO_ROOT / "models",
         description="Read-only folder of the default bundles shipped with fedseg.",
     )
+    ohif_dir: Path = Field(
+        default=_REPO_ROOT / "build" / "ohif" / "dist",
+        description="The OHIF Viewer build served at /viewer (`make ohif` installs it here).",
+    )
     log_level: str = Field(default="INFO", description="Python logging level name.")
     inference_threads: int = Field(
         default=0,

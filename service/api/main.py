@@ -24,9 +24,11 @@ from service.api.routers import (
     health,
     jobs,
     models,
+    ohif,
     qido,
     routing,
     viewer,
+    wado_frames,
 )
 from service.api.state import ServerState
 from service.config import Settings
@@ -73,7 +75,18 @@ def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> F
         redoc_url=None,
         openapi_url=None,
     )
-    for module in (health, dicomweb, qido, jobs, viewer, models, routing, dashboard):
+    for module in (
+        health,
+        dicomweb,
+        qido,
+        wado_frames,
+        jobs,
+        viewer,
+        models,
+        routing,
+        dashboard,
+        ohif,
+    ):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(ANY_ROLE)])

@@ -22,6 +22,7 @@ from service.api.multipart import (
     write_related,
 )
 from service.api.responses import AUTH, errors
+from service.api.routers.wado_frames import metadata_json
 from service.api.state import ServerState
 from service.db.models import Instance
 from service.storage.errors import InstanceRejectedError, InsufficientStorageError
@@ -191,16 +192,17 @@ def retrieve_instance(
     summary="WADO-RS: series metadata",
     responses=AUTH | errors(404),
 )
-def series_metadata(study: str, series: str, principal: Reader, state: StateDep) -> Response:
+def series_metadata(
+    study: str, series: str, request: Request, principal: Reader, state: StateDep
+) -> Response:
     """The headers (no pixel data) of every instance in a series, as DICOM JSON."""
     rows = _instances(state, study, series)
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such series")
     audit_access(state, principal, "wado-rs metadata", study, series)
     metadata = []
+    base = f"{_base_url(request)}/studies/{study}/series/{series}/instances"
     for row in rows:
         ds = pydicom.dcmread(state.store.path_for(row.sha256), stop_before_pixels=True)
-        metadata.append(
-            ds.to_json_dict(bulk_data_threshold=1 << 16, bulk_data_element_handler=lambda _: "")
-        )
+        metadata.append(metadata_json(ds, f"{base}/{row.sop_instance_uid}"))
     return Response(json.dumps(metadata), media_type=DICOM_JSON)

@@ -3,25 +3,14 @@ SEG overlay drawn on the slice viewer (and gone when toggled off), measurements,
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
-import pytest
-import uvicorn
-from PIL import Image
 
-from service.api.main import create_app
-from service.api.state import ServerState
 from service.auth.tokens import Role, create_token
-from service.config import Settings
-from tests.requirements import missing
-from tests.service.dimse.test_scp import free_port, wait_for_port
+from tests.service.web.browser import CHROMIUM, CHROMIUM_ARGS, Server, coloured, require_browser
 from tests.service.web.support import (
     DataDir,
     finish_job,
@@ -29,82 +18,9 @@ from tests.service.web.support import (
     pet_stow_body,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: A pixel is overlay-coloured when its channels differ this much (the image is grey).
-COLOUR_SPREAD = 60
-
-
-def _require_browser() -> None:
-    absent = []
-    if not CHROMIUM.exists():
-        absent.append(f"{CHROMIUM} (Debian package chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        absent.append("the playwright Python package")
-    if absent:
-        message = "dashboard browser test needs " + " and ".join(absent)
-        missing(message)
-
-
-class Server:
-    """The API served by uvicorn on a free loopback port, in a thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.app = create_app(settings)
-        self.port = settings.api_port
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def state(self) -> ServerState:
-        state: ServerState = self.app.state.server
-        return state
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    settings = Settings(
-        state_dir=tmp_path / "state",
-        model_store=tmp_path / "models",
-        shipped_models=tmp_path / "shipped",
-        api_port=free_port(),
-        quiet_period_s=3600,
-        max_upload_bytes=50_000_000,
-    )
-    running = Server(settings)
-    running.thread.start()
-    try:
-        wait_for_port(running.port)
-        yield running
-    finally:
-        running.server.should_exit = True
-        running.thread.join(timeout=30)
-
-
-def _coloured(png: bytes) -> int:
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    return int(np.count_nonzero(pixels.max(axis=2) - pixels.min(axis=2) > COLOUR_SPREAD))
-
 
 def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path: Path) -> None:
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     settings = server.state.settings
@@ -160,8 +76,8 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
         finally:
             browser.close()
 
-    assert _coloured(with_overlay) > 50, "the SEG overlay should colour the lesion"
-    assert _coloured(without_overlay) == 0, "no colour without the overlay"
+    assert coloured(with_overlay) > 50, "the SEG overlay should colour the lesion"
+    assert coloured(without_overlay) == 0, "no colour without the overlay"
     keep = os.environ.get("FEDSEG_KEEP_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, Path(keep), dirs_exist_ok=True)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from service.dicom.volume import read_volume
 from service.inference.bundle import ModelBundle
-from service.masks.regions import RegionSet
+from service.regions import RegionSet
 from service.results.outputs import write_outputs
 from service.results.provenance import AlgorithmIdentity
 volume = read_volume(Path(sys.argv[1]))

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from service.dicom.geometry import voxel_volume_ml
+from service.regions import Region
 
 
 @dataclass(frozen=True)
 class OrganStatistics:
     """Statistics of one structure; intensities are None when the structure is empty."""
 
-    name: str
+    number: int  # the region's segment, ROI or label number: its identity
+    name: str  # its label, which other regions may share
     voxel_count: int
     volume_ml: float
     mean: float | None
@@ -26,7 +30,7 @@ class OrganStatistics:
 
 
 def organ_statistics(
-    values: np.ndarray, affine: np.ndarray, labels: Mapping[str, np.ndarray]
+    values: np.ndarray, affine: np.ndarray, regions: Iterable[Region]
 ) -> list[OrganStatistics]:
     """Volume, mean, standard deviation, min and max of ``values`` in each named mask.
 
@@ -36,24 +40,28 @@ def organ_statistics(
         Image ``[i, j, k]`` in its real-world unit (HU, SUV).
     affine
         Voxel→patient affine; its determinant gives the voxel volume.
-    labels
-        Structure name → boolean mask of the image's shape (e.g. ``label_map == 1``).
+    regions
+        The structures, each with a boolean mask of the image's shape; names may repeat.
 
     Raises
     ------
     ValueError
         If a mask's shape differs from the image's.
     """
-    voxel_ml = float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0
+    voxel_ml = voxel_volume_ml(affine)
     results = []
-    for name, mask in labels.items():
-        mask = np.asarray(mask, dtype=bool)
+    for region in regions:
+        mask, name = region.mask, region.name
         if mask.shape != values.shape:
-            raise ValueError(f"{name}: mask shape {mask.shape} differs from image {values.shape}")
+            raise ValueError(
+                f"region {region.number} ({name}): mask shape {mask.shape} differs from image "
+                f"{values.shape}"
+            )
         inside = values[mask].astype(np.float64)
         count = int(inside.size)
         results.append(
             OrganStatistics(
+                number=region.number,
                 name=name,
                 voxel_count=count,
                 volume_ml=count * voxel_ml,

@@ -13,16 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from service.config import Settings
 from service.dicom.volume import Volume, VolumePlan, discover, load_volume
 from service.errors import FedsegError, ModelBundleError
 from service.inference.bundle import ModelBundle
-from service.inference.pipeline import Segmenter
+from service.inference.manifest import NormalisationKind
+from service.inference.pipeline import Segmentation, Segmenter
 from service.inference.session import Device, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
+from service.pet.body_size import SuvType
+from service.results.kinds import ResultKind
 from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
 
@@ -74,9 +75,17 @@ class StudyResult:
         """Whether any series could not be segmented or written."""
         return any(s.error for s in self.series)
 
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready summary (no patient identifiers)."""
-        return {"series": [asdict(s) for s in self.series], "timings_s": self.timings}
+    def as_dict(self, relative_to: Path | None = None) -> dict[str, object]:
+        """JSON-ready summary (no patient identifiers); output paths relative to a folder."""
+        series = [asdict(s) for s in self.series]
+        if relative_to is not None:
+            # summary.json sits in the output folder: no server or user paths in it.
+            for entry in series:
+                entry["outputs"] = {
+                    kind: str(Path(path).relative_to(relative_to))
+                    for kind, path in entry["outputs"].items()
+                }
+        return {"series": series, "timings_s": self.timings}
 
 
 def store_for(settings: Settings) -> ModelStore:
@@ -160,13 +169,15 @@ class StudySegmenter:
             results.append(self._one(plan, segmenter, target, timings, bar))
         out_dir.mkdir(parents=True, exist_ok=True)
         study = StudyResult(series=results, timings={k: round(v, 3) for k, v in timings.items()})
-        (out_dir / "summary.json").write_text(json.dumps(study.as_dict(), indent=2) + "\n")
+        (out_dir / ResultKind.SUMMARY.filename).write_text(
+            json.dumps(study.as_dict(out_dir), indent=2) + "\n"
+        )
         return study
 
     def _write(
         self,
         volume: Volume,
-        labels: np.ndarray,
+        segmentation: Segmentation,
         segmenter: Segmenter,
         out_dir: Path,
         result: SeriesResult,
@@ -174,12 +185,23 @@ class StudySegmenter:
         """Write the result files; a series where nothing was found gets only its JSON."""
         if not result.present:
             result.warnings.append("no structure found; only measurements.json was written")
-            return {"json": str(_write_empty(out_dir, result))}
+            return {ResultKind.MEASUREMENTS.value: str(_write_empty(out_dir, result))}
         manifest = segmenter.bundle.manifest
         table = manifest.label_table()
         algorithm = AlgorithmIdentity(manifest.name, manifest.version)
+        output = self.options.output
+        # The values the model saw are the ones to measure (PET: SUVs, converted once), unless
+        # the results ask for another SUV type than the model's.
+        same_unit = volume.modality != "PT" or (
+            manifest.normalisation.kind is NormalisationKind.SUV
+            and SuvType(manifest.normalisation.suv_type) is output.suv_type
+        )
+        values = segmentation.values if same_unit else None
         # The label map itself: the writers cut one structure at a time out of it.
-        written = write_outputs(volume, labels, table, algorithm, out_dir, self.options.output)
+        written = write_outputs(
+            volume, segmentation.labels, table, algorithm, out_dir, output, values
+        )
+        result.warnings.extend(written.warnings)
         return {fmt.value: str(path) for fmt, path in written.paths.items()}
 
     def _one(
@@ -209,10 +231,8 @@ class StudySegmenter:
                 timings[stage] += seconds
             result.timings = {k: round(v, 3) for k, v in segmentation.timings.items()}
             result.present = segmentation.present
-            labels = segmentation.labels
-            del segmentation  # its model values (an SUV copy for PET) are not needed to write
             start = time.perf_counter()
-            result.outputs = self._write(volume, labels, segmenter, out_dir, result)
+            result.outputs = self._write(volume, segmentation, segmenter, out_dir, result)
             elapsed = time.perf_counter() - start
             timings["write"] += elapsed
             result.timings["write"] = round(elapsed, 3)
@@ -225,7 +245,7 @@ class StudySegmenter:
 def _write_empty(out_dir: Path, result: SeriesResult) -> Path:
     """measurements.json of a series in which the model found nothing."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "measurements.json"
+    path = out_dir / ResultKind.MEASUREMENTS.filename
     body = {"series_instance_uid": result.series_instance_uid, "task": result.task, "segments": []}
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path

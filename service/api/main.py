@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
 from service.api.deps import ANY_ROLE
+from service.api.redaction import server_redactor
 from service.api.routers import (
     dashboard,
     dicomweb,
@@ -30,10 +31,11 @@ from service.api.routers import (
     viewer,
     wado_frames,
 )
+from service.api.security_headers import DEFAULT_POLICY, HeaderPolicy
 from service.api.state import ServerState
 from service.config import Settings
 from service.db.migrate import upgrade
-from service.errors import DicomInputError, FedsegError, ModelBundleError
+from service.errors import FedsegError
 from service.library_logging import route_library_warnings
 
 logger = logging.getLogger(__name__)
@@ -42,14 +44,15 @@ logger = logging.getLogger(__name__)
 Background = Callable[[ServerState], Callable[[], None]]
 
 
-def _status_for(exc: FedsegError) -> int:
-    if isinstance(exc, DicomInputError | ModelBundleError):
-        return 422
-    return 500
+def create_app(
+    settings: Settings,
+    background: tuple[Background, ...] = (),
+    headers: HeaderPolicy = DEFAULT_POLICY,
+) -> FastAPI:
+    """Build the API for ``settings``; ``background`` services run for the app's lifetime.
 
-
-def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> FastAPI:
-    """Build the API for ``settings``; ``background`` services run for the app's lifetime."""
+    ``headers`` chooses the security headers (CSP, framing, sniffing) per route prefix.
+    """
     route_library_warnings()  # pydicom/highdicom quote header values: withhold them in logs
 
     @asynccontextmanager
@@ -93,9 +96,14 @@ def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> F
     def openapi() -> dict[str, Any]:
         return get_openapi(title=app.title, version="1", routes=app.routes)
 
+    redactor = server_redactor(settings)
+
     @app.exception_handler(FedsegError)
-    async def fedseg_error(_: Request, exc: FedsegError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status_for(exc))
+    async def fedseg_error(request: Request, exc: FedsegError) -> JSONResponse:
+        # The one place where fedseg errors become HTTP statuses (the class says which).
+        if exc.http_status >= 500:
+            logger.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse({"detail": redactor.message(str(exc))}, status_code=exc.http_status)
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
@@ -106,6 +114,13 @@ def create_app(settings: Settings, background: tuple[Background, ...] = ()) -> F
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for name, value in headers.headers_for(request.url.path).items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Any) -> Response:

@@ -23,7 +23,7 @@ _DESCRIPTIONS: dict[int, str] = {
     401: "Missing or unknown bearer token",
     403: "The token's role may not use this route",
     404: "No such resource",
-    409: "Conflict: nothing storable, or already installed",
+    409: "Conflict: nothing storable, already installed, or not in a state that allows it",
     413: "Body exceeds the upload limit",
     415: "Unsupported media type",
     422: "Input is not acceptable",

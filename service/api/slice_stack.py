@@ -85,20 +85,37 @@ def window(volume: Volume) -> np.ndarray:
     return np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
-def referenced_series(seg_path: Path) -> str:
-    """The series UID a SEG was made on (its ReferencedSeriesSequence).
+@dataclass(frozen=True)
+class SegSource:
+    """The images a SEG was made on: its patient, study, series and instances."""
+
+    patient_id: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uids: frozenset[str]
+
+
+def seg_source(seg_path: Path) -> SegSource:
+    """The patient, study, series and instances a SEG says it was made on.
 
     Raises
     ------
     DicomInputError
-        If the SEG names no referenced series.
+        If the SEG names no referenced series, or no instances in it.
     """
     ds = pydicom.dcmread(seg_path, stop_before_pixels=True)
     for item in ds.get("ReferencedSeriesSequence", []):
-        uid = str(item.get("SeriesInstanceUID", ""))
-        if uid:
-            return uid
-    raise DicomInputError(f"{seg_path.name}: SEG names no ReferencedSeriesSequence; cannot view")
+        series = str(item.get("SeriesInstanceUID", ""))
+        instances = frozenset(
+            str(ref.get("ReferencedSOPInstanceUID", ""))
+            for ref in item.get("ReferencedInstanceSequence", [])
+        ) - {""}
+        if series and instances:
+            study = str(ds.get("StudyInstanceUID", ""))
+            return SegSource(str(ds.get("PatientID", "") or ""), study, series, instances)
+    raise DicomInputError(
+        f"{seg_path.name}: SEG names no referenced series and instances; cannot view"
+    )
 
 
 def build_stack(image_paths: Sequence[Path], seg_path: Path, settings: Settings) -> SliceStack:

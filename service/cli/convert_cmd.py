@@ -10,6 +10,7 @@ from service.dicom.volume import read_volume
 from service.labels.registry import Task, get_table
 from service.masks import load_regions
 from service.pet.body_size import SuvType
+from service.results.kinds import OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats, write_outputs
 from service.results.provenance import AlgorithmIdentity, software_version
 from service.results.seg_writer import SegType
@@ -33,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument(
         "--formats",
-        default="seg,rtstruct,sr,json",
-        help="comma-separated outputs among seg, rtstruct, sr, json (default: all)",
+        default=",".join(OUTPUT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (default: all)",
     )
     parser.add_argument(
         "--task",

@@ -27,7 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "measure",
         help="SUVmax/mean/median/peak, MTV, TLG (PET) and volume/mean/std per ROI or segment",
-        description="Measure an image inside each region of a DICOM-SEG, RTSTRUCT or NIfTI mask.",
+        description=(
+            "Measure an image inside each region of a DICOM-SEG, RTSTRUCT or NIfTI mask. "
+            "Regions are told apart by segment or ROI number, so segments that share a label "
+            "are reported separately. For PET: SUVpeak is the mean SUV in a 1 mL sphere; "
+            "suv_peak_local centres it on the hottest voxel, suv_peak_global takes the highest "
+            "such mean anywhere in the region."
+        ),
     )
     parser.add_argument("--image", required=True, type=Path, help="DICOM image folder or file")
     parser.add_argument(
@@ -70,7 +76,6 @@ def measure(
     """All measures of ``image`` inside each region of ``mask``, as plain data."""
     volume = select_volume(image)
     regions = load_regions(mask, volume)
-    masks = {region.name: region.mask for region in regions.regions}
     result: dict[str, object] = {
         "image": {
             "modality": volume.modality,
@@ -86,9 +91,9 @@ def measure(
     if volume.modality == "PT":
         values, conversion = to_suv(volume, suv_type)
         result["suv"] = conversion.describe()
-        pet = measure_regions(values, volume.affine, masks, connectivity, suv_type)
+        pet = measure_regions(values, volume.affine, regions, connectivity, suv_type)
         result["pet"] = [m.as_dict() for m in pet]
-    stats = organ_statistics(values, volume.affine, masks)
+    stats = organ_statistics(values, volume.affine, regions)
     result["statistics"] = [s.as_dict() for s in stats]
     return result
 
@@ -104,27 +109,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _fmt(value: object, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+_UNITS = {"CT": "HU", "PT": "SUV", "MR": "(MR units)"}
+PEAK_NOTE = (
+    "SUVpeak: the mean SUV in a 1 mL sphere (radius 6.2 mm, partial voxels weighted); "
+    "local = sphere centred on the hottest voxel, global = the highest such mean centred "
+    "anywhere in the ROI (IBSI). TLG = SUVmean x MTV."
+)
 
 
 def _print_text(result: dict[str, object]) -> None:
+    """One block per ROI (volume and intensities with units; SUV measures for PET)."""
     image = result["image"]
-    print(f"{image['modality']} {image['series_instance_uid']}")  # type: ignore[index]
+    modality = str(image["modality"])  # type: ignore[index]
+    print(f"{modality} {image['series_instance_uid']}")  # type: ignore[index]
     suv = result["suv"]
+    unit = _UNITS.get(modality, "")
     if isinstance(suv, dict):
-        print(f"SUV{suv['suv_type']} factor {_fmt(suv['factor'])} ({suv['method']})")
+        unit = f"SUV{suv['suv_type']} ({suv['suv_unit']})"
+        factor = suv["factor"] if suv["factor"] is not None else "per plane"
+        print(f"{unit} = value x {_fmt(factor, 6)}: {suv['method']}")
         for warning in suv["warnings"]:
             print(f"  warning: {warning}")
-    for region in result["pet"]:  # type: ignore[attr-defined]
-        keys = ("suv_max", "suv_mean", "suv_median", "suv_peak_local", "suv_peak_global")
-        shown = ", ".join(f"{k} {_fmt(region[k])}" for k in keys)
-        print(
-            f"{region['name']}: {region['lesion_count']} lesion(s), {shown}, "
-            f"MTV {_fmt(region['mtv_ml'])} mL, TLG {_fmt(region['tlg'])}"
-        )
+    pet = {region["number"]: region for region in result["pet"]}  # type: ignore[attr-defined]
     for stat in result["statistics"]:  # type: ignore[attr-defined]
         print(
-            f"{stat['name']}: volume {_fmt(stat['volume_ml'])} mL, mean {_fmt(stat['mean'])}, "
-            f"std {_fmt(stat['std'])}"
+            f"ROI {stat['number']} {stat['name']}: {_fmt(stat['volume_ml'])} mL "
+            f"({stat['voxel_count']} voxels), mean {_fmt(stat['mean'])} ± {_fmt(stat['std'])}, "
+            f"min {_fmt(stat['min'])}, max {_fmt(stat['max'])} {unit}"
         )
+        region = pet.get(stat["number"])
+        if region is not None and region["suv_max"] is not None:
+            tlg_unit = "g" if region["suv_unit"] == "g/mL" else "cm2"
+            print(
+                f"  SUVmax {_fmt(region['suv_max'])}, SUVmean {_fmt(region['suv_mean'])}, "
+                f"SUVmedian {_fmt(region['suv_median'])}, SUVpeak local "
+                f"{_fmt(region['suv_peak_local'])} / global {_fmt(region['suv_peak_global'])} "
+                f"({region['suv_unit']}); MTV {_fmt(region['mtv_ml'])} mL, "
+                f"TLG {_fmt(region['tlg'])} {tlg_unit}; {region['lesion_count']} lesion(s)"
+            )
+    if pet:
+        print(PEAK_NOTE)

@@ -14,6 +14,7 @@ from service.cli import structure_table
 from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
+from service.results.kinds import OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats
 from service.segment import STAGES, SegmentOptions, StudyResult, segment_study
 
@@ -49,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument(
         "--formats",
-        default="seg,rtstruct,sr,json",
-        help="comma-separated outputs among seg, rtstruct, sr, json (default: all)",
+        default=",".join(OUTPUT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (default: all)",
     )
     parser.add_argument(
         "--threads",

@@ -90,8 +90,9 @@ def _print_text(rows: list[dict[str, object]]) -> None:
         print(f"  units {row['units']}, decay correction {row['decay_correction']}")
         print(f"  method: {row['method']}")
         if row["scan_datetime"] or row["injection_datetime"]:
+            scan = row["scan_datetime"] or "per plane"
             print(
-                f"  injection {row['injection_datetime']}, scan {row['scan_datetime']} "
+                f"  injection {row['injection_datetime']}, scan {scan} "
                 f"({row['scan_time_source']}), decay {row['decay_seconds']} s"
             )
         for warning in row["warnings"]:  # type: ignore[attr-defined]

@@ -118,7 +118,7 @@ class Job(Base):
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: Stage name -> seconds.
     timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    #: Result kind (seg, rtstruct, sr, measurements, preview) -> list of stored references.
+    #: Result kind (a ``service.results.kinds.ResultKind`` value) -> list of stored references.
     results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Destination, DestinationKind
-from service.db.models import Delivery, DeliveryState, Instance, Job, utcnow
+from service.db.models import Delivery, DeliveryState, Instance, InstanceOrigin, Job, utcnow
 from service.delivery.stow_client import stow
 from service.dimse.scu import DeliveryError, send_files
 from service.storage.store import InstanceStore
@@ -57,13 +57,26 @@ def send(destination: Destination, paths: Sequence[Path], calling_ae: str = "FED
 
 
 def _result_files(session: Session, store: InstanceStore, job: Job) -> list[Path]:
-    uids = [
+    """The job's own result instances: its SOP UIDs, in its study, stored as results."""
+    uids = {
         entry["sop_instance_uid"]
         for entries in job.results.values()
         for entry in entries
         if "sop_instance_uid" in entry
-    ]
-    rows = session.scalars(select(Instance).where(Instance.sop_instance_uid.in_(uids))).all()
+    }
+    rows = session.scalars(
+        select(Instance).where(
+            Instance.sop_instance_uid.in_(uids),
+            Instance.study_instance_uid == job.study_instance_uid,
+            Instance.origin == InstanceOrigin.RESULT.value,
+        )
+    ).all()
+    if len(rows) != len(uids):
+        # A UID alone is not enough: never send what is now another study's instance.
+        raise DeliveryError(
+            f"{len(uids) - len(rows)} of the {len(uids)} result instances of job {job.id} are no "
+            f"longer stored as results of study {job.study_instance_uid}; nothing was sent"
+        )
     return [store.path_for(r.sha256) for r in rows]
 
 

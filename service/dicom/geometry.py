@@ -201,6 +201,11 @@ def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
     return (float(norms[0]), float(norms[1]), float(norms[2]))
 
 
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """Volume of one voxel of ``affine``, mL (|det| of its 3×3 part, mm³, / 1000)."""
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0
+
+
 def axis_codes(affine: np.ndarray) -> str:
     """Patient direction each voxel axis points to, as three letters (e.g. ``"LPS"``, ``"RAI"``)."""
     codes = []

@@ -29,6 +29,8 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import DSfloat
 
+from service.dicom.defined_terms import DecayCorrection, PatientSex, PetUnits
+
 _ORTHOGONAL_TOLERANCE = 1e-6  # |cos| between axes; larger means a sheared grid
 _INT16_MAX = 32767
 _IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"  # pydicom's root, "fedseg" implementation
@@ -53,39 +55,6 @@ class PatientPosition(StrEnum):
     HFDL = "HFDL"
     FFDR = "FFDR"
     FFDL = "FFDL"
-
-
-class PatientSex(StrEnum):
-    """DICOM PatientSex values."""
-
-    MALE = "M"
-    FEMALE = "F"
-    OTHER = "O"
-
-
-class PetUnits(StrEnum):
-    """DICOM PET Units defined terms."""
-
-    CNTS = "CNTS"
-    NONE = "NONE"
-    CM2 = "CM2"
-    PCNT = "PCNT"
-    CPS = "CPS"
-    BQML = "BQML"
-    MGMINML = "MGMINML"
-    UMOLMINML = "UMOLMINML"
-    MLMING = "MLMING"
-    MLG = "MLG"
-    GML = "GML"
-    STDDEV = "STDDEV"
-
-
-class DecayCorrection(StrEnum):
-    """Time to which PET pixel values are decay corrected."""
-
-    NONE = "NONE"
-    START = "START"
-    ADMIN = "ADMIN"
 
 
 _SOP_CLASS = {

@@ -26,7 +26,7 @@ from service.dicom.geometry import (
     voxel_spacing,
 )
 from service.dicom.pixels import read_planes
-from service.dicom.planes import Plane, collect_planes, derived_series_uid
+from service.dicom.planes import Plane, collect_planes, derived_study_uid
 from service.dicom.stacks import Stack, group_series, split_stacks
 from service.errors import DicomGeometryError, DicomInputError
 
@@ -236,7 +236,8 @@ def load_volume(plan: VolumePlan) -> Volume:
     if plan.regularise:
         array, affine = regularise(array, plan.geometry, fill=float(array.min()))
     header = plan.header
-    study_uid = str(header.get("StudyInstanceUID", "")).strip() or derived_series_uid(header)
+    # planes._identity writes a derived StudyInstanceUID into a blank header, so one is always here.
+    study_uid = str(header.get("StudyInstanceUID", "")).strip() or derived_study_uid(header)
     return Volume(
         array=array,
         affine=affine,

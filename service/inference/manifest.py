@@ -12,11 +12,38 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from service.labels.registry import LabelEntry, LabelTable
 
 MANIFEST_VERSION = 1
+
+#: Model names and versions become folder names in the model store: letters, digits, ``.``,
+#: ``_`` and ``-``, starting with a letter or digit, never ``..``.
+_STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_store_name(field: str, value: str) -> str:
+    """``value`` if it is safe as one folder name of the model store.
+
+    Raises
+    ------
+    ValueError
+        If it has other characters, starts with ``.``/``-``/``_``, holds ``..`` or is too long.
+    """
+    if not _STORE_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"{field} {value!r} must be 1-128 letters, digits, '.', '_' or '-', start with a "
+            "letter or digit and not contain '..' (it names a folder of the model store)"
+        )
+    return value
 
 
 def label_dicts(table: LabelTable) -> list[dict[str, Any]]:
@@ -136,6 +163,11 @@ class Manifest(BaseModel):
         if value != MANIFEST_VERSION:
             raise ValueError(f"manifest_version {value} is not supported (expected 1)")
         return value
+
+    @field_validator("name", "version")
+    @classmethod
+    def _store_safe(cls, value: str, info: ValidationInfo) -> str:
+        return check_store_name(str(info.field_name), value)
 
     @field_validator("spacing")
     @classmethod

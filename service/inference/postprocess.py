@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from service.dicom.geometry import voxel_volume_ml
 from service.imaging.resample import resample_argmax
 from service.inference.manifest import Manifest
 from service.inference.preprocess import ModelGrid
@@ -40,7 +41,7 @@ def clean_labels(labels: np.ndarray, affine: np.ndarray, manifest: Manifest) -> 
     out = labels.copy()
     if not (rules.largest_component or rules.min_component_ml > 0 or rules.min_label_ml > 0):
         return out
-    voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+    voxel_ml = voxel_volume_ml(affine)
     table = manifest.label_table()
     numbers = [entry.number for entry in table.labels]
     boxes = ndimage.find_objects(labels, max_label=max(numbers, default=0))

@@ -113,3 +113,30 @@ class OnnxModel:
         outputs = self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})
         result: np.ndarray = outputs[0]
         return result
+
+
+def check_self_contained(path: Path) -> None:
+    """Refuse an ONNX file that needs anything besides itself (external data files).
+
+    onnxruntime resolves external data relative to the model's folder, so a file naming another
+    file of the bundle folder as its weights would load from a path; loaded from its bytes
+    alone it cannot.
+
+    Raises
+    ------
+    ModelBundleError
+        If the network does not load from its own bytes.
+    """
+    ort = _onnxruntime()
+    session_options = ort.SessionOptions()
+    session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        ort.InferenceSession(
+            path.read_bytes(), sess_options=session_options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelBundleError(
+            f"{path.name} does not load from its own bytes in onnxruntime (invalid ONNX, an "
+            "operator onnxruntime does not have, or external data: a bundle carries its weights "
+            f"inside model.onnx): {exc}"
+        ) from exc

@@ -3,7 +3,10 @@
 Layout: ``<root>/<name>/<version>/`` holding a verified bundle. The service resolves ``--model
 NAME`` to the newest installed version; the API's ``POST /v1/models`` and the federation's
 promotion gate install new versions through :meth:`ModelStore.install`, which verifies the
-checksums first and never overwrites an installed version.
+checksums, places the bundle strictly inside the store, loads the network and runs it once on a
+patch before the version becomes visible, and never overwrites an installed version.
+:meth:`ModelStore.remove` takes a version out again (a rollback: the previous one is then the
+newest).
 """
 
 from __future__ import annotations
@@ -11,19 +14,71 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import ModelBundleError
+import numpy as np
+
+from service.errors import ModelBundleError, ModelConflictError, NotFoundError
 from service.inference.bundle import ModelBundle
+from service.inference.manifest import check_store_name
+from service.inference.pipeline import Segmenter
+from service.inference.session import Device, SessionOptions, check_self_contained
 
 logger = logging.getLogger(__name__)
+
+_BUNDLE_FILES = ("model.onnx", "manifest.json", "checksums.sha256")
 
 
 def _version_key(version: str) -> tuple[tuple[int, str], ...]:
     return tuple(
         (int(p), "") if p.isdigit() else (-1, p) for p in version.replace("-", ".").split(".")
     )
+
+
+def _visible(manifest: Path, root: Path) -> bool:
+    # Staging and removal folders start with a dot: never a bundle, even half-written.
+    return not any(part.startswith(".") for part in manifest.relative_to(root).parts)
+
+
+def smoke_test(bundle: ModelBundle) -> None:
+    """Load the bundle's network on the CPU and run it once on a zero patch.
+
+    The network must load from its own bytes and then as the jobs load it, so a file that is
+    not ONNX, an operator onnxruntime does not know (custom ops) and weights kept outside
+    ``model.onnx`` (external data, which a bundle never carries) fail here instead of in the
+    first job.
+
+    Raises
+    ------
+    ModelBundleError
+        If the network does not load, fails to run, or returns the wrong shape or non-finite
+        values for the manifest's patch size and labels.
+    """
+    manifest = bundle.manifest
+    name = f"{manifest.name} {manifest.version}"
+    try:
+        check_self_contained(bundle.model_path)
+        segmenter = Segmenter(bundle, SessionOptions(device=Device.CPU, allow_spinning=False))
+        patch = np.zeros((1, manifest.input_channels, *manifest.patch_size), dtype=np.float32)
+        output = np.asarray(segmenter.model.predict(patch))
+    except ModelBundleError as exc:
+        raise ModelBundleError(f"{name} cannot be installed: {exc}") from exc
+    except Exception as exc:  # onnxruntime raises its own types at run time
+        raise ModelBundleError(
+            f"{name} cannot be installed: one inference on a zero patch of "
+            f"{manifest.input_channels}x{'x'.join(map(str, manifest.patch_size))} failed: {exc}"
+        ) from exc
+    expected = (1, manifest.num_classes, *manifest.patch_size)
+    if output.shape != expected:
+        raise ModelBundleError(
+            f"{name} cannot be installed: the network returned shape {output.shape} for one "
+            f"patch, the manifest implies {expected} (background plus {len(manifest.labels)} "
+            "labels on the patch grid); re-export the model or fix the manifest"
+        )
+    if not np.isfinite(output).all():
+        raise ModelBundleError(f"{name} cannot be installed: it returned NaN or inf on a patch")
 
 
 @dataclass(frozen=True)
@@ -36,9 +91,10 @@ class ModelStore:
         """Every valid installed bundle; invalid ones are logged and skipped."""
         found = []
         for root in self.roots:
-            for manifest in sorted(root.glob("*/*/manifest.json")) + sorted(
-                root.glob("*/manifest.json")
-            ):
+            nested = sorted(root.glob("*/*/manifest.json"))
+            for manifest in nested + sorted(root.glob("*/manifest.json")):
+                if not _visible(manifest, root):
+                    continue
                 try:
                     found.append(ModelBundle.load(manifest.parent))
                 except ModelBundleError as exc:
@@ -70,30 +126,89 @@ class ModelStore:
         matches = [b for b in self.bundles() if b.manifest.task == task]
         return max(matches, key=lambda b: _version_key(b.manifest.version)) if matches else None
 
-    def install(self, source: Path) -> ModelBundle:
-        """Verify a bundle folder and copy it into the writable root.
+    def newest(self, name: str) -> ModelBundle | None:
+        """The newest installed version of a model name, or None."""
+        matches = [b for b in self.bundles() if b.manifest.name == name]
+        return max(matches, key=lambda b: _version_key(b.manifest.version)) if matches else None
+
+    def target(self, name: str, version: str) -> Path:
+        """Where ``name`` ``version`` lives in the writable root, checked to stay inside it.
 
         Raises
         ------
         ModelBundleError
-            If the bundle does not verify, or that name and version are already installed.
+            If the name or version is not a safe folder name, or the folder would resolve
+            outside the store (a link inside the store pointing elsewhere).
+        """
+        try:
+            check_store_name("model name", name)
+            check_store_name("model version", version)
+        except ValueError as exc:
+            raise ModelBundleError(str(exc)) from exc
+        root = self.roots[0].resolve()
+        target = root / name / version
+        if not target.resolve().is_relative_to(root):
+            raise ModelBundleError(
+                f"model {name} {version} would be installed outside the model store (a link "
+                "in the store points elsewhere); remove the link"
+            )
+        return target
+
+    def install(self, source: Path) -> ModelBundle:
+        """Verify a bundle folder, run it once, and copy it into the writable root.
+
+        Raises
+        ------
+        ModelBundleError
+            If the bundle does not verify or does not run (see :func:`smoke_test`).
+        ModelConflictError
+            If that name and version are already installed.
         """
         bundle = ModelBundle.load(source)
-        target = self.roots[0] / bundle.manifest.name / bundle.manifest.version
+        name, version = bundle.manifest.name, bundle.manifest.version
+        target = self.target(name, version)
         if target.exists():
-            raise ModelBundleError(
-                f"{bundle.manifest.name} {bundle.manifest.version} is already installed at "
-                f"{target}; bump the version to install a new model"
+            raise ModelConflictError(
+                f"{name} {version} is already installed; bump the version to install a new model"
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Copy next to the target, verify, then rename: a half-copied bundle is never visible.
+        # Copy next to the target, verify and run, then rename: a bundle that is half-copied or
+        # does not run is never visible to a job.
         staging = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
         try:
-            for name in ("model.onnx", "manifest.json", "checksums.sha256"):
-                shutil.copy2(bundle.path / name, staging / name)
-            ModelBundle.load(staging)
+            for file in _BUNDLE_FILES:
+                shutil.copy2(bundle.path / file, staging / file)
+            smoke_test(ModelBundle.load(staging))
             staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        logger.info("installed model %s %s", bundle.manifest.name, bundle.manifest.version)
+        logger.info("installed model %s %s", name, version)
         return ModelBundle.load(target)
+
+    def remove(self, name: str, version: str) -> None:
+        """Take an installed version out of the writable root (even a damaged one).
+
+        Jobs that already loaded it finish with it; later jobs resolve the newest remaining
+        version. Bundles in the read-only roots (shipped with fedseg) cannot be removed.
+
+        Raises
+        ------
+        NotFoundError
+            If that version is not installed.
+        ModelConflictError
+            If it is one of the read-only bundles.
+        """
+        target = self.target(name, version)
+        if not target.is_dir():
+            shipped = {(b.manifest.name, b.manifest.version) for b in self.bundles()}
+            if (name, version) in shipped:
+                raise ModelConflictError(
+                    f"{name} {version} is shipped with fedseg (read-only); it cannot be removed, "
+                    "install a newer version instead"
+                )
+            raise NotFoundError(f"model {name} {version} is not installed")
+        # Rename first (atomic: a job sees the whole bundle or none), then delete the files.
+        trash = target.parent / f".removed-{uuid.uuid4().hex}"
+        target.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        logger.info("removed model %s %s", name, version)

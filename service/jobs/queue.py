@@ -72,6 +72,32 @@ def enqueue(
         return job, True
 
 
+def retry(factory: sessionmaker[Session], job_id: str, policy: QueuePolicy) -> bool:
+    """Queue a failed job again with fresh attempts; False when it is not (or no longer) failed.
+
+    The job keeps its id and input key, so its results appear where clients already look.
+    """
+    with factory() as session, session.begin():
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.FAILED.value)
+            .values(
+                state=JobState.QUEUED.value,
+                attempts=0,
+                max_attempts=policy.max_attempts,
+                error=None,
+                started_at=None,
+                finished_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                progress={},
+                timings={},
+                results={},
+            )
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def _claimable(now: Any) -> Any:
     return or_(
         Job.state == JobState.QUEUED.value,

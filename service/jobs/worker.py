@@ -25,6 +25,7 @@ from service.errors import FedsegError
 from service.jobs import queue
 from service.jobs.intake import enqueue_quiet_studies
 from service.library_logging import library_message
+from service.results.kinds import ResultKind
 from service.storage.ingest import ingest
 from service.storage.store import InstanceStore
 
@@ -53,11 +54,6 @@ class WorkerContext:
     quiet_period_s: float = 30.0
     after_success: Callable[[str], None] | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
-
-
-def result_kind(path: Path) -> str:
-    """The result kind of an output file: its stem (seg, rtstruct, sr, measurements, ...)."""
-    return path.stem.lower()
 
 
 class _Heartbeat(threading.Thread):
@@ -104,6 +100,10 @@ def _collect(ctx: WorkerContext, job: Job, out_dir: Path) -> dict[str, Any]:
     results: dict[str, list[dict[str, str]]] = {}
     with ctx.factory() as session, session.begin():
         for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+            kind = ResultKind.of_file(path)
+            if kind is None:
+                logger.warning("job %s: %s is no result file; not recorded", job.id, path.name)
+                continue
             entry = {"path": str(path.relative_to(ctx.results_root))}
             if path.suffix.lower() == ".dcm":
                 outcome = ingest(
@@ -114,7 +114,7 @@ def _collect(ctx: WorkerContext, job: Job, out_dir: Path) -> dict[str, Any]:
                     "series_instance_uid": outcome.series_instance_uid,
                     "sop_class_uid": outcome.sop_class_uid,
                 }
-            results.setdefault(result_kind(path), []).append(entry)
+            results.setdefault(kind.value, []).append(entry)
     return results
 
 

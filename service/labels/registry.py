@@ -151,9 +151,38 @@ class LabelTable:
         raise KeyError(f"label {number} is not in table {self.task}")
 
     def find(self, name: str) -> LabelEntry | None:
-        """The entry called ``name`` (case-insensitive, spaces as underscores), or None."""
+        """The entry named, displayed or TG-263-named ``name`` (case-insensitive), or None.
+
+        Spaces and hyphens count as underscores in names, so "Left kidney" (display name),
+        "Kidney_L" (TG-263) and "kidney-left" all find ``kidney_left``.
+        """
         key = name.strip().lower().replace(" ", "_").replace("-", "_")
-        return next((e for e in self.labels if e.name == key), None)
+        shown = name.strip().lower()
+        return next(
+            (
+                e
+                for e in self.labels
+                if e.name == key
+                or e.display_name.lower() == shown
+                or (e.tg263_name or "").lower() == shown
+            ),
+            None,
+        )
+
+
+def presentation(entry: LabelEntry, task: str | None) -> LabelEntry:
+    """``entry`` as the shipped table of ``task`` has it (TG-263 name, colour), else as given.
+
+    Model manifests carry copies of their label table; the shipped tables are where TG-263
+    names and display colours are maintained, so result objects show a label as they have it.
+    """
+    if task is None or task not in {t.value for t in Task}:
+        return entry
+    try:
+        shipped = get_table(task).by_name(entry.name)
+    except KeyError:
+        return entry
+    return shipped if shipped.type == entry.type else entry
 
 
 def load_table(path: Path) -> LabelTable:

@@ -12,9 +12,9 @@ from service.errors import MaskInputError
 from service.labels.registry import LabelTable
 from service.library_logging import library_message
 from service.masks.nifti_reader import read_nifti_labels
-from service.masks.regions import Region, RegionSet
 from service.masks.rtstruct_reader import RTSTRUCT_SOP_CLASS, read_rtstruct
 from service.masks.seg_reader import SEG_SOP_CLASSES, read_seg
+from service.regions import Region, RegionSet
 
 __all__ = ["Region", "RegionSet", "load_regions", "mask_kind"]
 

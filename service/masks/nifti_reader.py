@@ -12,8 +12,8 @@ from service.errors import MaskInputError
 from service.imaging.resample import Grid, resample_labels
 from service.labels.registry import LabelTable
 from service.masks.alignment import index_map, place
-from service.masks.regions import RegionSet
 from service.nifti import read_nifti
+from service.regions import RegionSet
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from service.dicom.volume import Volume
 from service.errors import MaskInputError
 from service.labels.registry import LabelTable
 from service.library_logging import library_message
-from service.masks.regions import Region, RegionSet
+from service.regions import Region, RegionSet
 
 logger = logging.getLogger(__name__)
 

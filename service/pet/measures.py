@@ -7,16 +7,17 @@ the sum of lesion TLGs (equal to region SUVmean × TMTV).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 from scipy import ndimage
 
-from service.dicom.geometry import voxel_spacing
+from service.dicom.geometry import voxel_spacing, voxel_volume_ml
 from service.pet.body_size import SuvType
 from service.pet.peak import sphere_weights, suv_peak
+from service.regions import Region
 
 
 class Connectivity(int, Enum):
@@ -57,7 +58,8 @@ class LesionPetMeasures:
 class RegionPetMeasures:
     """Measures of one region and of each lesion in it. SUVs are None for an empty region."""
 
-    name: str
+    number: int  # the region's segment, ROI or label number: its identity
+    name: str  # its label, which other regions may share
     suv_type: SuvType
     lesion_count: int
     voxel_count: int
@@ -78,11 +80,6 @@ class RegionPetMeasures:
         data["suv_unit"] = self.suv_type.unit
         data["lesions"] = [lesion.as_dict() for lesion in self.lesions]
         return data
-
-
-def voxel_volume_ml(affine: np.ndarray) -> float:
-    """Volume of one voxel of ``affine``, mL."""
-    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0
 
 
 def _basic(values: np.ndarray, voxel_ml: float) -> dict[str, float]:
@@ -143,10 +140,9 @@ def measure_lesions(
 
 
 def measure_region(
-    name: str,
+    region: Region,
     suv: np.ndarray,
     affine: np.ndarray,
-    mask: np.ndarray,
     connectivity: Connectivity = Connectivity.FACE_EDGE_VERTEX,
     suv_type: SuvType = SuvType.BW,
 ) -> RegionPetMeasures:
@@ -157,12 +153,14 @@ def measure_region(
     ValueError
         If the mask does not have the image's shape.
     """
-    mask = np.asarray(mask, dtype=bool)
+    mask, name, number = region.mask, region.name, region.number
     if mask.shape != suv.shape:
-        raise ValueError(f"region {name!r}: mask shape {mask.shape} differs from image {suv.shape}")
+        raise ValueError(
+            f"region {number} ({name!r}): mask shape {mask.shape} differs from image {suv.shape}"
+        )
     if not mask.any():
         return RegionPetMeasures(
-            name, SuvType(suv_type), 0, 0, None, None, None, None, None, None, 0.0, 0.0
+            number, name, SuvType(suv_type), 0, 0, None, None, None, None, None, None, 0.0, 0.0
         )
     kernel = sphere_weights(voxel_spacing(affine))
     lesions = measure_lesions(suv, affine, mask, connectivity, kernel)
@@ -173,6 +171,7 @@ def measure_region(
     local = max(lesion.suv_peak_local for lesion in lesions if lesion.suv_max == hottest)
     best_global = max(lesion.suv_peak_global for lesion in lesions)
     return RegionPetMeasures(
+        number=number,
         name=name,
         suv_type=SuvType(suv_type),
         lesion_count=len(lesions),
@@ -192,11 +191,11 @@ def measure_region(
 def measure_regions(
     suv: np.ndarray,
     spacing_affine: np.ndarray,
-    regions: Mapping[str, np.ndarray],
+    regions: Iterable[Region],
     connectivity: Connectivity = Connectivity.FACE_EDGE_VERTEX,
     suv_type: SuvType = SuvType.BW,
 ) -> list[RegionPetMeasures]:
-    """PET measures of every named region (boolean masks on the SUV grid), in the given order.
+    """PET measures of every region (boolean masks on the SUV grid), in the given order.
 
     Parameters
     ----------
@@ -205,13 +204,12 @@ def measure_regions(
     spacing_affine
         Voxel→patient affine of the grid; gives voxel size and volume.
     regions
-        Region name → boolean mask of the same shape as ``suv``.
+        The regions, each with a mask of the same shape as ``suv``; names may repeat.
     connectivity
         Which neighbours join voxels into one lesion.
     suv_type
         The SUV type of ``suv`` (recorded in the results).
     """
     return [
-        measure_region(name, suv, spacing_affine, mask, connectivity, suv_type)
-        for name, mask in regions.items()
+        measure_region(region, suv, spacing_affine, connectivity, suv_type) for region in regions
     ]

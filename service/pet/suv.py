@@ -1,23 +1,25 @@
-"""Standardised uptake values from PET headers, after the QIBA vendor-neutral procedure.
+"""Standardised uptake values from PET headers: QIBA's procedure and the oncoray SUV manual.
 
 :func:`compute_suv_factors` turns the headers of one PET series (one per image plane) into one
 multiplicative factor per plane; :func:`to_suv` applies them to a :class:`Volume`, whose values
-already carry each plane's RescaleSlope/Intercept. The procedure, and where it departs from
-the QIBA pseudo-code:
+already carry each plane's RescaleSlope/Intercept. ``docs/suv.md`` states the decision table
+(units × SUVType × decay correction × reference time); in short:
 
 * CorrectedImage (0028,0051) must hold ATTN, and DECY unless DecayCorrection is NONE.
-* Units BQML, DecayCorrection START: the dose is decayed from the injection to the scan time,
-  which is GE's private post-injection datetime (0009,100D) where present, else SeriesDate/Time,
-  unless that is later than the earliest acquisition (a re-created series), then the earliest
-  AcquisitionDate/Time. Per-slice acquisition times are never used: on multi-bed series they
-  differ from the decay reference by minutes.
+* Units BQML, DecayCorrection START: the dose is decayed from the injection to the scan
+  reference (:func:`~service.pet.reference_times.scan_reference`): DecayCorrectionDateTime,
+  else SeriesDate/Time unless it is after the earliest acquisition (QIBA), else GE's private
+  scan datetime, else the reference back-computed from each plane's AcquisitionTime,
+  FrameReferenceTime and ActualFrameDuration (per plane when planes differ), else the earliest
+  acquisition.
 * DecayCorrection ADMIN: the images are corrected to the injection; no decay.
 * DecayCorrection NONE: each plane is decayed to its own acquisition start, averaged over its
   frame duration (exact for values that are frame averages).
 * Units CNTS: Philips private SUV factor (7053,1000), else the activity concentration factor
   (7053,1009) to Bq/mL (RescaleSlope is already applied to the values) and then as BQML.
   For BQML the Philips factors are ignored.
-* Units GML are SUVbw and CM2ML SUVbsa already; other SUV types rescale them by body size.
+* Units GML hold the SUV type SUVType (0054,1006) names (BW when empty), CM2ML hold SUVbsa:
+  they are converted back to SUVbw (× W / normaliser) and from there to the requested type.
 
 Any missing or absurd input raises :class:`~service.errors.SuvError` naming the tag.
 """
@@ -29,22 +31,22 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from service.dicom.defined_terms import DecayCorrection, PatientSex, PetUnits
 from service.dicom.volume import Volume
 from service.errors import SuvError
-from service.pet.body_size import BodySize, Sex, SuvType
+from service.pet.body_size import BodySize, Normaliser, SuvType
 from service.pet.reference_times import (
     acquisition_datetime,
     functional_group,
     has_value,
     injection_datetime,
     radiopharmaceutical,
-    scan_datetime,
+    scan_reference,
 )
 from service.pet.times import decay_factor, frame_average_decay, tag_text
 
@@ -56,21 +58,8 @@ PHILIPS_ACTIVITY_FACTOR = Tag(0x7053, 0x1009)
 _MBQ_THRESHOLD = 2e4
 
 
-class PetUnits(StrEnum):
-    """Units (0054,1001) values fedseg can convert to SUV."""
-
-    BQML = "BQML"
-    CNTS = "CNTS"
-    GML = "GML"
-    CM2ML = "CM2ML"
-
-
-class DecayCorrection(StrEnum):
-    """DecayCorrection (0054,1102): the time the image values are decay-corrected to."""
-
-    START = "START"
-    ADMIN = "ADMIN"
-    NONE = "NONE"
+#: The units fedseg converts to SUV; the others are refused with the reason.
+CONVERTIBLE_UNITS = (PetUnits.BQML, PetUnits.CNTS, PetUnits.GML, PetUnits.CM2ML)
 
 
 @dataclass(frozen=True)
@@ -83,12 +72,14 @@ class SuvConversion:
     factors: np.ndarray  # multiply plane k's rescaled values by factors[k]
     method: str  # which rule gave the factors
     injection_datetime: datetime | None = None
-    scan_datetime: datetime | None = None  # the decay reference, when there is one
+    scan_datetime: datetime | None = None  # the decay reference, when all planes share one
     scan_time_source: str | None = None
     injected_dose_bq: float | None = None
     half_life_s: float | None = None
     normaliser: float | None = None  # body measure in g (cm² for SUVbsa)
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    stored_suv_type: SuvType | None = None  # what GML/CM2ML values hold (SUVType (0054,1006))
+    plane_scan_datetimes: tuple[datetime, ...] | None = None  # when planes have their own
 
     def __post_init__(self) -> None:
         factors = np.asarray(self.factors, dtype=np.float64)
@@ -118,12 +109,16 @@ class SuvConversion:
             "suv_type": self.suv_type.value,
             "suv_unit": self.suv_type.unit,
             "units": self.units.value,
+            "stored_suv_type": self.stored_suv_type.value if self.stored_suv_type else None,
             "decay_correction": self.decay_correction.value if self.decay_correction else None,
             "method": self.method,
             "factor": single,
             "factors": None if single is not None else [float(f) for f in self.factors],
             "injection_datetime": _iso(self.injection_datetime),
             "scan_datetime": _iso(self.scan_datetime),
+            "scan_datetimes": (
+                [_iso(t) for t in self.plane_scan_datetimes] if self.plane_scan_datetimes else None
+            ),
             "scan_time_source": self.scan_time_source,
             "decay_seconds": self.decay_seconds,
             "injected_dose_bq": self.injected_dose_bq,
@@ -168,7 +163,7 @@ def _body_size(ds: Dataset) -> BodySize:
     if height is not None and height <= 0:
         height = None
     sex_text = str(ds.get("PatientSex", "")).strip().upper()
-    sex = Sex(sex_text) if sex_text in {s.value for s in Sex} else None
+    sex = PatientSex(sex_text) if sex_text in {s.value for s in PatientSex} else None
     return BodySize(weight_kg=weight, height_m=height, sex=sex)
 
 
@@ -179,17 +174,19 @@ def _units(ds: Dataset) -> PetUnits:
         text = str(transform.get("RescaleType", "")).strip().upper() if transform else ""
     if not text:
         raise SuvError("Units (0054,1001) is missing; the PET values cannot be interpreted")
-    try:
-        return PetUnits(text)
-    except ValueError as exc:
+    units = next((u for u in CONVERTIBLE_UNITS if u.value == text), None)
+    if units is None:
         raise SuvError(
             f"Units (0054,1001) is {text!r}; fedseg converts BQML, CNTS (Philips), GML and "
-            "CM2ML to SUV"
-        ) from exc
+            "CM2ML to SUV (the oncoray SUV manual finds no sound conversion of the others)"
+        )
+    return units
 
 
 def _decay_correction(ds: Dataset) -> DecayCorrection:
     text = str(ds.get("DecayCorrection", "")).strip().upper()
+    if not text and str(ds.get("DecayCorrected", "")).upper() == "NO":
+        return DecayCorrection.NONE  # Enhanced PET states it as a flag
     if not text and has_value(ds, "DecayCorrectionDateTime"):
         return DecayCorrection.START
     try:
@@ -290,22 +287,57 @@ def compute_suv_factors(
     return _from_activity(headers, frames, decay, suv_type)
 
 
+def stored_suv_type(ds: Dataset, units: PetUnits) -> SuvType:
+    """What GML or CM2ML values hold: SUVType (0054,1006), BW (GML) or BSA (CM2ML) when empty.
+
+    Raises
+    ------
+    SuvError
+        If SUVType is not a defined term or does not fit the units (BSA is in cm²/mL).
+    """
+    text = str(ds.get("SUVType", "") or "").strip().upper()
+    if not text:
+        return SuvType.BSA if units is PetUnits.CM2ML else SuvType.BW
+    stored = SuvType.from_dicom(text)
+    if (stored is SuvType.BSA) != (units is PetUnits.CM2ML):
+        raise SuvError(
+            f"SUVType (0054,1006) {text} does not fit Units (0054,1001) {units.value}: SUVbsa "
+            "is in CM2ML, every other SUV type in GML; correct one of them"
+        )
+    return stored
+
+
 def _already_suv(headers: Sequence[Dataset], units: PetUnits, suv_type: SuvType) -> SuvConversion:
-    stored = SuvType.BW if units is PetUnits.GML else SuvType.BSA
+    """Stored SUVs back to SUVbw (× W / normaliser), and from there to ``suv_type``."""
+    stored = stored_suv_type(headers[0], units)
     n = len(headers)
     if suv_type is stored:
         return SuvConversion(
-            suv_type, units, None, np.ones(n), f"values are SUV{stored.value} already"
+            suv_type,
+            units,
+            None,
+            np.ones(n),
+            f"values are SUV{stored.value} already (SUVType {stored.dicom_term})",
+            stored_suv_type=stored,
         )
     body = _body_size(headers[0])
-    ratio = body.normaliser_g(suv_type) / body.normaliser_g(stored)
+    source = body.normaliser(stored)
+    target = body.normaliser(suv_type)
+    notes = "; ".join(dict.fromkeys(n for n in (source.note, target.note) if n))
+    steps = [f"stored SUV{stored.value} (SUVType {stored.dicom_term})"]
+    if stored is not SuvType.BW:
+        steps.append(f"× W / {stored.dicom_term} → SUVbw")
+    if suv_type is not SuvType.BW:
+        steps.append(f"× {suv_type.dicom_term} / W → SUV{suv_type.value}")
+    method = ", ".join(steps)
     return SuvConversion(
         suv_type,
         units,
         None,
-        np.full(n, ratio),
-        f"SUV{stored.value} × {suv_type.value} / {stored.value} body size",
-        normaliser=body.normaliser_g(suv_type),
+        np.full(n, target.value / source.value),
+        method + (f" ({notes})" if notes else ""),
+        normaliser=target.value,
+        stored_suv_type=stored,
     )
 
 
@@ -313,19 +345,19 @@ def _philips_suv(
     headers: Sequence[Dataset], philips: list[float], decay: DecayCorrection, suv_type: SuvType
 ) -> SuvConversion:
     factors = np.asarray(philips, dtype=np.float64)
+    method = "Philips private SUV scale factor (7053,1000)"
     normaliser = None
     if suv_type is not SuvType.BW:
         body = _body_size(headers[0])
-        normaliser = body.normaliser_g(suv_type)
+        target = body.normaliser(suv_type)
+        normaliser = target.value
         factors = factors * normaliser / body.normaliser_g(SuvType.BW)
-    return SuvConversion(
-        suv_type,
-        PetUnits.CNTS,
-        decay,
-        factors,
-        "Philips private SUV scale factor (7053,1000)",
-        normaliser=normaliser,
-    )
+        method += f", × {suv_type.dicom_term} / W → SUV{suv_type.value}" + _note(target)
+    return SuvConversion(suv_type, PetUnits.CNTS, decay, factors, method, normaliser=normaliser)
+
+
+def _note(normaliser: Normaliser) -> str:
+    return f" ({normaliser.note})" if normaliser.note else ""
 
 
 def _dose_and_half_life(ds: Dataset, decay: DecayCorrection) -> tuple[float, float, list[str]]:
@@ -357,8 +389,8 @@ def _from_activity(
 ) -> SuvConversion:
     """Factors for values in Bq/mL (BQML, or CNTS scaled by the Philips activity factor)."""
     ds = headers[0]
-    body = _body_size(ds)
-    normaliser = body.normaliser_g(suv_type)
+    target = _body_size(ds).normaliser(suv_type)
+    normaliser = target.value
     dose, half_life, warnings = _dose_and_half_life(ds, decay)
     common = {
         "suv_type": suv_type,
@@ -371,34 +403,37 @@ def _from_activity(
         factors = np.full(len(headers), normaliser / dose)
         return SuvConversion(
             factors=factors,
-            method="decay-corrected to administration: no further decay",
+            method="decay-corrected to administration: no further decay" + _note(target),
             warnings=tuple(warnings),
             **common,  # type: ignore[arg-type]
         )
-    scan, source, scan_warnings = scan_datetime(headers, frames)
-    warnings += scan_warnings
-    injection, injection_warnings = injection_datetime(ds, scan)
+    reference = scan_reference(headers, frames, half_life)
+    warnings += reference.warnings
+    injection, injection_warnings = injection_datetime(ds, reference.earliest)
     warnings += injection_warnings
     if decay is DecayCorrection.NONE:
         factors = _per_frame_factors(headers, frames, injection, dose, half_life, normaliser)
         method = "not decay-corrected: dose decayed to each frame's acquisition"
-        reference, source = None, "per-frame acquisition date/time"
+        scan, planes, source = None, None, "per-frame acquisition date/time"
     else:
-        seconds = (scan - injection).total_seconds()
-        _check_decay_time(seconds, half_life, warnings)
-        factors = np.full(len(headers), normaliser / (dose * decay_factor(seconds, half_life)))
+        seconds = [(t - injection).total_seconds() for t in reference.times]
+        for extreme in sorted({min(seconds), max(seconds)}):
+            _check_decay_time(extreme, half_life, warnings)
+        factors = np.array([normaliser / (dose * decay_factor(t, half_life)) for t in seconds])
         method = "decay-corrected to scan start: dose decayed from injection to scan"
-        reference = scan
+        scan, source = reference.single, reference.source
+        planes = None if scan is not None else reference.times
     for warning in warnings:
         logger.warning("SUV: %s", warning)
     return SuvConversion(
         factors=factors,
-        method=method,
+        method=method + _note(target),
         injection_datetime=injection,
-        scan_datetime=reference,
+        scan_datetime=scan,
         scan_time_source=source,
         half_life_s=half_life,
         warnings=tuple(warnings),
+        plane_scan_datetimes=planes,
         **common,  # type: ignore[arg-type]
     )
 
@@ -450,13 +485,8 @@ def _frame_duration_ms(ds: Dataset, frame: int | None) -> float:
     return float(ds.ActualFrameDuration) if has_value(ds, "ActualFrameDuration") else 0.0
 
 
-def to_suv(volume: Volume, suv_type: SuvType = SuvType.BW) -> tuple[np.ndarray, SuvConversion]:
-    """Convert a PET volume to SUVs of ``suv_type``.
-
-    Returns
-    -------
-    tuple
-        The SUV array (float32, same grid as ``volume``) and the conversion record.
+def suv_conversion(volume: Volume, suv_type: SuvType = SuvType.BW) -> SuvConversion:
+    """How ``volume`` converts to SUVs of ``suv_type``, from its headers alone (no pixel work).
 
     Raises
     ------
@@ -471,15 +501,33 @@ def to_suv(volume: Volume, suv_type: SuvType = SuvType.BW) -> tuple[np.ndarray, 
         )
     frames = [s.frame_number for s in volume.slices]
     conversion = compute_suv_factors(volume.headers, suv_type, frames)
-    single = conversion.factor
-    values = volume.array.astype(np.float64)
-    if single is not None:
-        values *= single
-    elif volume.on_source_grid and len(conversion.factors) == volume.shape[2]:
-        values *= conversion.factors[np.newaxis, np.newaxis, :]
-    else:
+    if conversion.factor is None and not (
+        volume.on_source_grid and len(conversion.factors) == volume.shape[2]
+    ):
         raise SuvError(
             f"series {volume.series_instance_uid}: SUV factors differ between planes and the "
             "volume was resampled; read it with geometry policy 'strict' or fix the geometry"
         )
+    return conversion
+
+
+def to_suv(volume: Volume, suv_type: SuvType = SuvType.BW) -> tuple[np.ndarray, SuvConversion]:
+    """Convert a PET volume to SUVs of ``suv_type``.
+
+    Returns
+    -------
+    tuple
+        The SUV array (float32, same grid as ``volume``) and the conversion record.
+
+    Raises
+    ------
+    SuvError
+        As :func:`suv_conversion`.
+    """
+    conversion = suv_conversion(volume, suv_type)
+    values = volume.array.astype(np.float64)
+    if conversion.factor is not None:
+        values *= conversion.factor
+    else:
+        values *= conversion.factors[np.newaxis, np.newaxis, :]
     return values.astype(np.float32), conversion

@@ -89,6 +89,18 @@ def decay_factor(seconds: float, half_life_s: float) -> float:
     return 2.0 ** (-seconds / half_life_s)
 
 
+def average_count_time_s(duration_s: float, half_life_s: float) -> float:
+    """When, after a frame's start, the activity equals its mean over the frame (``T_ave``).
+
+    ``T_ave = ln(λT / (1 − e^(−λT))) / λ`` (oncoray SUV manual, "Decay correction = START"),
+    a little less than half the frame duration ``T``; 0 for a frame without duration.
+    """
+    if duration_s <= 0:
+        return 0.0
+    lam = math.log(2) / half_life_s
+    return math.log(lam * duration_s / -math.expm1(-lam * duration_s)) / lam
+
+
 def frame_average_decay(start_s: float, duration_s: float, half_life_s: float) -> float:
     """Mean fraction of activity left over a frame from ``start_s`` lasting ``duration_s``.
 

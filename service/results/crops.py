@@ -15,7 +15,7 @@ import numpy as np
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
 from service.labels.registry import LabelEntry, LabelTable
-from service.masks.regions import RegionSet, label_entry
+from service.regions import RegionSet, label_entry
 from service.results.provenance import as_region_set
 
 _SLAB_VOXELS = 1 << 22  # 32 MB of int64 counts' input per bincount call

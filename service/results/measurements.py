@@ -6,17 +6,19 @@ statistics (:mod:`service.organ_stats`), so both renderings report the very same
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from service.dicom.volume import Volume
-from service.masks.regions import RegionSet
 from service.organ_stats import OrganStatistics, organ_statistics
+from service.pet.body_size import SuvType
 from service.pet.measures import RegionPetMeasures, measure_regions
-from service.pet.suv import SuvType, to_suv
+from service.pet.suv import SuvConversion, suv_conversion, to_suv
+from service.regions import Region, RegionSet
 from service.results.crops import RegionCrop
+from service.results.source_attributes import derived_source
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class IntensityStatistics:
 
 @dataclass(frozen=True)
 class SegmentMeasurements:
-    """Everything reported for one segment."""
+    """Everything reported for one segment, identified by its number (names may repeat)."""
 
     segment_number: int
     name: str
@@ -86,6 +88,8 @@ class MeasurementReportData:
     series_instance_uid: str
     algorithm: str
     segments: list[SegmentMeasurements] = field(default_factory=list)
+    suv: dict[str, object] | None = None  # the SUV conversion record of a PET series
+    warnings: list[str] = field(default_factory=list)  # e.g. source attributes made valid
 
     def __post_init__(self) -> None:
         numbers = [s.segment_number for s in self.segments]
@@ -96,43 +100,75 @@ class MeasurementReportData:
 _UNITS = {"CT": "HU", "PT": "SUV", "MR": "MR"}
 
 
-def measure_segments(
-    volume: Volume,
-    regions: RegionSet | Sequence[RegionCrop],
-    segment_numbers: dict[str, int],
-    suv_type: SuvType = SuvType.BW,
-) -> list[SegmentMeasurements]:
-    """Measure every region that has a segment number, on ``volume``'s values.
+@dataclass(frozen=True)
+class MeasuredValues:
+    """The image in the unit measured (HU, SUV, MR units), and how PET became SUV."""
 
-    PET volumes are converted to SUV first and get the PET measures; every modality gets the
-    volume and intensity statistics. Regions given as crops are measured inside their
-    bounding box (the same voxels), except for the PET measures, whose SUVpeak sphere may
-    reach outside it: those see one full-size mask at a time.
+    array: np.ndarray
+    suv: SuvConversion | None = None
+
+
+def measured_values(
+    volume: Volume, suv_type: SuvType = SuvType.BW, values: np.ndarray | None = None
+) -> MeasuredValues:
+    """``volume``'s values to measure: PET as SUVs of ``suv_type``, anything else as read.
+
+    ``values`` are such SUVs when the caller has them already (the model saw them), so a PET
+    job converts its pixels once; the conversion record is then rebuilt from the headers.
 
     Raises
     ------
     SuvError
         If a PET volume cannot be converted to SUV.
     """
-    values = np.asarray(volume.array)
-    if volume.modality == "PT":
-        values, _ = to_suv(volume, suv_type)
+    if volume.modality != "PT":
+        return MeasuredValues(np.asarray(volume.array if values is None else values))
+    if values is None:
+        array, conversion = to_suv(volume, suv_type)
+        return MeasuredValues(array, conversion)
+    if values.shape != volume.shape:
+        raise ValueError(f"values of shape {values.shape} given for a {volume.shape} volume")
+    return MeasuredValues(values, suv_conversion(volume, suv_type))
+
+
+def measure_segments(
+    volume: Volume,
+    regions: RegionSet | Sequence[RegionCrop],
+    segment_numbers: Mapping[int, int],
+    suv_type: SuvType = SuvType.BW,
+    values: MeasuredValues | None = None,
+) -> list[SegmentMeasurements]:
+    """Measure every region that has a segment number, on ``volume``'s values.
+
+    ``segment_numbers`` maps a region's number to the segment it became in the SEG. PET
+    volumes are measured in SUV and get the PET measures; every modality gets the volume and
+    intensity statistics. Regions given as crops are measured inside their bounding box (the
+    same voxels), except for the PET measures, whose SUVpeak sphere may reach outside it: those
+    see one full-size mask at a time.
+
+    Raises
+    ------
+    SuvError
+        If a PET volume cannot be converted to SUV.
+    """
+    measured = values or measured_values(volume, suv_type)
     unit = _UNITS.get(volume.modality, "")
     results = []
-    for name, box, mask in _masks(regions, volume.shape, segment_numbers):
-        (stats,) = organ_statistics(values[box], volume.affine, {name: mask})
+    for region, box in _regions(regions, segment_numbers):
+        (stats,) = organ_statistics(measured.array[box], volume.affine, [region])
         pet = None
         if volume.modality == "PT":
-            full = mask
-            if mask.shape != volume.shape:
+            full = region.mask
+            if full.shape != volume.shape:
                 full = np.zeros(volume.shape, dtype=bool)
-                full[box] = mask
-            (measured,) = measure_regions(values, volume.affine, {name: full}, suv_type=suv_type)
-            pet = PetMeasurements.from_region(measured)
+                full[box] = region.mask
+            whole = Region(region.name, region.number, full)
+            (result,) = measure_regions(measured.array, volume.affine, [whole], suv_type=suv_type)
+            pet = PetMeasurements.from_region(result)
         results.append(
             SegmentMeasurements(
-                segment_number=segment_numbers[name],
-                name=name,
+                segment_number=segment_numbers[region.number],
+                name=region.name,
                 voxel_count=stats.voxel_count,
                 volume_ml=stats.volume_ml,
                 intensity=IntensityStatistics.from_organ(stats, unit),
@@ -142,34 +178,40 @@ def measure_segments(
     return results
 
 
-def _masks(
-    regions: RegionSet | Sequence[RegionCrop],
-    shape: tuple[int, int, int],
-    segment_numbers: dict[str, int],
-) -> Iterator[tuple[str, tuple[slice, ...], np.ndarray]]:
-    """(name, box, mask) of every region with a segment number, in region order."""
+def _regions(
+    regions: RegionSet | Sequence[RegionCrop], segment_numbers: Mapping[int, int]
+) -> Iterator[tuple[Region, tuple[slice, ...]]]:
+    """Each region with a segment number, its mask cut to ``box``, in region order."""
     whole = (slice(None),) * 3
     for region in regions:
-        if region.name not in segment_numbers:
+        if region.number not in segment_numbers:
             continue
         if isinstance(region, RegionCrop):
-            yield region.name, region.box, region.mask
+            yield Region(region.name, region.number, region.mask), region.box
         else:
-            yield region.name, whole, region.mask
+            yield region, whole
 
 
 def build_report(
     volume: Volume,
     regions: RegionSet | Sequence[RegionCrop],
-    segment_numbers: dict[str, int],
+    segment_numbers: Mapping[int, int],
     algorithm: str,
     suv_type: SuvType = SuvType.BW,
+    values: np.ndarray | None = None,
 ) -> MeasurementReportData:
-    """Measurements of ``regions`` on ``volume`` with the study and series they belong to."""
+    """Measurements of ``regions`` on ``volume`` with the study and series they belong to.
+
+    ``values``: the image already in the unit measured (see :func:`measured_values`).
+    """
+    measured = measured_values(volume, suv_type, values)
+    conversion_warnings = list(measured.suv.warnings) if measured.suv is not None else []
     return MeasurementReportData(
         modality=volume.modality,
         study_instance_uid=volume.study_instance_uid,
         series_instance_uid=volume.series_instance_uid,
         algorithm=algorithm,
-        segments=measure_segments(volume, regions, segment_numbers, suv_type),
+        segments=measure_segments(volume, regions, segment_numbers, suv_type, measured),
+        suv=measured.suv.describe() if measured.suv is not None else None,
+        warnings=[*derived_source(volume).notes, *conversion_warnings],
     )

@@ -6,9 +6,9 @@ predicted label map), so every path writes the same files the same way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,50 +17,45 @@ from pydicom.dataset import Dataset
 from service.dicom.volume import Volume
 from service.errors import ConfigurationError
 from service.labels.registry import LabelTable
-from service.masks.regions import RegionSet
 from service.pet.body_size import SuvType
+from service.regions import RegionSet
 from service.results.crops import region_crops
+from service.results.kinds import OUTPUT_KINDS, ResultKind
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
 from service.results.provenance import AlgorithmIdentity
 from service.results.rtstruct_writer import write_rtstruct
 from service.results.seg_writer import SegType, write_seg
+from service.results.source_attributes import derived_source
 from service.results.sr_writer import write_sr
 
-
-class OutputFormat(StrEnum):
-    """A result file, and the name it gets in the output folder."""
-
-    SEG = "seg"
-    RTSTRUCT = "rtstruct"
-    SR = "sr"
-    JSON = "json"
-
-    @property
-    def filename(self) -> str:
-        """File name in the output folder."""
-        return "measurements.json" if self is OutputFormat.JSON else f"{self.value}.dcm"
+logger = logging.getLogger(__name__)
 
 
-ALL_FORMATS = (OutputFormat.SEG, OutputFormat.RTSTRUCT, OutputFormat.SR, OutputFormat.JSON)
+#: ``--formats json`` is the older name of ``measurements``.
+_ALIASES = {"json": ResultKind.MEASUREMENTS}
 
 
-def parse_formats(text: str) -> list[OutputFormat]:
-    """Parse a comma-separated format list; the SR references SEG segments, so it needs the SEG.
+def parse_formats(text: str) -> list[ResultKind]:
+    """Parse a comma-separated list of result kinds; the SR references SEG segments.
 
     Raises
     ------
     ConfigurationError
-        If a format is unknown or SR is asked for without SEG.
+        If a kind is unknown or SR is asked for without SEG.
     """
-    try:
-        formats = [OutputFormat(f.strip().lower()) for f in text.split(",") if f.strip()]
-    except ValueError as exc:
-        known = ", ".join(f.value for f in OutputFormat)
-        raise ConfigurationError(f"--formats {text!r}: {exc}; choose among {known}") from exc
+    known = ", ".join(k.value for k in OUTPUT_KINDS)
+    formats = []
+    for name in (f.strip().lower() for f in text.split(",") if f.strip()):
+        kind = _ALIASES.get(name) or next((k for k in OUTPUT_KINDS if k.value == name), None)
+        if kind is None:
+            raise ConfigurationError(
+                f"--formats {text!r}: {name!r} is unknown; choose among {known}"
+            )
+        formats.append(kind)
     if not formats:
-        raise ConfigurationError("--formats is empty")
-    if OutputFormat.SR in formats and OutputFormat.SEG not in formats:
+        raise ConfigurationError(f"--formats is empty; choose among {known}")
+    if ResultKind.SR in formats and ResultKind.SEG not in formats:
         raise ConfigurationError("--formats sr needs seg too: the SR references SEG segments")
     return formats
 
@@ -69,17 +64,18 @@ def parse_formats(text: str) -> list[OutputFormat]:
 class OutputOptions:
     """What to write and how."""
 
-    formats: Sequence[OutputFormat] = ALL_FORMATS
+    formats: Sequence[ResultKind] = OUTPUT_KINDS
     seg_type: SegType = SegType.BINARY
     suv_type: SuvType = SuvType.BW
 
 
 @dataclass
 class WrittenOutputs:
-    """The files written for one series, and the measurements they hold."""
+    """The files written for one series, the measurements they hold, and what was changed."""
 
-    paths: dict[OutputFormat, Path]
+    paths: dict[ResultKind, Path]
     report: MeasurementReportData | None
+    warnings: list[str] = field(default_factory=list)
 
 
 def write_outputs(
@@ -89,37 +85,43 @@ def write_outputs(
     algorithm: AlgorithmIdentity,
     out_dir: Path,
     options: OutputOptions | None = None,
+    values: np.ndarray | None = None,
 ) -> WrittenOutputs:
     """Write the chosen result files for ``regions`` (or a label map) on ``volume``.
 
     The regions are cut to their bounding boxes once (a label map one value at a time), and
-    every writer works on those crops, so no full-size mask per structure is kept.
+    every writer works on those crops, so no full-size mask per structure is kept. Regions are
+    told apart by number, so segments that share a label stay separate. ``values`` is the image
+    already in the unit measured (SUV of ``options.suv_type`` for PET), when the caller has it.
     """
     options = options or OutputOptions()
     formats = list(options.formats)
+    notes = list(derived_source(volume).notes)
+    for note in notes:  # names the attribute, never its value
+        logger.warning("series %s: %s", volume.series_instance_uid, note)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[OutputFormat, Path] = {}
+    paths: dict[ResultKind, Path] = {}
     crops = list(region_crops(regions, volume, table))
-    numbers = {r.name: n for n, r in enumerate(crops, start=1)}
+    numbers = {r.number: n for n, r in enumerate(crops, start=1)}
     seg = None
-    if OutputFormat.SEG in formats:
+    if ResultKind.SEG in formats:
         result = write_seg(volume, crops, table, algorithm, options.seg_type)
         seg, numbers = result.dataset, result.segment_numbers
-        paths[OutputFormat.SEG] = _save(seg, out_dir / OutputFormat.SEG.filename)
-    if OutputFormat.RTSTRUCT in formats:
+        paths[ResultKind.SEG] = _save(seg, out_dir / ResultKind.SEG.filename)
+    if ResultKind.RTSTRUCT in formats:
         rtstruct = write_rtstruct(volume, crops, table, algorithm).dataset
-        paths[OutputFormat.RTSTRUCT] = _save(rtstruct, out_dir / OutputFormat.RTSTRUCT.filename)
+        paths[ResultKind.RTSTRUCT] = _save(rtstruct, out_dir / ResultKind.RTSTRUCT.filename)
     report = None
-    if OutputFormat.SR in formats or OutputFormat.JSON in formats:
+    if ResultKind.SR in formats or ResultKind.MEASUREMENTS in formats:
         name = f"{algorithm.name} {algorithm.version}"
-        report = build_report(volume, crops, numbers, name, options.suv_type)
-        if OutputFormat.SR in formats and seg is not None:
+        report = build_report(volume, crops, numbers, name, options.suv_type, values)
+        if ResultKind.SR in formats and seg is not None:
             sr = write_sr(volume, seg, report, algorithm)
-            paths[OutputFormat.SR] = _save(sr, out_dir / OutputFormat.SR.filename)
-        if OutputFormat.JSON in formats:
-            json_path = out_dir / OutputFormat.JSON.filename
-            paths[OutputFormat.JSON] = write_measurements_json(report, json_path)
-    return WrittenOutputs(paths=paths, report=report)
+            paths[ResultKind.SR] = _save(sr, out_dir / ResultKind.SR.filename)
+        if ResultKind.MEASUREMENTS in formats:
+            json_path = out_dir / ResultKind.MEASUREMENTS.filename
+            paths[ResultKind.MEASUREMENTS] = write_measurements_json(report, json_path)
+    return WrittenOutputs(paths=paths, report=report, warnings=notes)
 
 
 def _save(dataset: Dataset, path: Path) -> Path:

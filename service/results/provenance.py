@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
 from service.labels.registry import LabelTable
-from service.masks.regions import Region, RegionSet
+from service.regions import Region, RegionSet
 
 MANUFACTURER = "fedseg"
 
@@ -116,7 +117,8 @@ def clip_copied_values(ds: Dataset, keywords: tuple[str, ...]) -> list[str]:
             continue
         value = str(element.value)
         if len(value) > _MAX_LENGTH[element.VR]:
-            element.value = value[: _MAX_LENGTH[element.VR]]
+            # A new element: the copied one may still belong to the source's header.
+            ds[keyword] = DataElement(element.tag, element.VR, value[: _MAX_LENGTH[element.VR]])
             cut.append(keyword)
     return cut
 

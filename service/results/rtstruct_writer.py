@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import highdicom as hd
@@ -18,7 +18,8 @@ from pydicom.valuerep import format_number_as_ds
 
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
-from service.labels.registry import LabelTable, RoiInterpretedType
+from service.labels.registry import LabelTable, RoiInterpretedType, presentation
+from service.regions import distinct_names
 from service.results.contours import trace_loops
 from service.results.crops import Labels, RegionCrop, region_crops
 from service.results.provenance import (
@@ -31,6 +32,7 @@ from service.results.provenance import (
     require_source_grid,
     software_version,
 )
+from service.results.source_attributes import derived_source, state_deidentification
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 _STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management, as in PS3.3
@@ -73,10 +75,10 @@ _TYPE2_EMPTY = (  # Type 2: present, empty when the source has no value
 
 @dataclass(frozen=True)
 class RtstructResult:
-    """A written RTSTRUCT and the ROI number of each region."""
+    """A written RTSTRUCT and the ROI number of each region, by region number."""
 
     dataset: Dataset
-    roi_numbers: dict[str, int]
+    roi_numbers: dict[int, int]
 
 
 def write_rtstruct(
@@ -88,22 +90,29 @@ def write_rtstruct(
 ) -> RtstructResult:
     """Build an RTSTRUCT with one ROI per non-empty region, contours along pixel edges.
 
+    ROI names are the labels' TG-263 names where the label table has them, else the regions'
+    labels; repeated names are numbered ("GTV", "GTV_2"; "Neoplasm, Secondary 2"), since a
+    planning system identifies structures by name.
+
     Raises
     ------
     DicomInputError
         If the volume is not on its source planes or the labels are on another grid.
     """
     require_source_grid(volume, "an RTSTRUCT")
-    series = series or DerivedSeries(series_description="fedseg structures")
+    series = series or DerivedSeries(series_number=901, series_description="fedseg structures")
     ds = _base(volume, algorithm, series)
     ds.ReferencedFrameOfReferenceSequence = Sequence([_referenced_frame(volume)])
     ds.StructureSetROISequence = Sequence()
     ds.ROIContourSequence = Sequence()
     ds.RTROIObservationsSequence = Sequence()
     numbers = {}
-    for number, region in enumerate(region_crops(labels, volume, table), start=1):
-        numbers[region.name] = number
-        _add_roi(ds, number, region, volume, algorithm)
+    task = table.task if table is not None else None
+    rois = [_Roi.of(region, task) for region in region_crops(labels, volume, table)]
+    names = _roi_names([roi.name for roi in rois])
+    for number, (roi, name) in enumerate(zip(rois, names, strict=True), start=1):
+        numbers[roi.region.number] = number
+        _add_roi(ds, number, replace(roi, name=name), volume, algorithm)
     if not numbers:
         raise DicomInputError(
             f"series {volume.series_instance_uid}: nothing is segmented, no RTSTRUCT to write"
@@ -113,15 +122,16 @@ def write_rtstruct(
 
 
 def _base(volume: Volume, algorithm: AlgorithmIdentity, series: DerivedSeries) -> Dataset:
-    source = volume.header
+    source = derived_source(volume).header
     now = datetime.now()
     ds = Dataset()
     for keyword in _COPIED:
         if keyword in source:
-            setattr(ds, keyword, source.data_element(keyword).value)  # type: ignore[union-attr]
+            setattr(ds, keyword, source[keyword].value)
     for keyword in _TYPE2_EMPTY:
         if keyword not in ds:
             setattr(ds, keyword, "")
+    state_deidentification(ds, source)
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS
     ds.SOPInstanceUID = hd.UID()
     ds.Modality = "RTSTRUCT"
@@ -170,27 +180,56 @@ def _referenced_frame(volume: Volume) -> Dataset:
     return frame
 
 
+@dataclass(frozen=True)
+class _Roi:
+    """A region as an ROI: its name, colour and RT ROI Interpreted Type."""
+
+    region: RegionCrop
+    name: str
+    color: tuple[int, int, int]
+    kind: RoiInterpretedType
+
+    @classmethod
+    def of(cls, region: RegionCrop, task: str | None) -> _Roi:
+        if region.code is None:
+            return cls(region, region.name, _DEFAULT_COLOR, RoiInterpretedType.ORGAN)
+        entry = presentation(region.code, task)
+        return cls(
+            region,
+            entry.tg263_name or entry.display_name,
+            entry.color,
+            entry.rt_roi_interpreted_type,
+        )
+
+
+def _roi_names(names: list[str]) -> list[str]:
+    """Distinct ROI names; TG-263 names (no spaces) are numbered with "_" to stay TG-263."""
+    spaced = distinct_names(names)
+    return [
+        re.sub(r" (\d+)$", r"_\1", numbered) if " " not in name else numbered
+        for name, numbered in zip(names, spaced, strict=True)
+    ]
+
+
 def _add_roi(
-    ds: Dataset, number: int, region: RegionCrop, volume: Volume, algorithm: AlgorithmIdentity
+    ds: Dataset, number: int, roi: _Roi, volume: Volume, algorithm: AlgorithmIdentity
 ) -> None:
-    entry = region.code
-    roi = Dataset()
-    roi.ROINumber = number
-    roi.ReferencedFrameOfReferenceUID = frame_of_reference_uid(volume)
-    roi.ROIName = region.name
-    roi.ROIGenerationAlgorithm = "AUTOMATIC"
-    roi.ROIGenerationDescription = f"{algorithm.name} {algorithm.version}"[:64]
-    ds.StructureSetROISequence.append(roi)
+    item = Dataset()
+    item.ROINumber = number
+    item.ReferencedFrameOfReferenceUID = frame_of_reference_uid(volume)
+    item.ROIName = roi.name
+    item.ROIGenerationAlgorithm = "AUTOMATIC"
+    item.ROIGenerationDescription = f"{algorithm.name} {algorithm.version}"[:64]
+    ds.StructureSetROISequence.append(item)
     contours = Dataset()
     contours.ReferencedROINumber = number
-    contours.ROIDisplayColor = list(entry.color if entry else _DEFAULT_COLOR)
-    contours.ContourSequence = Sequence(_contours(region, volume))
+    contours.ROIDisplayColor = list(roi.color)
+    contours.ContourSequence = Sequence(_contours(roi.region, volume))
     ds.ROIContourSequence.append(contours)
     observation = Dataset()
     observation.ObservationNumber = number
     observation.ReferencedROINumber = number
-    kind = entry.rt_roi_interpreted_type if entry else RoiInterpretedType.ORGAN
-    observation.RTROIInterpretedType = kind.value
+    observation.RTROIInterpretedType = roi.kind.value
     observation.ROIInterpreter = ""
     ds.RTROIObservationsSequence.append(observation)
 

@@ -12,8 +12,9 @@ from pydicom.sr.codedict import codes
 
 from service.dicom.volume import Volume
 from service.errors import DicomInputError, MaskInputError
-from service.labels.registry import LabelEntry, LabelTable
+from service.labels.registry import LabelEntry, LabelTable, presentation
 from service.library_logging import library_message
+from service.regions import distinct_names
 from service.results.crops import Labels, RegionCrop, region_crops
 from service.results.provenance import (
     MANUFACTURER,
@@ -24,6 +25,7 @@ from service.results.provenance import (
     require_source_grid,
     software_version,
 )
+from service.results.source_attributes import derived_source, state_deidentification
 
 # Used for regions no label table describes.
 _GENERIC_CATEGORY = hd.sr.CodedConcept("85756007", "SCT", "Tissue")
@@ -39,10 +41,10 @@ class SegType(StrEnum):
 
 @dataclass(frozen=True)
 class SegResult:
-    """A written SEG and the segment number each region got."""
+    """A written SEG and the segment number each region got, by region number."""
 
     dataset: Dataset
-    segment_numbers: dict[str, int]
+    segment_numbers: dict[int, int]
 
 
 def write_seg(
@@ -74,10 +76,10 @@ def write_seg(
         )
     if seg_type is SegType.LABELMAP:
         regions.sort(key=lambda r: r.number)
-        numbers = {r.name: r.number for r in regions}
+        numbers = {r.number: r.number for r in regions}
     else:
-        numbers = {r.name: n for n, r in enumerate(regions, start=1)}
-    pixel_array = _frames(regions, [numbers[r.name] for r in regions], volume.shape)
+        numbers = {r.number: n for n, r in enumerate(regions, start=1)}
+    pixel_array = _frames(regions, [numbers[r.number] for r in regions], volume.shape)
     if pixel_array is None:
         if seg_type is SegType.LABELMAP:
             raise MaskInputError(
@@ -89,10 +91,15 @@ def write_seg(
     identification = hd.AlgorithmIdentificationSequence(
         name=algorithm.name, family=family, version=algorithm.version
     )
-    descriptions = [_description(numbers[r.name], r, identification, table) for r in regions]
+    tracking_ids = distinct_names([_label(r, table) for r in regions])
+    descriptions = [
+        _description(numbers[r.number], r, tracking, identification, table)
+        for r, tracking in zip(regions, tracking_ids, strict=True)
+    ]
+    source = derived_source(volume).header
     try:
         seg = hd.seg.Segmentation(
-            source_images=list(volume.headers),
+            source_images=[source, *volume.headers[1:]],
             pixel_array=pixel_array,
             segmentation_type=seg_type.value,
             segment_descriptions=descriptions,
@@ -113,6 +120,7 @@ def write_seg(
             f"{library_message(exc)}"
         ) from exc
     clip_copied_values(seg, STUDY_KEYWORDS)
+    state_deidentification(seg, source)
     return SegResult(dataset=seg, segment_numbers=numbers)
 
 
@@ -151,30 +159,38 @@ def _entry(region: RegionCrop, table: LabelTable | None) -> LabelEntry | None:
     return table.find(region.name) if table is not None else None
 
 
+def _label(region: RegionCrop, table: LabelTable | None) -> str:
+    """The SegmentLabel: the label table's display name, else the region's own label."""
+    entry = _entry(region, table)
+    return entry.display_name if entry is not None else region.name
+
+
 def _description(
     number: int,
     region: RegionCrop,
+    tracking_id: str,
     identification: hd.AlgorithmIdentificationSequence,
     table: LabelTable | None,
 ) -> hd.seg.SegmentDescription:
     entry = _entry(region, table)
     if entry is None:
-        category, type_, label, color = _GENERIC_CATEGORY, _GENERIC_TYPE, region.name, None
+        category, type_, color = _GENERIC_CATEGORY, _GENERIC_TYPE, None
     else:
         category = hd.sr.CodedConcept(
             entry.category.code, entry.category.scheme, entry.category.meaning
         )
         type_ = hd.sr.CodedConcept(entry.type.code, entry.type.scheme, entry.type.meaning)
-        label, color = entry.name, hd.color.CIELabColor.from_rgb(*entry.color)
+        shown = presentation(entry, table.task if table is not None else None)
+        color = hd.color.CIELabColor.from_rgb(*shown.color)
     description = hd.seg.SegmentDescription(
         segment_number=number,
-        segment_label=label,
+        segment_label=_label(region, table)[:64],
         segmented_property_category=category,
         segmented_property_type=type_,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=identification,
         tracking_uid=hd.UID(),
-        tracking_id=label,
+        tracking_id=tracking_id,
         display_color=color,
     )
     if entry is not None and entry.laterality is not None:

@@ -9,6 +9,7 @@ from pydicom.sr.codedict import codes
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
 from service.library_logging import library_message
+from service.regions import distinct_names
 from service.results.measurements import MeasurementReportData, SegmentMeasurements
 from service.results.provenance import (
     MANUFACTURER,
@@ -17,6 +18,7 @@ from service.results.provenance import (
     DerivedSeries,
     clip_copied_values,
 )
+from service.results.source_attributes import state_deidentification
 
 _CC = hd.sr.CodedConcept
 _ML = _CC("ml", "UCUM", "milliliter")
@@ -35,6 +37,15 @@ _SUV = {
         _CC("g/ml{SUVlbm}", "UCUM", "Standardized Uptake Value lean body mass (James)"),
         codes.DCM.SUVLeanBodyMassCalculationMethod,
     ),
+    "lbm-james128": (
+        _CC("126406", "DCM", "SUVlbm(James128)"),
+        _CC(
+            "g/ml{SUVlbm(James128)}",
+            "UCUM",
+            "Standardized Uptake Value lean body mass (James 128 multiplier)",
+        ),
+        codes.DCM.SUVLeanBodyMassCalculationMethodUsing128Multiplier,
+    ),
     "lbm-janma": (
         _CC("126405", "DCM", "SUVlbm(Janma)"),
         _CC("g/ml{SUVlbm(Janma)}", "UCUM", "Standardized Uptake Value lean body mass (Janma)"),
@@ -51,10 +62,26 @@ _SUV = {
         codes.DCM.SUVIdealBodyWeightCalculationMethod,
     ),
 }
+# Imaging procedures (CID 100): "whole body" only when the source says so (BodyPartExamined).
 _PROCEDURES = {
-    "PT": _CC("44139-4", "LN", "PET whole body"),
+    "PT": _CC("44136-0", "LN", "PET unspecified body region"),
     "CT": _CC("25045-6", "LN", "CT unspecified body region"),
     "MR": _CC("25056-3", "LN", "MRI unspecified body region"),
+}
+_WHOLE_BODY = {"PT": _CC("44139-4", "LN", "PET whole body")}
+# BodyPartExamined defined terms → SNOMED CT (PS3.16 Annex L), for the findings' site.
+_BODY_PARTS = {
+    "WHOLEBODY": _CC("38266002", "SCT", "Entire body"),
+    "HEAD": _CC("69536005", "SCT", "Head"),
+    "BRAIN": _CC("12738006", "SCT", "Brain"),
+    "NECK": _CC("45048000", "SCT", "Neck"),
+    "HEADNECK": _CC("774007", "SCT", "Head and Neck"),
+    "CHEST": _CC("51185008", "SCT", "Thorax"),
+    "ABDOMEN": _CC("818981001", "SCT", "Abdomen"),
+    "PELVIS": _CC("816092008", "SCT", "Pelvis"),
+    "CHESTABDOMEN": _CC("416550000", "SCT", "Chest and Abdomen"),
+    "ABDOMENPELVIS": _CC("818982008", "SCT", "Abdomen and Pelvis"),
+    "EXTREMITY": _CC("66019005", "SCT", "Limb"),
 }
 
 
@@ -72,25 +99,35 @@ def write_sr(
     DicomInputError
         If a measured segment is not in ``seg`` or highdicom refuses the content.
     """
-    series = series or DerivedSeries(series_number=901, series_description="fedseg measurements")
+    series = series or DerivedSeries(series_number=902, series_description="fedseg measurements")
     segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence}
-    groups = []
     for measured in report.segments:
         if measured.segment_number not in segments:
             raise DicomInputError(
                 f"segment {measured.segment_number} ({measured.name}) is not in SEG "
                 f"{seg.SOPInstanceUID}; write the SR from the SEG it measures"
             )
-        groups.append(_group(measured, segments[measured.segment_number], seg, volume))
+    tracking = distinct_names([m.name for m in report.segments])
+    body_part = str(volume.header.get("BodyPartExamined", "")).strip().upper()
+    groups = [
+        _group(measured, identifier, segments[measured.segment_number], seg, volume, body_part)
+        for measured, identifier in zip(report.segments, tracking, strict=True)
+    ]
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name=algorithm.name, model_name=algorithm.version
+            uid=hd.UID(),
+            name=algorithm.name,
+            manufacturer_name=MANUFACTURER,
+            model_name=algorithm.name,
         ),
     )
+    procedure = _PROCEDURES.get(volume.modality, _PROCEDURES["CT"])
+    if body_part == "WHOLEBODY":
+        procedure = _WHOLE_BODY.get(volume.modality, procedure)
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=_PROCEDURES.get(volume.modality, _PROCEDURES["CT"]),
+        procedure_reported=procedure,
         imaging_measurements=groups,
     )
     try:
@@ -107,16 +144,45 @@ def write_sr(
     except (ValueError, TypeError) as exc:
         raise DicomInputError(f"highdicom refused the SR content: {library_message(exc)}") from exc
     clip_copied_values(sr, STUDY_KEYWORDS)
+    state_deidentification(sr, seg)
     return sr
 
 
+def _finding_sites(type_item: Dataset, body_part: str) -> list[hd.sr.FindingSite]:
+    """Where the finding is.
+
+    An organ with its laterality, as the SEG codes it; otherwise the body part the source
+    examined (BodyPartExamined), when it is a known term.
+    """
+    modifiers = type_item.get("SegmentedPropertyTypeModifierCodeSequence") or []
+    if modifiers:
+        side = modifiers[0]
+        return [
+            hd.sr.FindingSite(
+                anatomic_location=_concept(type_item),
+                laterality=_concept(side),
+            )
+        ]
+    region = _BODY_PARTS.get(body_part)
+    return [hd.sr.FindingSite(anatomic_location=region)] if region is not None else []
+
+
+def _concept(item: Dataset) -> hd.sr.CodedConcept:
+    return _CC(item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning)
+
+
 def _group(
-    measured: SegmentMeasurements, segment: Dataset, seg: Dataset, volume: Volume
+    measured: SegmentMeasurements,
+    identifier: str,
+    segment: Dataset,
+    seg: Dataset,
+    volume: Volume,
+    body_part: str,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     type_item = segment.SegmentedPropertyTypeCodeSequence[0]
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=str(segment.get("TrackingUID") or hd.UID()), identifier=measured.name
+            uid=str(segment.get("TrackingUID") or hd.UID()), identifier=identifier[:64]
         ),
         referenced_segment=hd.sr.ReferencedSegment(
             sop_class_uid=seg.SOPClassUID,
@@ -124,9 +190,8 @@ def _group(
             segment_number=measured.segment_number,
             source_series=hd.sr.SourceSeriesForSegmentation(volume.series_instance_uid),
         ),
-        finding_type=_CC(
-            type_item.CodeValue, type_item.CodingSchemeDesignator, type_item.CodeMeaning
-        ),
+        finding_type=_concept(type_item),
+        finding_sites=_finding_sites(type_item, body_part),
         measurements=_measurements(measured, volume.modality),
     )
 

@@ -11,3 +11,5 @@ class InstanceRejectedError(DicomInputError):
 
 class InsufficientStorageError(FedsegError):
     """Storing the object would leave less free disk space than the configured reserve."""
+
+    http_status = 507

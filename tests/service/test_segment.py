@@ -48,7 +48,7 @@ def test_pet_study_gives_valid_results(data_dir: DataDir, tmp_path: Path) -> Non
     for name in ("seg.dcm", "rtstruct.dcm", "sr.dcm"):
         assert_valid(out / name)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["series"][0]["outputs"]["seg"] == str(out / "seg.dcm")
+    assert summary["series"][0]["outputs"]["seg"] == "seg.dcm"  # relative to the folder
     assert set(result.timings) == {"read", "preprocess", "infer", "postprocess", "write"}
     # The SEG read back onto the image holds exactly voxels that the threshold model selects,
     # and the JSON's SUVmax is the largest SUV inside it.
@@ -120,3 +120,54 @@ def test_cli_prints_outputs_and_timings(
     assert code == 0
     assert "seg.dcm" in printed and "measurements.json" in printed and "rtstruct" not in printed
     assert "timings: read" in printed and "infer" in printed
+
+
+def test_invalid_patient_attributes_are_dropped_or_normalised_not_fatal(
+    data_dir: DataDir, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "pet"
+    source.mkdir()
+    for path in sorted(data_dir(STS).glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.PatientBirthDate = "1956-03-14"  # ISO, not DICOM's DA
+        ds.PatientAge = "56"  # not an AS value
+        ds.PatientSex = "unknown"
+        ds.save_as(source / path.name)
+    bundle = _suv_bundle(tmp_path / "bundle")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        result = segment_study([source], out, SegmentOptions(models=(str(bundle),)), get_settings())
+    assert not result.failed
+    for name in ("seg.dcm", "rtstruct.dcm", "sr.dcm"):
+        assert_valid(out / name)
+        ds = pydicom.dcmread(out / name)
+        assert ds.PatientBirthDate == "19560314"
+        assert ds.PatientSex == ""
+        assert "PatientAge" not in ds
+    warnings = result.series[0].warnings
+    assert any("PatientBirthDate" in w and "normalised" in w for w in warnings)
+    assert any("PatientSex" in w for w in warnings) and any("PatientAge" in w for w in warnings)
+    report = json.loads((out / "measurements.json").read_text())
+    # fedseg's own log (pydicom's warnings are routed and redacted by the CLI's logging setup).
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("service"))
+    assert "PatientBirthDate" in ours and "PatientBirthDate" in json.dumps(report["warnings"])
+    for value in ("1956", "unknown"):
+        assert value not in json.dumps([warnings, report["warnings"]]) + ours
+    assert "56" not in json.dumps([warnings, report["warnings"]])  # the age
+
+
+def test_pet_pixels_are_converted_to_suv_once(
+    data_dir: DataDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer measures on the SUVs the model saw; converting again would fail here.
+    def twice(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PET converted to SUV a second time")
+
+    monkeypatch.setattr("service.results.measurements.to_suv", twice)
+    bundle = _suv_bundle(tmp_path / "bundle")
+    result = segment_study(
+        [data_dir(STS)], tmp_path / "out", SegmentOptions(models=(str(bundle),)), get_settings()
+    )
+    assert not result.failed, result.series[0].error
+    report = json.loads((tmp_path / "out" / "measurements.json").read_text())
+    assert report["suv"]["suv_type"] == "bw" and report["segments"][0]["pet"]["suv_max"] > 4.5

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.dicom.geometry import voxel_spacing
+from service.dicom.geometry import voxel_spacing, voxel_volume_ml
 from service.inference.preprocess import to_model_grid
 from service.pet.thresholds import absolute, fixed_fraction
 from training.data.cases import Case, discover_cases, load_case
@@ -175,7 +175,7 @@ def _masks(model: MultiTaskUNet, case: Case, calibration: Calibration) -> dict[s
 def _whole_body_check(model: MultiTaskUNet, case: Case, calibration: Calibration) -> dict:
     """Labelled volume on the whole-body PET (a training patient: not a generalisation test)."""
     assert case.labels is not None
-    voxel_ml = abs(float(np.linalg.det(case.affine[:3, :3]))) / 1000.0
+    voxel_ml = voxel_volume_ml(case.affine)
     margin = foreground_margin(model, TASK, case.image, case.affine)
     out: dict[str, object] = {"gtv_mass_ml": float((case.labels > 0).sum() * voxel_ml)}
     for name, mask in {

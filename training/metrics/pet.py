@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.pet.measures import measure_regions
+from service.pet.measures import measure_region
+from service.regions import Region
 
 MEASURES = ("suv_max", "suv_mean", "suv_median", "suv_peak", "mtv_ml", "tlg")
 
 
 def pet_measures(suv: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """SUVmax, SUVmean, SUVmedian, SUVpeak, MTV (mL) and TLG of one mask (0 when empty)."""
-    region = measure_regions(suv, affine, {"region": np.asarray(mask, dtype=bool)})[0]
+    region = measure_region(Region("region", 1, np.asarray(mask, dtype=bool)), suv, affine)
     values = {
         "suv_max": region.suv_max,
         "suv_mean": region.suv_mean,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.dicom.geometry import voxel_volume_ml
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -28,7 +30,7 @@ class Grid:
     @property
     def voxel_volume_ml(self) -> float:
         """Volume of one voxel, mL."""
-        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+        return voxel_volume_ml(self.affine)
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Patient ``(x, y, z)`` mm of every voxel centre as broadcastable float32 arrays."""

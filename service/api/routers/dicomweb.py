@@ -24,6 +24,7 @@ from service.api.multipart import (
 from service.api.responses import AUTH, errors
 from service.api.routers.wado_frames import metadata_json
 from service.api.state import ServerState
+from service.auth.tokens import Principal
 from service.db.models import Instance
 from service.storage.errors import InstanceRejectedError, InsufficientStorageError
 from service.storage.ingest import IngestOutcome, ingest
@@ -147,9 +148,13 @@ def _instances(state: ServerState, study: str | None, series: str | None = None)
         return list(session.scalars(query).all())
 
 
-def _retrieve(state: ServerState, rows: list[Instance]) -> Response:
+def _retrieve(
+    state: ServerState, rows: list[Instance], access: tuple[Principal, str, str, str]
+) -> Response:
+    """The instances as multipart/related; audited only when something is served."""
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such instances")
+    audit_access(state, *access)
     parts = [state.store.path_for(r.sha256).read_bytes() for r in rows]
     body, content_type = write_related(parts, "application/dicom")
     return Response(body, media_type=content_type)
@@ -158,8 +163,7 @@ def _retrieve(state: ServerState, rows: list[Instance]) -> Response:
 @router.get("/studies/{study}", summary="WADO-RS: retrieve a study", responses=AUTH | errors(404))
 def retrieve_study(study: str, principal: Reader, state: StateDep) -> Response:
     """Every stored instance of a study."""
-    audit_access(state, principal, "wado-rs study", study)
-    return _retrieve(state, _instances(state, study))
+    return _retrieve(state, _instances(state, study), (principal, "wado-rs study", study, ""))
 
 
 @router.get(
@@ -169,8 +173,8 @@ def retrieve_study(study: str, principal: Reader, state: StateDep) -> Response:
 )
 def retrieve_series(study: str, series: str, principal: Reader, state: StateDep) -> Response:
     """Every instance of a series (e.g. a result SEG series)."""
-    audit_access(state, principal, "wado-rs series", study, series)
-    return _retrieve(state, _instances(state, study, series))
+    rows = _instances(state, study, series)
+    return _retrieve(state, rows, (principal, "wado-rs series", study, series))
 
 
 @router.get(
@@ -182,9 +186,8 @@ def retrieve_instance(
     study: str, series: str, instance: str, principal: Reader, state: StateDep
 ) -> Response:
     """One instance."""
-    audit_access(state, principal, "wado-rs instance", study, instance)
     rows = [r for r in _instances(state, study, series) if r.sop_instance_uid == instance]
-    return _retrieve(state, rows)
+    return _retrieve(state, rows, (principal, "wado-rs instance", study, instance))
 
 
 @router.get(

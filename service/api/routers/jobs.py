@@ -1,23 +1,35 @@
-"""Jobs: create (uploaded or already received study), status, results."""
+"""Jobs: create (uploaded or already received study), retry, status, results.
+
+A sender learns no more than it sent: creating a job answers only its id and state, and a
+sender may queue (or retry) only studies it stored itself; any other study UID answers the same
+404 as one that does not exist. Readers see status, errors and results with server paths
+removed (:mod:`service.api.redaction`).
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.api.deps import Reader, Sender, SessionDep, StateDep, audit_access
+from service.api.job_files import find_job, result_file
+from service.api.redaction import Redactor, server_redactor
 from service.api.responses import AUTH, errors
 from service.api.routers.dicomweb import store_body
-from service.db.models import Delivery, Job
-from service.jobs.intake import enqueue_study
+from service.auth.tokens import Principal, Role
+from service.db.models import Delivery, Instance, Job
+from service.errors import ConflictError, NotFoundError
+from service.jobs import queue
+from service.jobs.intake import enqueue_study, study_input_key
+from service.results.kinds import ResultKind
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -33,6 +45,14 @@ class JobRequest(BaseModel):
     """Segment a study that the server has already received."""
 
     study_instance_uid: str = Field(min_length=1, max_length=64)
+
+
+class JobTicket(BaseModel):
+    """What a sender learns about the job it created: its id and state, nothing else."""
+
+    id: str
+    study_instance_uid: str
+    state: str
 
 
 class DeliveryView(BaseModel):
@@ -62,7 +82,7 @@ class JobView(BaseModel):
     deliveries: list[DeliveryView] = []
 
 
-def _view(job: Job, deliveries: list[Delivery]) -> JobView:
+def _view(job: Job, deliveries: list[Delivery], redactor: Redactor) -> JobView:
     return JobView(
         id=job.id,
         study_instance_uid=job.study_instance_uid,
@@ -71,7 +91,7 @@ def _view(job: Job, deliveries: list[Delivery]) -> JobView:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        error=job.error,
+        error=redactor.message(job.error) if job.error else None,
         progress=job.progress,
         timings=job.timings,
         results=job.results,
@@ -80,12 +100,31 @@ def _view(job: Job, deliveries: list[Delivery]) -> JobView:
                 destination=d.destination,
                 state=d.state,
                 attempts=d.attempts,
-                last_error=d.last_error,
+                last_error=redactor.message(d.last_error) if d.last_error else None,
                 delivered_at=d.delivered_at,
             )
             for d in deliveries
         ],
     )
+
+
+def _ticket(job: Job) -> JobTicket:
+    return JobTicket(id=job.id, study_instance_uid=job.study_instance_uid, state=job.state)
+
+
+def _check_sender_stored(session: Session, principal: Principal, study_uid: str) -> None:
+    """404 unless an admin asks, or this sender stored an instance of the study itself."""
+    if principal.role is Role.ADMIN:
+        return
+    # ingest() records the sender of each instance as "stow:<token name>" or "upload:<...>".
+    sources = [f"{via}:{principal.name}"[:64] for via in ("stow", "upload")]
+    stored = session.scalars(
+        select(Instance.sop_instance_uid)
+        .where(Instance.study_instance_uid == study_uid, Instance.source.in_(sources))
+        .limit(1)
+    ).first()
+    if stored is None:
+        raise NotFoundError(f"no instances of study {study_uid} have been received")
 
 
 @router.post(
@@ -94,8 +133,12 @@ def _view(job: Job, deliveries: list[Delivery]) -> JobView:
     summary="Create a job",
     responses=AUTH | errors(400, 404, 413, 415, 422, 507),
 )
-async def create_job(request: Request, principal: Sender, state: StateDep) -> JobView:
-    """Queue a study: JSON ``{"study_instance_uid"}``, or a multipart/related upload."""
+async def create_job(request: Request, principal: Sender, state: StateDep) -> JobTicket:
+    """Queue a study: JSON ``{"study_instance_uid"}``, or a multipart/related upload.
+
+    A sender may name only a study it stored itself (STOW-RS or upload with a token of the same
+    name); studies received by C-STORE are queued by their quiet period, or by an admin.
+    """
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         try:
@@ -103,6 +146,8 @@ async def create_job(request: Request, principal: Sender, state: StateDep) -> Jo
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
         studies = [wanted.study_instance_uid]
+        with state.factory() as session:
+            _check_sender_stored(session, principal, studies[0])
     else:
         stored, failed = await store_body(request, state, f"upload:{principal.name}")
         if failed or not stored:
@@ -116,9 +161,38 @@ async def create_job(request: Request, principal: Sender, state: StateDep) -> Jo
     try:
         job = await run_in_threadpool(enqueue_study, state.factory, studies[0], state.policy)
     except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        raise NotFoundError(str(exc)) from exc
     audit_access(state, principal, "job create", studies[0], job.id)
-    return _view(job, [])
+    return _ticket(job)
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Run a failed job again",
+    responses=AUTH | errors(404, 409),
+)
+def retry_job(job_id: str, principal: Sender, state: StateDep, session: SessionDep) -> JobTicket:
+    """Queue a failed job again, with fresh attempts, on the same input.
+
+    409 when the job has not failed, or when its study's instances changed since (then ``POST
+    /v1/jobs`` queues a job for the current ones). A sender may retry only jobs of studies it
+    stored; other jobs answer 404.
+    """
+    job = find_job(session, job_id)
+    _check_sender_stored(session, principal, job.study_instance_uid)
+    if job.state != queue.JobState.FAILED.value:
+        raise ConflictError(f"job {job_id} is {job.state}; only a failed job can be retried")
+    if study_input_key(session, job.study_instance_uid) != job.input_key:
+        raise ConflictError(
+            f"the instances of study {job.study_instance_uid} changed since job {job_id} ran; "
+            "POST /v1/jobs queues a job for the current ones"
+        )
+    if not queue.retry(state.factory, job_id, state.policy):
+        raise ConflictError(f"job {job_id} is no longer failed; only a failed job can be retried")
+    audit_access(state, principal, "job retry", job.study_instance_uid, job_id)
+    session.expire_all()
+    return _ticket(find_job(session, job_id))
 
 
 @router.get("", summary="List recent jobs", responses=AUTH)
@@ -130,53 +204,36 @@ def list_jobs(
         select(Job).order_by(Job.created_at.desc()).limit(max(1, min(limit, 500)))
     ).all()
     audit_access(state, principal, "job list", None, f"{len(jobs)} jobs")
-    return [_view(j, []) for j in jobs]
-
-
-def _job(session: SessionDep, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-    return job
+    redactor = server_redactor(state.settings)
+    return [_view(j, [], redactor) for j in jobs]
 
 
 @router.get("/{job_id}", summary="A job's status", responses=AUTH | errors(404))
 def get_job(job_id: str, principal: Reader, state: StateDep, session: SessionDep) -> JobView:
     """Status, per-stage progress, timings, errors, results and delivery status."""
-    job = _job(session, job_id)
+    job = find_job(session, job_id)
     deliveries = session.scalars(select(Delivery).where(Delivery.job_id == job_id)).all()
     audit_access(state, principal, "job view", job.study_instance_uid, job_id)
-    return _view(job, list(deliveries))
+    return _view(job, list(deliveries), server_redactor(state.settings))
 
 
 @router.get("/{job_id}/results/{kind}", summary="A job's result file", responses=AUTH | errors(404))
 def get_result(
     job_id: str,
-    kind: str,
+    kind: ResultKind,
     principal: Reader,
     state: StateDep,
     session: SessionDep,
     index: int = 0,
-) -> FileResponse:
-    """The ``index``-th result of a kind: seg, rtstruct, sr, measurements or preview."""
-    job = _job(session, job_id)
-    entries = job.results.get(kind, [])
-    if not 0 <= index < len(entries):
-        known = ", ".join(sorted(job.results)) or "none yet"
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"job {job_id} has no {kind} result {index} ({known})"
-        )
-    path = (state.results_root / entries[index]["path"]).resolve()
-    if state.results_root.resolve() not in path.parents or not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"result file of job {job_id} is gone")
+) -> Response:
+    """The ``index``-th result of a kind: seg, rtstruct, sr, measurements or summary.
+
+    JSON results are returned with server paths reduced to file names.
+    """
+    job = find_job(session, job_id)
+    path = result_file(state.results_root, job, kind, index)
     audit_access(state, principal, f"result {kind}", job.study_instance_uid, job_id)
+    if path.suffix == ".json":
+        redactor = server_redactor(state.settings)
+        return JSONResponse(redactor.json(json.loads(path.read_text())))
     return FileResponse(path, media_type=_MEDIA.get(path.suffix, "application/octet-stream"))
-
-
-def measurements_of(results_root: Path, job: Job) -> list[Any]:
-    """The parsed measurements.json files of a job (for the dashboard)."""
-    return [
-        json.loads((results_root / e["path"]).read_text())
-        for e in job.results.get("measurements", [])
-        if (results_root / e["path"]).is_file()
-    ]

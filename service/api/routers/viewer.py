@@ -3,62 +3,35 @@
 ``GET /v1/jobs/{id}/viewer`` lists the job's SEG results as layers (the series each was made
 on, its grid and segments); ``.../viewer/{layer}/image/{k}`` and ``.../labels/{k}`` are 8-bit
 greyscale PNGs of plane ``k``: windowed image values and segment numbers. The page colours the
-labels itself, so the overlay can be toggled without another request.
+labels itself, so the overlay can be toggled without another request. The images are the
+instances the SEG references, found in the job's own study (:mod:`service.api.job_files`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 
 from service.api.deps import Reader, SessionDep, StateDep, audit_access
-from service.api.slice_stack import SliceStack, build_stack, encode_png, referenced_series
+from service.api.job_files import find_job, result_file, seg_images
+from service.api.responses import AUTH, errors
+from service.api.slice_stack import SliceStack, build_stack, encode_png, seg_source
 from service.api.state import ServerState
-from service.db.models import Instance, InstanceOrigin, Job
+from service.db.models import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["viewer"])
 
 
-def _job(session: SessionDep, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-    return job
-
-
-def _seg_path(state: ServerState, job: Job, layer: int) -> Path:
-    entries = job.results.get("seg", [])
-    if not 0 <= layer < len(entries):
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"job {job.id} has no SEG layer {layer} ({len(entries)})"
-        )
-    path = (state.results_root / entries[layer]["path"]).resolve()
-    if state.results_root.resolve() not in path.parents or not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"SEG of job {job.id} is gone")
-    return path
-
-
 def _stack(state: ServerState, job: Job, layer: int) -> SliceStack:
-    seg_path = _seg_path(state, job, layer)
+    seg_path = result_file(state.results_root, job, "seg", layer)
 
     def build() -> SliceStack:
-        series = referenced_series(seg_path)
+        # The images are the ones this SEG was made on, looked up in this job's study only.
         with state.factory() as session:
-            digests = session.scalars(
-                select(Instance.sha256).where(
-                    Instance.series_instance_uid == series,
-                    Instance.origin == InstanceOrigin.RECEIVED.value,
-                )
-            ).all()
-        if not digests:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"the images of series {series} are no longer stored"
-            )
-        paths = [state.store.path_for(d) for d in sorted(set(digests))]
+            rows = seg_images(session, job, seg_source(seg_path))
+        paths = [state.store.path_for(row.sha256) for row in rows]
         return build_stack(paths, seg_path, state.settings)
 
     return state.viewer.get((job.id, layer), build)
@@ -79,12 +52,14 @@ def _layer(index: int, stack: SliceStack) -> dict[str, Any]:
     }
 
 
-@router.get("/{job_id}/viewer", summary="A job's viewer layers")
+@router.get(
+    "/{job_id}/viewer", summary="A job's viewer layers", responses=AUTH | errors(404, 409, 422)
+)
 async def viewer(
     job_id: str, principal: Reader, state: StateDep, session: SessionDep
 ) -> dict[str, Any]:
     """The job's SEG results as viewer layers: series, grid, segments, a slice to start on."""
-    job = _job(session, job_id)
+    job = find_job(session, job_id)
     layers = []
     for index in range(len(job.results.get("seg", []))):
         stack = await run_in_threadpool(_stack, state, job, index)
@@ -96,7 +71,7 @@ async def viewer(
 async def _plane(
     job_id: str, layer: int, which: str, k: int, principal: Any, state: ServerState, session: Any
 ) -> Response:
-    job = _job(session, job_id)
+    job = find_job(session, job_id)
     stack = await run_in_threadpool(_stack, state, job, layer)
     try:
         plane = stack.plane(which, k)
@@ -108,7 +83,11 @@ async def _plane(
     )
 
 
-@router.get("/{job_id}/viewer/{layer}/image/{k}", summary="An image plane (PNG)")
+@router.get(
+    "/{job_id}/viewer/{layer}/image/{k}",
+    summary="An image plane (PNG)",
+    responses=AUTH | errors(404, 409, 422),
+)
 async def image_plane(
     job_id: str, layer: int, k: int, principal: Reader, state: StateDep, session: SessionDep
 ) -> Response:
@@ -116,7 +95,11 @@ async def image_plane(
     return await _plane(job_id, layer, "image", k, principal, state, session)
 
 
-@router.get("/{job_id}/viewer/{layer}/labels/{k}", summary="A label plane (PNG)")
+@router.get(
+    "/{job_id}/viewer/{layer}/labels/{k}",
+    summary="A label plane (PNG)",
+    responses=AUTH | errors(404, 409, 422),
+)
 async def label_plane(
     job_id: str, layer: int, k: int, principal: Reader, state: StateDep, session: SessionDep
 ) -> Response:

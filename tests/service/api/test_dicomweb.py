@@ -167,3 +167,26 @@ def test_job_from_an_upload_and_unknown_study(api: Api, ct: list[Path]) -> None:
         json.loads(json.dumps(listed))[0]["study_instance_uid"]
         == pydicom.dcmread(ct[0]).StudyInstanceUID
     )
+
+
+def test_wado_rs_audits_what_it_served_and_nothing_it_did_not(api: Api, ct: list[Path]) -> None:
+    _stow(api, [p.read_bytes() for p in ct])
+    header = pydicom.dcmread(ct[0])
+    study, series = str(header.StudyInstanceUID), str(header.SeriesInstanceUID)
+    reader = api.headers(Role.READER)
+    misses = [
+        "/dicomweb/studies/1.2.3.999",
+        f"/dicomweb/studies/{study}/series/1.2.3.999",
+        f"/dicomweb/studies/{study}/series/{series}/instances/1.2.3.999",
+        f"/dicomweb/studies/{study}/series/1.2.3.999/metadata",
+        # The right series under another study UID is not this study's series.
+        f"/dicomweb/studies/1.2.3.999/series/{series}",
+    ]
+    for url in misses:
+        assert api.client.get(url, headers=reader).status_code == 404, url
+    with api.state.factory() as session:
+        assert session.query(AuditEvent).filter(AuditEvent.action.like("wado-rs%")).count() == 0
+    assert api.client.get(f"/dicomweb/studies/{study}", headers=reader).status_code == 200
+    with api.state.factory() as session:
+        (event,) = session.query(AuditEvent).filter(AuditEvent.action.like("wado-rs%")).all()
+    assert (event.action, event.study_instance_uid) == ("wado-rs study", study)

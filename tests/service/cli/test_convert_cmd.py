@@ -9,6 +9,7 @@ import pytest
 
 from service.cli.main import main
 from service.dicom.volume import read_volume
+from service.labels.registry import get_table
 from service.masks import load_regions
 from service.nifti import write_nifti
 from tests.dciodvfy import assert_valid
@@ -34,14 +35,22 @@ def test_nifti_mask_to_every_format(ct_series: Path, tmp_path: Path) -> None:
         "seg.dcm",
         "sr.dcm",
     ]
+    series_numbers = set()
     for name in ("seg.dcm", "rtstruct.dcm", "sr.dcm"):
         assert_valid(out / name)
         ds = pydicom.dcmread(out / name)
         assert ds.StudyInstanceUID == volume.study_instance_uid
         assert ds.SeriesInstanceUID != volume.series_instance_uid
-    for name in ("seg.dcm", "rtstruct.dcm"):
-        back = load_regions(out / name, volume)
-        assert back.names == ["liver", "spleen", "kidney_left"]  # named by the ct-organs table
+        series_numbers.add(int(ds.SeriesNumber))
+    assert len(series_numbers) == 3  # a PACS lists SEG, RTSTRUCT and SR as separate series
+    shown = {
+        "seg.dcm": ["Liver", "Spleen", "Left kidney"],  # the table's display names
+        "rtstruct.dcm": ["Liver", "Spleen", "Kidney_L"],  # its TG-263 names
+    }
+    for name, names in shown.items():
+        back = load_regions(out / name, volume, get_table("ct-organs"))
+        assert back.names == names
+        assert [r.code.name for r in back if r.code] == ["liver", "spleen", "kidney_left"]
         assert np.array_equal(back.to_label_map(), labels)
     data = json.loads((out / "measurements.json").read_text())
     assert [s["name"] for s in data["segments"]] == ["liver", "spleen", "kidney_left"]

@@ -50,21 +50,13 @@ def test_measure_nifti_mask_with_suv_type(capsys, data_dir) -> None:
     assert region_bsa["mtv_ml"] == pytest.approx(region["mtv_ml"], rel=1e-12)
 
 
-def test_measure_refuses_lbm_without_sex(capsys, data_dir) -> None:
+def test_measure_lbm_of_sex_other_says_how(capsys, data_dir) -> None:
     folder = data_dir("suv-dro/DRO/DRO_0_0")
-    code = main(
-        [
-            "measure",
-            "--image",
-            str(folder / "PT"),
-            "--mask",
-            str(folder / "mask"),
-            "--suv-type",
-            "lbm",
-        ]
-    )
-    assert code == 4
-    assert "PatientSex (0010,0040)" in capsys.readouterr().err
+    args = ["--image", str(folder / "PT"), "--mask", str(folder / "mask"), "--suv-type", "lbm"]
+    result = run_json(capsys, *args)
+    assert "PatientSex O: mean of the male and female LBM values" in result["suv"]["method"]
+    lbm = (1.10 * 70 - 120 * 0.16 + 1.07 * 70 - 148 * 0.16) / 2
+    assert result["pet"][0]["suv_max"] == pytest.approx(4.0 * lbm / 70, rel=0.005)
 
 
 def test_measure_ct_gives_statistics_only(capsys, data_dir) -> None:
@@ -82,3 +74,12 @@ def test_measure_ct_gives_statistics_only(capsys, data_dir) -> None:
     spacing = np.asarray(result["image"]["spacing_mm"])
     assert stat["volume_ml"] == pytest.approx(117145 * spacing.prod() / 1000, rel=1e-3)
     assert -200 < stat["mean"] < 200  # soft-tissue sarcoma in HU
+
+
+def test_text_summary_lists_each_roi_once_with_units(capsys, data_dir) -> None:
+    folder = data_dir("sts001-raw/FDG_PET")
+    assert main(["measure", "--image", str(folder / "image"), "--mask", str(folder / "mask")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("GTV_Mass") == 1 and out.count("GTV_Edema") == 1
+    assert "SUVbw (g/mL)" in out and " mL" in out and " g;" in out  # SUV, volume, TLG units
+    assert "local = sphere centred on the hottest voxel" in out

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 
 import pydicom
 
 from service.config import Destination
-from service.db.models import Delivery, DeliveryState, Job
+from service.db.models import Delivery, DeliveryState, Instance, Job
 from service.delivery.dispatcher import DeliveryPolicy, deliver_due, schedule
 from service.jobs.queue import QueuePolicy, enqueue
 from service.jobs.worker import WorkerContext, work_once
@@ -75,3 +76,39 @@ def test_delayed_retry_waits(tmp_path: Path) -> None:
     policy = DeliveryPolicy(max_attempts=3, retry_s=3600)
     assert deliver_due(factory, store, [destination], policy) == 1
     assert deliver_due(factory, store, [destination], policy) == 0  # next try is an hour away
+
+
+def test_a_result_uid_now_filed_under_another_study_is_never_delivered(tmp_path: Path) -> None:
+    exe = dcmtk("storescp")
+    factory, store, job_id = _finished_job(tmp_path)
+    # Another patient's instance, stored; then the job's SEG row pointing at it under its
+    # study: the state a re-used SOP Instance UID could leave (issue 17, item 1).
+    other = pydicom.dcmread(write_ct_study(tmp_path / "other", seed="other")[0])
+    other.PatientID = "OTHER-PATIENT"
+    buffer = io.BytesIO()
+    other.save_as(buffer, enforce_file_format=True)
+    with factory() as session, session.begin():
+        forged = ingest(session, store, buffer.getvalue(), "stow:attacker")
+        job = session.get(Job, job_id)
+        seg_uid = job.results["seg"][0]["sop_instance_uid"]
+        seg_row = session.get(Instance, seg_uid)
+        forged_row = session.get(Instance, forged.sop_instance_uid)
+        seg_row.study_instance_uid = forged_row.study_instance_uid
+        seg_row.sha256 = forged_row.sha256
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    port = free_port()
+    peer = subprocess.Popen([exe, "-aet", "PLANNER", "-od", str(inbox), str(port)])
+    try:
+        wait_for_port(port)
+        destination = Destination(name="tps", kind="dimse", port=port, ae_title="PLANNER")
+        schedule(factory, job_id, [destination])
+        deliver_due(factory, store, [destination], DeliveryPolicy(max_attempts=1))
+    finally:
+        peer.terminate()
+        peer.wait(timeout=10)
+    assert list(inbox.iterdir()) == [], "nothing may reach the planner"
+    with factory() as session:
+        (row,) = session.query(Delivery).all()
+    assert row.state == DeliveryState.FAILED
+    assert "no longer stored as results of study" in (row.last_error or "")

@@ -7,9 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from service.dicom.geometry import voxel_volume_ml
 from service.pet.body_size import SuvType
-from service.pet.measures import Connectivity, measure_regions, voxel_volume_ml
+from service.pet.measures import Connectivity, measure_regions
 from service.pet.peak import suv_peak
+from service.regions import Region
 
 
 def sphere_phantom(
@@ -28,7 +30,7 @@ def test_box_lesion_is_exact() -> None:
     suv = np.ones((30, 30, 30), dtype=np.float32)
     suv[5:15, 5:15, 5:15] = 6.0
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    (region,) = measure_regions(suv, affine, {"lesion": suv > 3})
+    (region,) = measure_regions(suv, affine, [Region("lesion", 1, suv > 3)])
     assert region.lesion_count == 1
     assert region.mtv_ml == pytest.approx(8.0, rel=1e-12)  # 1000 voxels × 8 mm³
     assert region.suv_max == region.suv_mean == region.suv_median == 6.0
@@ -40,7 +42,7 @@ def test_sphere_lesion_matches_analytic_values() -> None:
     # fraction of a percent of 4/3 π R³ for this size, so the 1 % requirement applies as is.
     radius, spacing, activity = 30.0, 1.0, 8.0
     suv, affine, mask = sphere_phantom(radius, spacing, 70, activity, 1.0)
-    (region,) = measure_regions(suv, affine, {"tumour": mask})
+    (region,) = measure_regions(suv, affine, [Region("tumour", 1, mask)])
     volume_ml = 4 / 3 * math.pi * radius**3 / 1000
     assert region.suv_max == pytest.approx(activity, rel=0.01)
     assert region.suv_mean == pytest.approx(activity, rel=0.01)
@@ -56,7 +58,7 @@ def test_anisotropic_voxels_volume() -> None:
     suv[2:6, 2:7, 2:4] = 3.0
     affine = np.array([[0, 0, 3.0, 0], [1.5, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 1]])
     assert voxel_volume_ml(affine) == pytest.approx(9e-3)
-    (region,) = measure_regions(suv, affine, {"r": suv > 0}, suv_type=SuvType.LBM)
+    (region,) = measure_regions(suv, affine, [Region("r", 1, suv > 0)], suv_type=SuvType.LBM)
     assert region.mtv_ml == pytest.approx(40 * 9e-3)
     assert region.as_dict()["suv_type"] == "lbm"
 
@@ -67,7 +69,7 @@ def test_lesions_and_totals() -> None:
     suv[20:23, 20:23, 20:23] = 10.0  # 27 voxels
     suv[21, 21, 21] = 12.0
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    (region,) = measure_regions(suv, affine, {"all": suv > 0})
+    (region,) = measure_regions(suv, affine, [Region("all", 1, suv > 0)])
     assert region.lesion_count == 2
     big, small = region.lesions
     assert (big.index, big.voxel_count, big.suv_max) == (1, 64, 4.0)
@@ -97,16 +99,18 @@ def test_connectivity(offset: tuple[int, int, int], counts: dict[int, int]) -> N
     mask[1 + offset[0], 1 + offset[1], 1 + offset[2]] = True
     suv = mask.astype(np.float32)
     for value, expected in counts.items():
-        (region,) = measure_regions(suv, np.eye(4), {"m": mask}, Connectivity(value))
+        (region,) = measure_regions(suv, np.eye(4), [Region("m", 1, mask)], Connectivity(value))
         assert region.lesion_count == expected
 
 
 def test_empty_region() -> None:
-    (region,) = measure_regions(np.ones((4, 4, 4)), np.eye(4), {"none": np.zeros((4, 4, 4), bool)})
+    (region,) = measure_regions(
+        np.ones((4, 4, 4)), np.eye(4), [Region("none", 1, np.zeros((4, 4, 4), bool))]
+    )
     assert region.lesion_count == 0
     assert region.suv_max is None and region.mtv_ml == 0.0 and region.lesions == []
 
 
 def test_mask_shape_mismatch_refused() -> None:
     with pytest.raises(ValueError, match="shape"):
-        measure_regions(np.ones((4, 4, 4)), np.eye(4), {"x": np.ones((4, 4, 3), bool)})
+        measure_regions(np.ones((4, 4, 4)), np.eye(4), [Region("x", 1, np.ones((4, 4, 3), bool))])

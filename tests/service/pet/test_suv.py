@@ -54,11 +54,19 @@ def test_vendor_header_factors(suv_headers, case: str) -> None:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("case", ["CPS_AND_BQML_AC_DT_-_S_DT", "BQML_AC_DT_lessThan_S_DT_SIEMENS"])
-def test_series_time_after_acquisition_uses_earliest_acquisition(suv_headers, case: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "source"),
+    [
+        # FrameReferenceTime 0: the frame timing is implausible, QIBA's earliest acquisition.
+        ("CPS_AND_BQML_AC_DT_-_S_DT", "earliest AcquisitionDate/Time"),
+        # Siemens frame timing back-computes to the acquisition start (within 1e-10 s).
+        ("BQML_AC_DT_lessThan_S_DT_SIEMENS", "back-computed from AcquisitionTime"),
+    ],
+)
+def test_series_time_after_acquisition(suv_headers, case: str, source: str) -> None:
     conversion = compute_suv_factors(suv_headers(case))
-    assert conversion.scan_time_source == "earliest AcquisitionDate/Time"
-    assert any("earliest acquisition used" in w for w in conversion.warnings)
+    assert conversion.scan_time_source.startswith(source)
+    assert any("is after the earliest AcquisitionTime" in w for w in conversion.warnings)
 
 
 @pytest.mark.data
@@ -183,7 +191,8 @@ def test_datetime_across_midnight(make_header) -> None:
 
 
 def test_ge_private_post_injection_datetime_is_used(make_header) -> None:
-    header = make_header(SeriesTime="120000", AcquisitionTime="120000")
+    # A re-created series: SeriesTime after the acquisition, GE's datetime is the reference.
+    header = make_header(SeriesTime="123000", AcquisitionTime="110500")
     header.private_block(0x0009, "GEMS_PETD_01", create=True)
     header.add_new(0x0009100D, "DT", "20250101110000.000000")
     conversion = compute_suv_factors([header])
@@ -191,8 +200,17 @@ def test_ge_private_post_injection_datetime_is_used(make_header) -> None:
     assert conversion.factor == pytest.approx(expected_bw(3600), rel=1e-12)
 
 
+def test_ge_private_datetime_yields_to_series_time_qiba_order(make_header) -> None:
+    header = make_header(SeriesTime="110000", AcquisitionTime="110000")
+    header.add_new(0x0009100D, "DT", "20250101105500.000000")
+    conversion = compute_suv_factors([header])
+    assert conversion.scan_time_source == "SeriesDate/SeriesTime"
+    assert conversion.decay_seconds == 3600
+    assert any("GE private scan datetime" in w for w in conversion.warnings)
+
+
 def test_ge_private_datetime_read_as_unknown_vr(make_header) -> None:
-    header = make_header(SeriesTime="120000", AcquisitionTime="120000")
+    header = make_header(SeriesTime="123000", AcquisitionTime="110500")
     header.add_new(0x0009100D, "UN", b"20250101110000.000000 ")
     assert compute_suv_factors([header]).decay_seconds == 3600
 
@@ -245,7 +263,7 @@ def test_philips_cnts_activity_factor(make_header) -> None:
 
 def test_gml_to_lean_body_mass(make_header) -> None:
     header = make_header(Units="GML")
-    conversion = compute_suv_factors([header], SuvType.LBM)
+    conversion = compute_suv_factors([header], SuvType.LBM_JAMES128)
     james = 1.10 * 70 - 128 * (70 / 175) ** 2
     assert conversion.factor == pytest.approx(james / 70, rel=1e-12)
 
@@ -260,8 +278,12 @@ def test_cm2ml_is_bsa(make_header) -> None:
 @pytest.mark.parametrize(
     ("suv_type", "sex", "normaliser_kg"),
     [
-        (SuvType.LBM, "M", 1.10 * 70 - 128 * (70 / 175) ** 2),
+        (SuvType.LBM, "M", 1.10 * 70 - 120 * (70 / 175) ** 2),
         (SuvType.LBM, "F", 1.07 * 70 - 148 * (70 / 175) ** 2),
+        (SuvType.LBM_JAMES128, "M", 1.10 * 70 - 128 * (70 / 175) ** 2),
+        (SuvType.LBM_JAMES128, "F", 1.07 * 70 - 148 * (70 / 175) ** 2),
+        (SuvType.LBM_JAMES128, "O", 1.085 * 70 - 138 * (70 / 175) ** 2),
+        (SuvType.IBW, "O", 46.75 + 0.985 * (175 - 152)),
         (SuvType.LBM_JANMAHASATIAN, "M", 9270 * 70 / (6680 + 216 * 70 / 1.75**2)),
         (SuvType.LBM_JANMAHASATIAN, "F", 9270 * 70 / (8780 + 244 * 70 / 1.75**2)),
         (SuvType.IBW, "M", 48.0 + 1.06 * (175 - 152)),
@@ -321,7 +343,7 @@ def test_missing_radiopharmaceutical_sequence(make_header) -> None:
     ("suv_type", "overrides", "names"),
     [
         (SuvType.LBM, {"PatientSize": None}, "PatientSize"),
-        (SuvType.LBM, {"PatientSex": "O"}, "PatientSex"),
+        (SuvType.LBM, {"PatientSex": "X"}, "PatientSex"),
         (SuvType.IBW, {"PatientSex": None}, "PatientSex"),
         (SuvType.BSA, {"PatientSize": "175"}, "PatientSize"),
     ],

@@ -10,7 +10,7 @@ import pytest
 from service.dicom.volume import Volume
 from service.errors import MaskInputError
 from service.labels import get_table
-from service.masks.regions import RegionSet
+from service.regions import RegionSet
 from service.results.crops import crop_mask, region_crops
 from service.results.measurements import build_report
 from tests.result_series import phantom_labels
@@ -62,7 +62,7 @@ def test_measurements_on_crops_equal_those_on_full_masks(
     table = get_table("ct-organs")
     regions = RegionSet.from_label_map(phantom_labels(), volume.affine, table)
     crops = list(region_crops(phantom_labels(), volume, table))
-    numbers = {c.name: n for n, c in enumerate(crops, start=1)}
+    numbers = {c.number: n for n, c in enumerate(crops, start=1)}
     full = build_report(volume, regions, numbers, "a 1")
     cropped = build_report(volume, crops, numbers, "a 1")
     assert full == cropped

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from pydicom.uid import ExplicitVRLittleEndian
 from service.dicom.volume import Volume, read_volume
 from service.errors import DicomInputError
 from service.labels import get_table
+from service.labels.registry import LabelTable
 from service.masks import load_regions
-from service.masks.regions import RegionSet
+from service.regions import RegionSet
 from service.results.provenance import AlgorithmIdentity
 from service.results.rtstruct_writer import _contour_data, write_rtstruct
 from tests.dciodvfy import assert_valid
@@ -47,7 +49,7 @@ def test_rtstruct_is_valid_and_round_trips_exactly(
     path = _write(volume, labels, tmp_path / "rt.dcm")
     assert_valid(path)
     back = load_regions(path, volume)
-    assert back.names == ["liver", "spleen", "kidney_left"]
+    assert back.names == ["Liver", "Spleen", "Kidney_L"]  # the TG-263 names
     assert np.array_equal(back.to_label_map(), labels)  # Dice 1.0, holes and islands included
 
 
@@ -183,3 +185,38 @@ def test_contour_data_text_is_valid_ds(tmp_path: Path, values: list[float]) -> N
     ds.save_as(tmp_path / "contour.dcm", implicit_vr=False, little_endian=True)
     back = pydicom.dcmread(tmp_path / "contour.dcm", force=True).ContourSequence[0]
     assert [float(v) for v in back.ContourData] == [float(t) for t in texts]
+
+
+def test_roi_names_colours_and_types_follow_the_shipped_label_table(
+    make_series: Callable[[str, str], Volume], tmp_path: Path
+) -> None:
+    # A model manifest's copy of the table: no TG-263 names, left and right in one colour.
+    shipped = get_table("ct-organs")
+    copy = LabelTable(
+        shipped.task,
+        tuple(replace(e, tg263_name=None, color=(185, 102, 83)) for e in shipped.labels),
+    )
+    volume = make_series("CT", "axial")
+    labels = phantom_labels()
+    labels[labels == 2] = 4  # kidney_right
+    labels[labels == 1] = 6  # spinal_cord
+    ds = write_rtstruct(volume, labels, copy, ALGORITHM).dataset
+    ds.save_as(tmp_path / "rt.dcm", enforce_file_format=True)
+    assert_valid(tmp_path / "rt.dcm")
+    names = [roi.ROIName for roi in ds.StructureSetROISequence]
+    assert names == ["Kidney_L", "Kidney_R", "SpinalCord"]
+    colours = [tuple(c.ROIDisplayColor) for c in ds.ROIContourSequence]
+    assert colours[0] != colours[1]
+    assert [o.RTROIInterpretedType for o in ds.RTROIObservationsSequence] == ["ORGAN"] * 3
+
+
+def test_repeated_tg263_names_stay_tg263(make_series: Callable[[str, str], Volume]) -> None:
+    volume = make_series("CT", "axial")
+    table = get_table("pet-lesion")
+    lesion = table.by_number(1)
+    base = RegionSet.from_label_map(phantom_labels(), volume.affine, get_table("ct-organs"))
+    regions = RegionSet(
+        [replace(r, name="lesion", code=lesion) for r in base], base.shape, base.affine
+    )
+    ds = write_rtstruct(volume, regions, table, ALGORITHM).dataset
+    assert [roi.ROIName for roi in ds.StructureSetROISequence] == ["GTV", "GTV_2", "GTV_3"]

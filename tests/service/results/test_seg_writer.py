@@ -12,7 +12,7 @@ from service.dicom.volume import Volume, read_volume
 from service.errors import DicomInputError, MaskInputError
 from service.labels import get_table
 from service.masks import load_regions
-from service.masks.regions import Region, RegionSet
+from service.regions import Region, RegionSet
 from service.results.provenance import AlgorithmIdentity
 from service.results.seg_writer import SegType, write_seg
 from tests.dciodvfy import assert_valid
@@ -46,7 +46,7 @@ def test_binary_seg_is_valid_and_round_trips_exactly(
     path = _write(volume, labels, tmp_path / "seg.dcm", SegType.BINARY)
     assert_valid(path)
     back = load_regions(path, volume)
-    assert back.names == ["liver", "spleen", "kidney_left"]
+    assert back.names == ["Liver", "Spleen", "Left kidney"]  # the display names
     assert np.array_equal(back.to_label_map(), labels)
 
 
@@ -85,7 +85,7 @@ def test_seg_content_codes_references_and_study(
     }
     assert referenced == {s.sop_instance_uid for s in volume.slices}
     kidney = ds.SegmentSequence[2]
-    assert kidney.SegmentLabel == "kidney_left"
+    assert kidney.SegmentLabel == "Left kidney"  # the display name
     assert kidney.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "123037004"
     type_item = kidney.SegmentedPropertyTypeCodeSequence[0]
     assert type_item.CodeValue == "64033007"
@@ -174,8 +174,8 @@ def test_overlapping_regions_give_a_binary_seg_with_overlap(
     result.dataset.save_as(tmp_path / "seg.dcm", enforce_file_format=True)
     assert_valid(tmp_path / "seg.dcm")
     back = load_regions(tmp_path / "seg.dcm", volume)
-    assert np.array_equal(back.get("liver").mask, grown)
-    assert np.array_equal(back.get("spleen").mask, spleen.mask)
+    assert np.array_equal(back.get("Liver").mask, grown)
+    assert np.array_equal(back.get("Spleen").mask, spleen.mask)
     with pytest.raises(MaskInputError, match="overlap"):
         write_seg(volume, regions, table, ALGORITHM, SegType.LABELMAP)
 

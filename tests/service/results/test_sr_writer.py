@@ -11,7 +11,7 @@ import pytest
 
 from service.dicom.volume import Volume
 from service.labels import get_table
-from service.masks.regions import RegionSet
+from service.regions import RegionSet
 from service.results.measurements import build_report
 from service.results.measurements_json import report_to_dict, write_measurements_json
 from service.results.provenance import AlgorithmIdentity
@@ -109,3 +109,37 @@ def test_sr_refuses_a_segment_missing_from_the_seg(
     bogus = MeasurementReportData("CT", "", "", "x", [SegmentMeasurements(9, "x", 1, 1.0)])
     with pytest.raises(DicomInputError, match="segment 9"):
         write_sr(volume, seg, bogus, ALGORITHM)
+
+
+def test_sr_findings_carry_laterality_procedure_and_model(
+    make_series: Callable[[str, str], Volume],
+) -> None:
+    volume = make_series("PT", "axial")
+    seg, report = _report(volume)
+    sr = write_sr(volume, seg, report, ALGORITHM)  # type: ignore[arg-type]
+    content = hd.sr.Comprehensive3DSR.from_dataset(sr).content
+    groups = {g.tracking_identifier: g for g in content.get_volumetric_roi_measurement_groups()}
+    (site,) = groups["kidney_left"].finding_sites
+    assert site.value == hd.sr.CodedConcept("64033007", "SCT", "Kidney")
+    assert site.laterality == hd.sr.CodedConcept("7771000", "SCT", "Left")
+    assert volume.header.BodyPartExamined == "CHEST"
+    (region,) = groups["liver"].finding_sites  # no laterality: the body part examined
+    assert region.value == hd.sr.CodedConcept("51185008", "SCT", "Thorax")
+    procedures = [
+        i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "121058"
+    ]
+    assert procedures[0].ConceptCodeSequence[0].CodeMeaning == "PET unspecified body region"
+    observer = [
+        i
+        for i in _walk(sr)
+        if i.ConceptNameCodeSequence[0].CodeMeaning == "Device Observer Model Name"
+    ]
+    assert observer[0].TextValue == ALGORITHM.name
+
+
+def _walk(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
+    items = []
+    for item in ds.get("ContentSequence", []):
+        items.append(item)
+        items.extend(_walk(item))
+    return items

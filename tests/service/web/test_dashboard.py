@@ -45,7 +45,16 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(30_000)
-            page.goto(f"{server.url}/dashboard/")
+            # The page works under its Content-Security-Policy: nothing is blocked.
+            blocked: list[str] = []
+            page.on(
+                "console", lambda m: "Content Security Policy" in m.text and blocked.append(m.text)
+            )
+            loaded = page.goto(f"{server.url}/dashboard/")
+            assert (
+                loaded is not None
+                and "script-src 'self'" in loaded.headers["content-security-policy"]
+            )
             page.fill("#token-input", reader)
             page.click("#token-form button[type=submit]")
             row = page.locator(f"tr.job[data-job-id='{job_id}']")
@@ -76,6 +85,7 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
         finally:
             browser.close()
 
+    assert not blocked, blocked
     assert coloured(with_overlay) > 50, "the SEG overlay should colour the lesion"
     assert coloured(without_overlay) == 0, "no colour without the overlay"
     keep = os.environ.get("FEDSEG_KEEP_SCREENSHOTS")

@@ -1,7 +1,13 @@
-"""Named binary regions on an image grid: what every mask reader returns."""
+"""Numbered binary regions on an image grid: what the mask readers return and the writers take.
+
+A region is identified by its ``number`` (the SEG segment number, RTSTRUCT ROI number or label
+value), never by its name: a DICOM-SEG may give ten metastases the same SegmentLabel. The name
+is the label shown to people; :func:`distinct_names` makes it unique where a format needs that.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,27 +62,47 @@ class RegionSet:
     def __len__(self) -> int:
         return len(self.regions)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Region]:
         """Iterate over the regions."""
         return iter(self.regions)
 
     @property
     def names(self) -> list[str]:
-        """Region names in file order."""
+        """Region names in file order (names may repeat)."""
         return [r.name for r in self.regions]
 
     def get(self, name: str) -> Region:
-        """The region called ``name``; raises :class:`MaskInputError` listing the known names."""
-        for region in self.regions:
-            if region.name == name:
-                return region
+        """The one region called ``name``.
+
+        Raises
+        ------
+        MaskInputError
+            If no region, or more than one, has that name (then select by number).
+        """
+        found = [region for region in self.regions if region.name == name]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            numbers = ", ".join(str(r.number) for r in found)
+            raise MaskInputError(
+                f"{self.source or 'mask'}: {len(found)} regions are named {name!r} "
+                f"(numbers {numbers}); select one by number"
+            )
         raise MaskInputError(
             f"{self.source or 'mask'}: no region named {name!r} (found: {', '.join(self.names)})"
         )
 
-    def masks(self) -> dict[str, np.ndarray]:
-        """Name → boolean mask."""
-        return {r.name: r.mask for r in self.regions}
+    def by_number(self, number: int) -> Region:
+        """The region with ``number``; raises :class:`MaskInputError` listing the numbers."""
+        for region in self.regions:
+            if region.number == number:
+                return region
+        known = ", ".join(str(r.number) for r in self.regions)
+        raise MaskInputError(f"{self.source or 'mask'}: no region number {number} (found: {known})")
+
+    def masks(self) -> dict[int, np.ndarray]:
+        """Region number → boolean mask."""
+        return {r.number: r.mask for r in self.regions}
 
     def overlaps(self) -> bool:
         """Whether any voxel belongs to more than one region."""
@@ -148,3 +174,29 @@ def label_entry(table: LabelTable | None, value: int, source: str = "") -> Label
             f"{source or 'label map'}: value {value} is not a label of {table.task} "
             f"(known: {', '.join(table.names)})"
         ) from exc
+
+
+def distinct_names(names: Sequence[str], max_length: int = 64) -> list[str]:
+    """``names`` with repeats numbered: the second "Neoplasm, Secondary" becomes "… 2".
+
+    The first of each name keeps it; a suffix that would pass ``max_length`` (64: DICOM LO)
+    shortens the name instead, and a numbered name that is itself taken moves to the next number.
+    """
+    taken = set(names)
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        if count == 1:
+            out.append(name[:max_length])
+            continue
+        while True:
+            suffix = f" {count}"
+            candidate = name[: max_length - len(suffix)].rstrip() + suffix
+            if candidate not in taken:
+                break
+            count += 1
+        taken.add(candidate)
+        out.append(candidate)
+    return out

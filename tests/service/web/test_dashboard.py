@@ -59,14 +59,35 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
             page.click("#token-form button[type=submit]")
             row = page.locator(f"tr.job[data-job-id='{job_id}']")
             row.wait_for()
-            assert "succeeded" in row.inner_text()
+            # The study list names the patient, date, modalities and description (via QIDO).
+            row.locator("td", has_text="2005-04-15").wait_for()
+            cells = row.locator("td").all_inner_texts()
+            assert cells[1:4] == ["STS_003", "STS_003", "2005-04-15"], cells
+            assert cells[4] == "PT, RTSTRUCT, SEG, SR" and cells[5] == "IBSI_1_STS_003_PET", cells
+            assert cells[6] == "succeeded", cells
             page.screenshot(path=str(shots / "jobs.png"))
+            # The token survives leaving the dashboard (here for the viewer) and coming back.
+            page.goto(f"{server.url}/viewer/")
+            page.goto(f"{server.url}/dashboard/")
+            row.wait_for()
 
             row.click()
             canvas = page.locator("#viewer-canvas[data-overlay='on']")
             canvas.wait_for()
             page.locator("#measurements-table tbody tr").first.wait_for()
-            assert "lesion" in page.locator("#measurements-table").inner_text()
+            measured = page.locator("#measurements-table tbody tr").first
+            values = measured.locator("td").all_inner_texts()
+            assert "lesion" in values[0] and values[1] == "PT", values
+            assert values[4].endswith(" SUVbw") and values[3].endswith(" SUVbw"), values
+            headers = page.locator("#measurements-table th").all_inner_texts()
+            assert sum("max" in h.lower() for h in headers) == 1, headers
+            assert "TLG (g)" in headers and "Volume (mL)" in headers and "QC" in headers
+            # The layer is named by its series, not a UID tail; OHIF is one click away.
+            layer = page.locator("#layer-select option").first.inner_text()
+            assert layer == "PT #4 IBSI_1_STS_003_PET_image", layer
+            ohif = page.locator("#study-ohif").get_attribute("href")
+            assert ohif is not None and ohif.endswith(f"StudyInstanceUIDs={study}")
+            assert page.locator("#deliveries-none").is_visible()
             kinds = page.locator(".result-link").evaluate_all("els => els.map(e => e.dataset.kind)")
             assert {"seg", "rtstruct", "sr", "measurements"} <= set(kinds)
             page.screenshot(path=str(shots / "study.png"))

@@ -5,7 +5,8 @@
 #  3. SUV conversion and lesion measures of the raw PET inside the planner's GTV;
 #  4. `fedseg segment` of a real PET crop with the shipped pet-lesion model;
 #  5. the clinical server: `fedseg serve` receives a phantom CT and the raw PET by STOW-RS,
-#     segments them with the shipped models and prints the measurements and the dashboard URL.
+#     segments them with the shipped models, prints the measurements and the dashboard and OHIF
+#     addresses, and serves until Ctrl-C (on a terminal; FEDSEG_DEMO_WAIT=0 or no terminal: stops).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${FEDSEG_DEMO_OUT:-demo-out}"
@@ -32,6 +33,6 @@ if [ -d models/pet-lesion ]; then
     --model pet-lesion
 fi
 
-echo "== 5. the clinical server on embedded defaults"
-bash scripts/demo_service.sh
-echo "demo outputs are in $out/; to browse the dashboard, run: bash scripts/demo_service.sh --keep"
+echo "demo outputs so far are in $out/"
+echo "== 5. the clinical server on embedded defaults (dashboard and OHIF viewer; Ctrl-C stops it)"
+bash scripts/demo_service.sh "$@"

@@ -14,7 +14,7 @@ from service.cli import structure_table
 from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
-from service.results.kinds import OUTPUT_KINDS
+from service.results.kinds import OUTPUT_KINDS, ResultKind
 from service.results.outputs import OutputOptions, parse_formats
 from service.segment import STAGES, SegmentOptions, StudyResult, segment_study
 
@@ -115,9 +115,9 @@ def _print_summary(result: StudyResult) -> None:
             f"{series.modality} {series.series_instance_uid}: {series.model} "
             f"{series.model_version} on {series.provider}: {found}"
         )
-        if "json" in series.outputs and not series.error:
-            measurements = json.loads(Path(series.outputs["json"]).read_text())
-            print(structure_table.render(measurements))
+        written = series.outputs.get(ResultKind.MEASUREMENTS.value)
+        if written and not series.error:
+            print(structure_table.render(json.loads(Path(written).read_text())))
         for name, path in series.outputs.items():
             print(f"  {name:<9} {path}")
         for warning in series.warnings:

@@ -66,7 +66,7 @@ def test_segment_summary_prints_the_table(
     path.write_text(json.dumps(_pet()))
     series = SeriesResult("1.2.3", "PT", "pet-lesion", "fedseg-pet-lesion", "0.2.0",
                           provider="CPUExecutionProvider", present=["lesion"],
-                          outputs={"json": str(path)})  # fmt: skip
+                          outputs={"measurements": str(path)})  # fmt: skip
     _print_summary(StudyResult([series], dict.fromkeys(STAGES, 0.5)))
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:4] == ["STRUCTURE", "VOLUME", "(mL)", "MEAN"]

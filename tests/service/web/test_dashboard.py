@@ -90,7 +90,7 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
             assert page.locator("#deliveries-none").is_visible()
             kinds = page.locator(".result-link").evaluate_all("els => els.map(e => e.dataset.kind)")
             assert {"seg", "rtstruct", "sr", "measurements"} <= set(kinds)
-            page.screenshot(path=str(shots / "study.png"))
+            page.screenshot(path=str(shots / "study.png"), full_page=True)
             with_overlay = canvas.screenshot(path=str(shots / "overlay-on.png"))
 
             page.uncheck("#overlay-toggle")

@@ -70,10 +70,23 @@ def train_heads(
     cases: Sequence[SiteCase],
     heads: Sequence[str],
     settings: LocalTraining,
+    unknown_as_background: bool = False,
 ) -> float:
-    """Train the encoder and ``heads`` on whole volumes; returns the mean loss of the round."""
+    """Train the encoder and ``heads`` on whole volumes; returns the mean loss of the round.
+
+    A head a case does not annotate gets no loss from that case: the organ is unknown there,
+    not background. ``unknown_as_background`` trains it as background instead, the naive
+    pooling that the experiments compare against.
+    """
     if not cases or not heads:
         raise ValueError("local training needs cases and at least one head")
+
+    def known(case: SiteCase, head: str) -> bool:
+        return unknown_as_background or case.annotated is None or head in case.annotated
+
+    eligible = [c for c in cases if any(known(c, h) for h in heads)]
+    if not eligible:
+        raise ValueError(f"no case annotates any of the heads {sorted(heads)}")
     rng = np.random.default_rng(settings.seed)
     anchor = [p.detach().clone() for p in model.parameters()]
     trainable = list(model.encoder.parameters())
@@ -85,9 +98,10 @@ def train_heads(
     model.train()
     losses = []
     for _ in range(settings.steps):
-        case = cases[int(rng.integers(len(cases)))]
+        case = eligible[int(rng.integers(len(eligible)))]
+        supervised = [h for h in heads if known(case, h)]
         loss = torch.zeros(())
-        for head in heads:
+        for head in supervised:
             image, target = _tensors(case, head, model.config.divisor)
             loss = loss + loss_fn(model(image, head), target, full)
         if settings.proximal_mu:

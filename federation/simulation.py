@@ -74,5 +74,5 @@ def train_pooled(
 ) -> MultiTaskUNet:
     """Centralised training on pooled cases (each case's unannotated organs are background)."""
     model = build_model(config, seed)
-    train_heads(model, cases, heads, local)
+    train_heads(model, cases, heads, local, unknown_as_background=True)
     return model

@@ -142,6 +142,9 @@ def tiny_phantoms(seed: int, sites: int) -> PhantomConfig:
 def load_site_cases(spec: SiteSpec) -> list[SiteCase]:
     """The training cases of ``spec``.
 
+    A site folder built by ``fedseg dataset build`` says which organs each case contoured; the
+    others are unknown in that case (its heads get no loss from it), not background.
+
     Raises
     ------
     FederationError
@@ -151,9 +154,13 @@ def load_site_cases(spec: SiteSpec) -> list[SiteCase]:
         config = tiny_phantoms(spec.phantom_seed, spec.phantom_site)
         return phantom_cases(config, spec.phantom_site, range(1, spec.cases + 1), spec.spacing_mm)
     from training.data import discover_cases, load_case
+    from training.sitedata import is_site_folder
+    from training.tasks import get_task
 
+    # A built site folder must hold ct-organs cases, the federation's task.
+    task = get_task("ct-organs") if is_site_folder(Path(spec.data)) else None
     try:
-        sources = discover_cases(Path(spec.data), spec.name)
+        sources = discover_cases(Path(spec.data), spec.name, task)
     except FileNotFoundError as exc:
         raise FederationError(f"site {spec.name}: {exc}") from exc
     out = []
@@ -161,5 +168,20 @@ def load_site_cases(spec: SiteSpec) -> list[SiteCase]:
         case = load_case(source, modality="CT")
         if case.labels is None:
             raise FederationError(f"site {spec.name}: case {source.case_id} has no label map")
-        out.append(prepare_case(case.image, case.affine, case.labels, spec.spacing_mm))
+        prepared = prepare_case(case.image, case.affine, case.labels, spec.spacing_mm)
+        out.append(dataclasses.replace(prepared, annotated=_annotated(source.annotated)))
+    contoured = set().union(*(c.annotated or set(spec.tasks) for c in out))
+    if not contoured & set(spec.tasks):
+        raise FederationError(
+            f"site {spec.name}: no case in {spec.data} contours any of its tasks "
+            f"{', '.join(spec.tasks)} (contoured: {', '.join(sorted(contoured)) or 'nothing'})"
+        )
     return out
+
+
+def _annotated(numbers: Sequence[int] | None) -> frozenset[str] | None:
+    """Organ names of ``ct-organs`` label numbers (a built site folder's contoured labels)."""
+    if numbers is None:
+        return None
+    names = {value: name for name, value in ORGAN_VALUES.items()}
+    return frozenset(names[n] for n in numbers)

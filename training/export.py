@@ -11,7 +11,7 @@ import io
 import logging
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,6 @@ from service.inference.bundle import ModelBundle, save_bundle
 from service.inference.manifest import (
     Manifest,
     Normalisation,
-    NormalisationKind,
     Postprocessing,
     Provenance,
     SeriesRule,
@@ -160,9 +159,7 @@ def build_manifest(task: Task, info: ExportInfo) -> Manifest:
         labels=label_dicts(get_table(task.name.value)),
         spacing=task.spacing,
         orientation="LPS",
-        normalisation=Normalisation(
-            kind=NormalisationKind(task.normalisation.value), low=low, high=high
-        ),
+        normalisation=Normalisation(kind=task.normalisation, low=low, high=high),
         patch_size=task.patch_size,
         postprocessing=info.postprocessing,
         series=[SeriesRule(modality=task.modality)],
@@ -180,9 +177,39 @@ def build_manifest(task: Task, info: ExportInfo) -> Manifest:
     )
 
 
-def export_bundle(model: MultiTaskUNet, task: Task, out_dir: Path, info: ExportInfo) -> ModelBundle:
-    """Export ``task``'s head of ``model`` as a verified bundle in ``out_dir``."""
+def check_label_order(task: str, trained: Sequence[str], table: Sequence[str]) -> None:
+    """Refuse a head trained on other labels, or the same ones in another order, than the table.
+
+    A bundle's manifest names its classes from the label table; a head whose classes were
+    numbered differently when it was trained would label every organ as another one.
+
+    Raises
+    ------
+    ModelBundleError
+        If the names differ in any position.
+    """
+    if tuple(trained) != tuple(table):
+        raise ModelBundleError(
+            f"task {task}: the head was trained with classes {', '.join(trained) or 'none'} "
+            f"(1..{len(trained)}) but the label table now numbers them "
+            f"{', '.join(table)}; retrain, or restore the label table it was trained with"
+        )
+
+
+def export_bundle(
+    model: MultiTaskUNet,
+    task: Task,
+    out_dir: Path,
+    info: ExportInfo,
+    trained_labels: Sequence[str],
+) -> ModelBundle:
+    """Export ``task``'s head of ``model`` as a verified bundle in ``out_dir``.
+
+    ``trained_labels`` are the head's class names in class order as training saw them (the
+    checkpoint's ``labels``); they must equal the label table's.
+    """
     manifest = build_manifest(task, info)
+    check_label_order(task.name.value, trained_labels, manifest.label_table().names)
     if len(manifest.labels) + 1 != model.config.heads.get(task.name.value, -1):
         raise ModelBundleError(
             f"model head {task.name.value!r} has {model.config.heads.get(task.name.value)} "

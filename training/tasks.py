@@ -1,42 +1,34 @@
 """Task definitions: what each model segments, at what spacing and with which normalisation.
 
-Label names are the canonical ones shared by the phantoms, the label tables and the DICOM writers
-(their SNOMED CT codes live in the service's label registry, keyed by these names). This module
-imports neither torch nor MONAI.
+The service's label tables are the one source of labels: a task's classes are its table's
+label numbers and names (``service/labels/tables/<task>.json``), its name is the service's
+:class:`~service.labels.Task` and its normalisation the manifest's
+:class:`~service.inference.manifest.NormalisationKind`, so training, export and inference cannot
+disagree about which class is which organ. This module imports neither torch nor MONAI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import MappingProxyType
 
+from service.inference.manifest import NormalisationKind
+from service.labels.registry import Task as TaskName
+from service.labels.registry import get_table
 
-class Normalisation(StrEnum):
-    """How image intensities become network inputs."""
+#: How image intensities become network inputs (the manifest's kinds).
+Normalisation = NormalisationKind
 
-    #: Clip HU to a window and scale it to [0, 1].
-    CT_WINDOW = "ct-window"
-    #: PET already in SUV: divide by a fixed scale, no clipping (SUVmax carries information).
-    SUV = "suv"
-    #: MR: zero mean, unit variance over the foreground of the image.
-    Z_SCORE = "z-score"
-
-
-class TaskName(StrEnum):
-    """The segmentation tasks fedseg trains."""
-
-    CT_ORGANS = "ct-organs"
-    PET_LESION = "pet-lesion"
-    MR_TUMOUR = "mr-tumour"
+__all__ = ["LESION_CLASSES", "TASKS", "Normalisation", "Task", "TaskName", "get_task"]
 
 
 @dataclass(frozen=True)
 class Task:
     """One segmentation task: label table, modality and preprocessing.
 
-    ``labels`` maps class index (1..n, background 0 implied) to the canonical label name.
+    ``labels`` maps class index (1..n, background 0 implied) to the canonical label name, as
+    the task's label table numbers and names them.
     """
 
     name: TaskName
@@ -84,16 +76,11 @@ class Task:
         return tuple(self.labels[i] for i in sorted(self.labels))
 
 
-CT_ORGAN_LABELS = (
-    "liver",
-    "spleen",
-    "kidney_left",
-    "kidney_right",
-    "pancreas",
-    "spinal_cord",
-    "lung_left",
-    "lung_right",
-)
+def table_labels(name: TaskName) -> Mapping[int, str]:
+    """Class index → label name, from the service's label table of ``name``."""
+    table = get_table(name)
+    return MappingProxyType({e.number: e.name for e in table.labels})
+
 
 #: Lesion classes of the classification head, in output order.
 LESION_CLASSES = ("benign", "malignant")
@@ -103,7 +90,7 @@ TASKS: Mapping[TaskName, Task] = MappingProxyType(
         TaskName.CT_ORGANS: Task(
             name=TaskName.CT_ORGANS,
             modality="CT",
-            labels=MappingProxyType({i + 1: n for i, n in enumerate(CT_ORGAN_LABELS)}),
+            labels=table_labels(TaskName.CT_ORGANS),
             # 4 mm: about the phantom CT's own pixel size; 48³ patches see 19 cm of context.
             spacing=(4.0, 4.0, 4.0),
             patch_size=(48, 48, 48),
@@ -116,7 +103,7 @@ TASKS: Mapping[TaskName, Task] = MappingProxyType(
         TaskName.PET_LESION: Task(
             name=TaskName.PET_LESION,
             modality="PT",
-            labels=MappingProxyType({1: "lesion"}),
+            labels=table_labels(TaskName.PET_LESION),
             spacing=(4.0, 4.0, 4.0),
             patch_size=(32, 32, 32),
             normalisation=Normalisation.SUV,
@@ -126,11 +113,11 @@ TASKS: Mapping[TaskName, Task] = MappingProxyType(
         TaskName.MR_TUMOUR: Task(
             name=TaskName.MR_TUMOUR,
             modality="MR",
-            labels=MappingProxyType({1: "tumour"}),
+            labels=table_labels(TaskName.MR_TUMOUR),
             # The phantom MR has 3.5-4.4 mm pixels and 5-7 mm slices; a finer grid only costs.
             spacing=(3.0, 3.0, 3.0),
             patch_size=(48, 48, 48),
-            normalisation=Normalisation.Z_SCORE,
+            normalisation=Normalisation.ZSCORE,
             description="tumour on MR; the lesion classification head rates it benign/malignant",
         ),
     }
@@ -147,6 +134,6 @@ def get_task(name: str | TaskName) -> Task:
     """
     try:
         return TASKS[TaskName(name)]
-    except ValueError as exc:
-        known = ", ".join(t.value for t in TaskName)
+    except (ValueError, KeyError) as exc:
+        known = ", ".join(t.value for t in TASKS)
         raise ValueError(f"unknown task {name!r}; choose one of {known}") from exc

@@ -10,7 +10,7 @@ from service.dicom.volume import read_volume
 from service.labels.registry import Task, get_table
 from service.masks import load_regions
 from service.pet.body_size import SuvType
-from service.results.kinds import OUTPUT_KINDS
+from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats, write_outputs
 from service.results.provenance import AlgorithmIdentity, software_version
 from service.results.seg_writer import SegType
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Read a mask (DICOM-SEG, RTSTRUCT or NIfTI label map) onto an image series and "
             "write the chosen outputs into OUT (seg.dcm, rtstruct.dcm, sr.dcm, "
-            "measurements.json). Outputs keep the study and get new series."
+            "measurements.json, labels.nii.gz). DICOM outputs keep the study and get new series."
         ),
     )
     parser.add_argument("--image", type=Path, required=True, help="folder of the image series")
@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument(
         "--formats",
-        default=",".join(OUTPUT_KINDS),
-        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (default: all)",
+        default=",".join(DEFAULT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (nifti: labels.nii.gz "
+        f"with a labels.json sidecar naming the values; default: {','.join(DEFAULT_KINDS)})",
     )
     parser.add_argument(
         "--task",

@@ -14,7 +14,7 @@ from service.cli import structure_table
 from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
-from service.results.kinds import OUTPUT_KINDS, ResultKind
+from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS, ResultKind
 from service.results.outputs import OutputOptions, parse_formats
 from service.segment import STAGES, SegmentOptions, StudyResult, segment_study
 
@@ -50,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument(
         "--formats",
-        default=",".join(OUTPUT_KINDS),
-        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (default: all)",
+        default=",".join(DEFAULT_KINDS),
+        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (nifti: labels.nii.gz "
+        f"with a labels.json sidecar naming the values; default: {','.join(DEFAULT_KINDS)})",
     )
     parser.add_argument(
         "--threads",

@@ -67,11 +67,27 @@ def read_header(path: Path) -> FileDataset:
         raise DicomInputError(f"{path}: DICOM header could not be parsed: {message}") from exc
 
 
+# Bulk values left raw by the header check: RTSTRUCT ContourData can hold millions of numbers,
+# whose conversion to DS objects took most of a scan; the RTSTRUCT reader parses it itself.
+_BULK_TAGS = frozenset({0x30060050})
+
+
+def _convert(dataset: Dataset) -> None:
+    for tag in list(dataset.keys()):
+        if tag in _BULK_TAGS:
+            continue
+        element = dataset[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                _convert(item)
+
+
 def _read_converted(path: Path) -> FileDataset:
     # pydicom converts values lazily, so a damaged value would raise wherever it is first
-    # used; walking the header converts every value now, where the error names the file.
+    # used; converting every value now (bulk contour data aside) raises where the error
+    # names the file.
     dataset = pydicom.dcmread(path, stop_before_pixels=True)
-    dataset.walk(lambda _dataset, _element: None)
+    _convert(dataset)
     return dataset
 
 

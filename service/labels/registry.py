@@ -19,7 +19,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SCT_CODE = re.compile(r"^[0-9]{5,18}$")
 # AAPM TG-263 (2018), section 7: at most 16 characters, a letter first, then letters, digits and
 # underscores (laterality as a suffix, e.g. "Kidney_L"); no spaces, so any planning system keeps it.
-_TG263 = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
+TG263_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
 
 
 class Task(StrEnum):
@@ -73,7 +73,7 @@ class LabelEntry:
     tg263_name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.tg263_name is not None and not _TG263.match(self.tg263_name):
+        if self.tg263_name is not None and not TG263_NAME.match(self.tg263_name):
             raise ValueError(
                 f"label {self.name!r}: tg263_name {self.tg263_name!r} is not a TG-263 name "
                 "(a letter, then up to 15 letters, digits or underscores)"

@@ -137,7 +137,7 @@ def _add_contour(
         return
     if kind not in _RASTERISED_TYPES:
         raise MaskInputError(f"{where}: unknown ContourGeometricType {kind!r}")
-    points = _contour_points(contour, where)
+    points = contour_points(contour, where)
     if len(points) < 3:
         raise MaskInputError(f"{where}: a closed contour has only {len(points)} point(s)")
     voxels = (np.linalg.inv(volume.affine) @ np.c_[points, np.ones(len(points))].T)[:3].T
@@ -160,7 +160,7 @@ def _add_contour(
     mask[:, :, k_index] ^= rasterise_polygon(voxels[:, 0], voxels[:, 1], mask.shape[:2])
 
 
-def _contour_points(contour: Dataset, where: str) -> np.ndarray:
+def contour_points(contour: Dataset, where: str) -> np.ndarray:
     """ContourData as an (n, 3) array, parsed from the raw bytes when still raw.
 
     Building one pydicom DS object per coordinate dominates reading time otherwise.

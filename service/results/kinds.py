@@ -14,10 +14,14 @@ class ResultKind(StrEnum):
     SR = "sr"
     MEASUREMENTS = "measurements"
     SUMMARY = "summary"
+    #: A label map in fedseg's axis convention; its sidecar ``labels.json`` names the values.
+    NIFTI = "nifti"
 
     @property
     def filename(self) -> str:
         """File name in a job's output folder."""
+        if self is ResultKind.NIFTI:
+            return "labels.nii.gz"
         json_kinds = (ResultKind.MEASUREMENTS, ResultKind.SUMMARY)
         return f"{self.value}.json" if self in json_kinds else f"{self.value}.dcm"
 
@@ -28,4 +32,12 @@ class ResultKind(StrEnum):
 
 
 #: What ``--formats`` offers: every kind but the study summary, which is always written.
-OUTPUT_KINDS = (ResultKind.SEG, ResultKind.RTSTRUCT, ResultKind.SR, ResultKind.MEASUREMENTS)
+OUTPUT_KINDS = (
+    ResultKind.SEG,
+    ResultKind.RTSTRUCT,
+    ResultKind.SR,
+    ResultKind.MEASUREMENTS,
+    ResultKind.NIFTI,
+)
+#: What is written when ``--formats`` is not given: the DICOM results and the measurements.
+DEFAULT_KINDS = OUTPUT_KINDS[:4]

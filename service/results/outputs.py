@@ -20,9 +20,10 @@ from service.labels.registry import LabelTable
 from service.pet.body_size import SuvType
 from service.regions import RegionSet
 from service.results.crops import region_crops
-from service.results.kinds import OUTPUT_KINDS, ResultKind
+from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS, ResultKind
 from service.results.measurements import MeasurementReportData, build_report
 from service.results.measurements_json import write_measurements_json
+from service.results.nifti_labels import write_volume_labels
 from service.results.provenance import AlgorithmIdentity
 from service.results.rtstruct_writer import write_rtstruct
 from service.results.seg_writer import SegType, write_seg
@@ -64,7 +65,7 @@ def parse_formats(text: str) -> list[ResultKind]:
 class OutputOptions:
     """What to write and how."""
 
-    formats: Sequence[ResultKind] = OUTPUT_KINDS
+    formats: Sequence[ResultKind] = DEFAULT_KINDS
     seg_type: SegType = SegType.BINARY
     suv_type: SuvType = SuvType.BW
 
@@ -101,7 +102,8 @@ def write_outputs(
         logger.warning("series %s: %s", volume.series_instance_uid, note)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[ResultKind, Path] = {}
-    crops = list(region_crops(regions, volume, table))
+    dicom_or_json = set(formats) - {ResultKind.NIFTI}
+    crops = list(region_crops(regions, volume, table)) if dicom_or_json else []
     numbers = {r.number: n for n, r in enumerate(crops, start=1)}
     seg = None
     if ResultKind.SEG in formats:
@@ -121,6 +123,9 @@ def write_outputs(
         if ResultKind.MEASUREMENTS in formats:
             json_path = out_dir / ResultKind.MEASUREMENTS.filename
             paths[ResultKind.MEASUREMENTS] = write_measurements_json(report, json_path)
+    if ResultKind.NIFTI in formats:
+        path = out_dir / ResultKind.NIFTI.filename
+        paths[ResultKind.NIFTI] = write_volume_labels(path, regions, volume, table)[0]
     return WrittenOutputs(paths=paths, report=report, warnings=notes)
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from federation.certs import create_pilot_certificates
@@ -129,12 +129,13 @@ class Pilot:
             check=False,
         )
 
-    def start_sites(self) -> None:
-        """Register every site's key and start its SuperNode."""
+    def start_sites(self, node_config: Mapping[str, Mapping[str, object]] | None = None) -> None:
+        """Register every site's key and start its SuperNode (``node_config``: extra keys)."""
         for name, (task, index) in self.sites.items():
             register = self.flwr("supernode", "register", str(self.certs / f"{name}.pub"))
             assert "registered successfully" in register.stdout, register.stdout + register.stderr
             config = {"site": name, "tasks": task, "phantom-site": index, "cases": 1}
+            config |= (node_config or {}).get(name, {})
             command = supernode_command(
                 self.address, self.certs / "ca.crt", self.certs / f"{name}.key", config, free_port()
             )

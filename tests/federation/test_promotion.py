@@ -30,7 +30,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ("1.3.0", {"dice": 0.80, "jaccard": 0.70}),
     ):
         info = ExportInfo(version=version, validation_metrics=metrics)
-        made[version] = export_bundle(model, task, out / version, info).path
+        made[version] = export_bundle(model, task, out / version, info, task.label_names).path
     return made
 
 

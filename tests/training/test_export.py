@@ -32,7 +32,7 @@ def pet_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[MultiTaskUNet,
     model = _model({"pet-lesion": 2, "ct-organs": 9})
     info = ExportInfo(version="0.0.1", training_sites=["site-01"], validation_metrics={"dice": 0.5})
     out = tmp_path_factory.mktemp("bundle") / "pet"
-    return model, export_bundle(model, get_task("pet-lesion"), out, info)
+    return model, export_bundle(model, get_task("pet-lesion"), out, info, ["lesion"])
 
 
 def test_manifest_describes_the_model(pet_bundle: tuple[MultiTaskUNet, ModelBundle]) -> None:
@@ -81,5 +81,27 @@ def test_service_runs_the_exported_bundle(
 def test_head_and_label_table_must_agree(tmp_path: Path) -> None:
     model = _model({"pet-lesion": 3})
     with pytest.raises(ModelBundleError, match="has 3 outputs but the label table needs 2"):
-        export_bundle(model, get_task("pet-lesion"), tmp_path / "bad", ExportInfo())
+        export_bundle(model, get_task("pet-lesion"), tmp_path / "bad", ExportInfo(), ["lesion"])
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_head_trained_on_another_label_order_is_refused(tmp_path: Path) -> None:
+    task = get_task("ct-organs")
+    model = _model({"ct-organs": task.num_classes})
+    swapped = list(task.label_names)
+    swapped[2], swapped[3] = swapped[3], swapped[2]  # kidney_right before kidney_left
+    with pytest.raises(ModelBundleError, match="trained with classes liver, spleen, kidney_right"):
+        export_bundle(model, task, tmp_path / "bad", ExportInfo(), swapped)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_training_takes_its_labels_from_the_service_tables() -> None:
+    from service.labels import get_table
+
+    for name in ("ct-organs", "pet-lesion", "mr-tumour"):
+        table = get_table(name)
+        task = get_task(name)
+        assert task.labels == {e.number: e.name for e in table.labels}
+        assert task.name == table.task
+    with pytest.raises(ValueError, match="unknown task 'body'"):
+        get_task("body")  # a label table, not a trainable task

@@ -22,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="model name (default fedseg-<task>)")
     parser.add_argument("--notes", default="", help="free text recorded in the provenance")
     parser.add_argument(
+        "--labels",
+        help="comma-separated class names in class order, for a checkpoint that predates "
+        "recording them (default: the checkpoint's own list)",
+    )
+    parser.add_argument(
         "--largest-component",
         action="append",
         default=[],
@@ -69,7 +74,14 @@ def run(args: argparse.Namespace) -> int:
         notes=args.notes,
         postprocessing=postprocessing,
     )
-    bundle = export_bundle(model, get_task(task_name), args.out, info)
+    trained = args.labels.split(",") if args.labels else payload.get("labels")
+    if trained is None:
+        raise ModelBundleError(
+            f"{checkpoint} does not record its class names (trained before they were saved); "
+            "pass --labels with the names in the order the model was trained with"
+        )
+    labels = [name.strip() for name in trained]
+    bundle = export_bundle(model, get_task(task_name), args.out, info, labels)
     size_mb = bundle.model_path.stat().st_size / 2**20
     print(
         f"wrote {bundle.path} ({bundle.manifest.name} {bundle.manifest.version}, {size_mb:.1f} MB)"

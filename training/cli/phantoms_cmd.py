@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pet-noise", type=float, default=0.0, help="relative PET noise (default 0: exact SUVs)"
     )
+    parser.add_argument(
+        "--rtstruct",
+        action="store_true",
+        help="also write each CT case's annotated organs as an RTSTRUCT (rtstruct/RS.dcm), ROI "
+        "names spelled differently at each site, as input for `fedseg dataset build`",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -74,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
         index = generate_dataset(args.out, config, progress=advance)
+    if args.rtstruct:
+        from training.phantoms.rtstruct import write_phantom_rtstructs
+
+        write_phantom_rtstructs(args.out)
     absent = sum(1 for s in index.sites for c in s.cases if c.absent_organs)
     print(
         f"wrote {total} cases ({config.sites} sites x {config.cases_per_site}, "

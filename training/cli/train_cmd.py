@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.errors import ConfigurationError
-from training.tasks import TaskName
+from training.tasks import TASKS
 
 if TYPE_CHECKING:
     from training.engine import TrainConfig
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--task",
         required=True,
-        choices=[*(t.value for t in TaskName), LESION_CLASS],
+        choices=[*(t.value for t in TASKS), LESION_CLASS],
         help=f"segmentation task, or {LESION_CLASS} (benign vs malignant phantom MR tumours)",
     )
     parser.add_argument("--data", required=True, nargs="+", type=Path, help="site folders")

@@ -1,12 +1,14 @@
 """Training cases on disk: which image and which label files belong together.
 
-Two layouts are read, each with the service's own readers (``read_volume`` for DICOM,
+Three layouts are read, each with the service's own readers (``read_volume`` for DICOM,
 ``read_nifti`` for NIfTI), so training sees exactly what inference will see:
 
 - a *case folder* holding ``image.nii.gz`` or a DICOM series folder (``image/``, ``PET/image/``,
   ...) and a label map ``label.nii.gz`` / ``*mask*.nii.gz``;
 - the IBSI/TCIA ``sts-pet`` layout (``ibsi_validation/{dicom,nifti}/STS_0NN``), whose PET is
-  read from DICOM and whose mask from NIfTI.
+  read from DICOM and whose mask from NIfTI;
+- a site folder built by ``fedseg dataset build`` (``site.json``), whose index says which labels
+  each case contoured: the others are unknown there, not background.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.dicom.volume import read_volume
-from service.errors import MaskInputError
+from service.errors import ConfigurationError, MaskInputError
 from service.nifti import read_nifti
+from training.sitedata.layout import SiteIndex, is_site_folder
 
 if TYPE_CHECKING:
     from training.tasks import Task
@@ -89,6 +92,32 @@ def _sts_sources(root: Path, site: str) -> list[CaseSource]:
     return sources
 
 
+def site_sources(root: Path, task: Task | None = None) -> list[CaseSource]:
+    """Cases of a built site folder, each with the labels it contoured.
+
+    Raises
+    ------
+    ConfigurationError
+        If the folder was built for another task than ``task``.
+    """
+    index = SiteIndex.load(root)
+    if task is not None and index.task != task.name.value:
+        raise ConfigurationError(
+            f"{root} holds {index.task} cases, not {task.name.value}; build a site folder "
+            f"for {task.name.value} with `fedseg dataset build --task {task.name.value}`"
+        )
+    return [
+        CaseSource(
+            case_id=case.case_id,
+            site=index.site,
+            image=root / case.image,
+            labels=root / case.label,
+            annotated=index.annotated(case),
+        )
+        for case in index.cases
+    ]
+
+
 def _case_folder(folder: Path, site: str) -> CaseSource | None:
     labels = next(
         (p for p in sorted(folder.glob("*.nii*")) if "label" in p.name or "mask" in p.name), None
@@ -120,7 +149,9 @@ def discover_cases(
     site = site or root.name
     from training.data.phantom_cases import dataset_root, phantom_sources
 
-    if task is not None and dataset_root(root) is not None:
+    if is_site_folder(root):
+        sources = site_sources(root, task)
+    elif task is not None and dataset_root(root) is not None:
         sources = phantom_sources(root, task)
     elif (root / "ibsi_validation" / "nifti").is_dir():
         sources = _sts_sources(root, site)

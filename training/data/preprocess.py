@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.imaging.resample import Grid, resample_labels
-from service.inference.manifest import Normalisation, NormalisationKind
+from service.inference.manifest import Normalisation
 from service.inference.preprocess import Normaliser, to_model_grid
 from training.tasks import Task
 
@@ -28,7 +28,7 @@ class Prepared:
 def normalisation_of(task: Task) -> Normalisation:
     """The service's normalisation settings for ``task`` (what its bundle's manifest will say)."""
     low, high = task.intensity_range
-    return Normalisation(kind=NormalisationKind(task.normalisation.value), low=low, high=high)
+    return Normalisation(kind=task.normalisation, low=low, high=high)
 
 
 def normalise(image: np.ndarray, task: Task) -> np.ndarray:

@@ -189,6 +189,7 @@ def train(
                 result=result.__dict__,
                 train_config=config.as_dict(),
                 task=head,
+                labels=list(task.label_names),
             )
     bar.close()
     result.seconds = time.perf_counter() - started
@@ -210,5 +211,11 @@ def _validate(
     logger.info("step %d loss %.4f validation Dice %.4f", result.steps, loss, score)
     if score > result.best_dice:
         result.best_dice, result.best_step = score, result.steps
-        save_checkpoint(out_dir / "best.pt", model, task=task.name.value, val_dice=score)
+        save_checkpoint(
+            out_dir / "best.pt",
+            model,
+            task=task.name.value,
+            labels=list(task.label_names),
+            val_dice=score,
+        )
     model.train()

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.dicom.geometry import voxel_volume_ml
+from service.imaging import resample
 
 
 @dataclass(frozen=True)
-class Grid:
-    """A voxel grid: shape ``(i, j, k)`` and voxel→LPS affine."""
+class Grid(resample.Grid):
+    """The service's voxel grid, checked on construction, with what the phantoms compute on it.
 
-    shape: tuple[int, int, int]
-    affine: np.ndarray
+    ``shape`` is ``(i, j, k)`` and ``affine`` maps voxels to LPS mm, as in the service.
+    """
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or min(self.shape) < 1:

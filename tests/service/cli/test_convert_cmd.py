@@ -11,7 +11,7 @@ from service.cli.main import main
 from service.dicom.volume import read_volume
 from service.labels.registry import get_table
 from service.masks import load_regions
-from service.nifti import write_nifti
+from service.nifti import read_nifti, write_nifti
 from tests.dciodvfy import assert_valid
 from tests.result_series import phantom_labels, write_phantom_series
 
@@ -109,3 +109,35 @@ def test_real_pet_rtstruct_measurements(data_dir, tmp_path: Path) -> None:  # ty
     assert segment["pet"]["suv_type"] == "bw"
     assert_valid(out / "seg.dcm")
     assert_valid(out / "sr.dcm")
+
+
+@pytest.mark.data
+def test_rtstruct_to_nifti_equals_the_reference_mask(data_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir("ibsi-sts001-multimodal/ibsi_validation")
+    image = root / "dicom/STS_001/CT/image"
+    out = tmp_path / "out"
+    args = ["--mask", str(root / "dicom/STS_001/CT/mask/RS.dcm"), "--out", str(out)]
+    assert main(["convert", "--image", str(image), *args, "--formats", "nifti"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "labels.nii.gz"]
+    written, affine = read_nifti(out / "labels.nii.gz")
+    expected, expected_affine = read_nifti(root / "nifti/STS_001/CT_mask.nii.gz")
+    assert np.allclose(affine, expected_affine, atol=1e-3)
+    assert written.dtype == np.uint8
+    assert np.array_equal(written, expected.astype(np.uint8))  # 117145 voxels of value 1
+    sidecar = json.loads((out / "labels.json").read_text())
+    assert sidecar["task"] == "ct-organs"
+    assert sidecar["labels"] == {"1": {"name": "GTV_Mass_CT"}}  # not a ct-organs label
+    assert "RAS" in sidecar["axes"]
+
+
+def test_label_map_to_nifti_names_the_table_labels(ct_series: Path, tmp_path: Path) -> None:
+    volume = read_volume(ct_series)
+    mask = write_nifti(tmp_path / "in.nii.gz", phantom_labels(), volume.affine)
+    out = tmp_path / "out"
+    args = ["--mask", str(mask), "--out", str(out), "--formats", "nifti,seg"]
+    assert main(["convert", "--image", str(ct_series), *args]) == 0
+    back = load_regions(out / "labels.nii.gz", volume)
+    assert np.array_equal(back.to_label_map(), phantom_labels())
+    labels = json.loads((out / "labels.json").read_text())["labels"]
+    assert [v["name"] for v in labels.values()] == ["liver", "spleen", "kidney_left"]
+    assert labels["3"]["tg263_name"] == "Kidney_L"

@@ -46,6 +46,7 @@ def test_overfits_tiny_phantom_and_resumes(tmp_path: Path) -> None:
     truth = cases[0].labels
     assert truth is not None and dice(pred == 1, truth == 1) > 0.9
     assert payload["val_dice"] == result.best_dice
+    assert payload["labels"] == ["lesion"]  # export checks these against the label table
     assert json.loads((tmp_path / "result.json").read_text())["steps"] == 60
     # Resuming a finished run to a later step continues from the saved state.
     resumed = train(model, TASK, cases, cases, _config(80), tmp_path)

@@ -11,8 +11,6 @@ import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flwr.common.config import parse_config_args
-
 from federation.certs import create_pilot_certificates
 from federation.deploy import (
     SuperLinkSpec,
@@ -130,6 +128,9 @@ def run_app(args: argparse.Namespace) -> int:
 
 def run_state_dir(run_config: str) -> Path:
     """The run's ``state-dir``: from ``--run-config``, else the app's default."""
+    # Imported here: `fedseg --help` builds this parser and must not load Flower.
+    from flwr.common.config import parse_config_args
+
     overrides = parse_config_args([run_config]) if run_config else {}
     default = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
     return Path(str(overrides.get("state-dir", default["config"]["state-dir"])))

@@ -7,7 +7,8 @@
 #  4b. quality control: the phantom-trained ct-organs on a real body CT (flagged result, withheld
 #     structures) and on a thigh CT (outside its intended use, skipped);
 #  5. the clinical server: `fedseg serve` receives a phantom CT and the raw PET by STOW-RS,
-#     segments them with the shipped models and prints the measurements and the dashboard URL.
+#     segments them with the shipped models, prints the measurements and the dashboard and OHIF
+#     addresses, and serves until Ctrl-C (on a terminal; FEDSEG_DEMO_WAIT=0 or no terminal: stops).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${FEDSEG_DEMO_OUT:-demo-out}"
@@ -43,6 +44,6 @@ if [ -d models/ct-organs ]; then
     --out "$out/qc-thigh-ct" --model ct-organs
 fi
 
-echo "== 5. the clinical server on embedded defaults"
-bash scripts/demo_service.sh
-echo "demo outputs are in $out/; to browse the dashboard, run: bash scripts/demo_service.sh --keep"
+echo "demo outputs so far are in $out/"
+echo "== 5. the clinical server on embedded defaults (dashboard and OHIF viewer; Ctrl-C stops it)"
+bash scripts/demo_service.sh "$@"

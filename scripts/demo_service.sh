@@ -1,15 +1,33 @@
 #!/usr/bin/env bash
 # The clinical server on embedded defaults: start `fedseg serve` (SQLite, temporary state folder,
 # the models shipped in models/), send a phantom CT study and the real raw PET sts001 by STOW-RS,
-# wait for the jobs, print the measurements and the dashboard address.
-# Usage: scripts/demo_service.sh [--keep]   (--keep leaves the server running)
-# Needs `fedseg` and its Python on PATH (make demo does that). Loopback only.
+# wait for the jobs, print the measurements and what to open (dashboard, OHIF viewer), then
+# keep serving until Ctrl-C.
+# Usage: scripts/demo_service.sh [--no-wait | --keep]
+#   (default) on a terminal, serve until Ctrl-C; without one (CI, scripts), stop at the end
+#   --no-wait stop at the end even on a terminal;  --keep leave the server running, detached
+# FEDSEG_DEMO_WAIT=0|1 overrides the terminal check. Needs `fedseg` and its Python on PATH (make
+# demo does that). Loopback only.
 set -euo pipefail
 keep=0
-[ "${1:-}" = "--keep" ] && keep=1
+wait_for_user="${FEDSEG_DEMO_WAIT:-}"
+case "${1:-}" in
+  --keep) keep=1; wait_for_user=0 ;;
+  --no-wait) wait_for_user=0 ;;
+  "") ;;
+  *) echo "usage: $0 [--no-wait | --keep]" >&2; exit 2 ;;
+esac
+if [ -z "$wait_for_user" ]; then
+  if [ -t 0 ] && [ -t 1 ]; then wait_for_user=1; else wait_for_user=0; fi
+fi
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 data="${FEDSEG_DATA:-$repo/../shared/data}"
 port="${FEDSEG_DEMO_PORT:-8042}"
+if ! python -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+  [ -n "${FEDSEG_DEMO_PORT:-}" ] && { echo "port $port (FEDSEG_DEMO_PORT) is in use"; exit 1; }
+  port="$(python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")"
+  echo "   port 8042 is in use: serving on $port instead"
+fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/fedseg-demo-XXXXXX")"
 export FEDSEG_STATE_DIR="$work/state" FEDSEG_MODEL_STORE="$work/models"
 shipped="${FEDSEG_SHIPPED_MODELS:-$repo/models}"
@@ -62,12 +80,15 @@ client = ServiceClient(
     url, (work / "sender.token").read_text().strip(), (work / "reader.token").read_text().strip()
 )
 jobs = []
+sent = []
 for folder in folders:
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix in {".dcm", ""})
     study = client.stow(files)
+    sent.append(study)
     print(f"   sent {len(files)} instances by STOW-RS: study ...{study[-12:]}")
     if models:
         jobs.append(client.queue(study))
+(work / "studies.txt").write_text("".join(f"{s}\n" for s in sent))
 for job_id in jobs:
     job = client.wait(job_id, timeout_s=1800)
     seconds = job["timings"].get("total_s", "?")
@@ -81,7 +102,20 @@ if [ "$models" = yes ] && [ -d "$pet" ]; then
   echo "   planner's GTV_Mass is 366 mL). See models/README.md: research use on crops only."
 fi
 
-echo "== dashboard: $url/dashboard/  (reader token: $(cat "$work/reader.token"))"
+reader="$(cat "$work/reader.token")"
+echo "== open in a browser (reader token: $reader)"
+echo "   dashboard   $url/dashboard/   (paste the token, then click a job)"
+echo "   OHIF viewer $url/viewer/      (after signing in on the dashboard)"
+while read -r study; do
+  [ -n "$study" ] && echo "   study       $url/viewer/viewer?StudyInstanceUIDs=$study&token=$reader"
+done <"$work/studies.txt"
 if [ "$keep" = 1 ]; then
   echo "   server left running (pid $server); stop it with: kill $server"
+elif [ "$wait_for_user" = 1 ]; then
+  echo "== fedseg serve is running on $url; press Ctrl-C to stop it (log: $work/serve.log)"
+  trap 'echo; echo "== stopping"; stop; exit 0' INT TERM
+  wait "$server" || true
+else
+  echo "   (not a terminal: stopping the server; run 'make demo' in a terminal to keep it,"
+  echo "    or scripts/demo_service.sh --keep)"
 fi

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         default=_REPO_ROOT / "models",
         description="Read-only folder of the default bundles shipped with fedseg.",
     )
+    ohif_dir: Path = Field(
+        default=_REPO_ROOT / "build" / "ohif" / "dist",
+        description="The OHIF Viewer build served at /viewer (`make ohif` installs it here).",
+    )
     log_level: str = Field(default="INFO", description="Python logging level name.")
     qc_policy: QcPolicy = Field(
         default=QcPolicy.WITHHOLD,
@@ -123,6 +127,9 @@ class Settings(BaseSettings):
     tls_keyfile: Path | None = Field(default=None, description="PEM private key for TLS.")
     max_upload_bytes: int = Field(
         default=4 * 1024**3, gt=0, description="Largest accepted request body (STOW, upload)."
+    )
+    qido_max_results: int = Field(
+        default=1000, gt=0, description="Most results one QIDO-RS search returns (a page)."
     )
     max_bundle_bytes: int = Field(
         default=2 * 1024**3, gt=0, description="Largest uncompressed model bundle accepted."

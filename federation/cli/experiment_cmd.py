@@ -27,9 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a federated-learning experiment and rewrite its report",
         description="Run an experiment and write docs/experiments/NAME.md with tables and plots.",
     )
-    parser.add_argument("name", choices=[e.value for e in Experiment])
+    parser.add_argument(
+        "name", choices=[e.value for e in Experiment], help="the experiment (its report's name)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny CI-sized run")
-    parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/experiments"),
+        help="folder for NAME.md and its plots (default: %(default)s)",
+    )
     parser.add_argument(
         "--data",
         type=Path,

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 from federation.certs import create_pilot_certificates
@@ -17,7 +19,7 @@ from federation.deploy import (
     supernode_command,
 )
 from federation.errors import FederationError
-from federation.registry import ModelRegistry
+from federation.registry import ModelRegistry, RegistryEntry
 
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
 
@@ -34,13 +36,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     certs.add_argument("out", type=Path, help="folder to write into")
     certs.add_argument("--host", action="append", default=None, help="server name/IP (repeat)")
     certs.add_argument("--site", action="append", default=[], help="site key pair (repeat)")
-    certs.add_argument("--days", type=int, default=365)
+    certs.add_argument(
+        "--days", type=int, default=365, help="certificate validity in days (default: %(default)s)"
+    )
     certs.set_defaults(handler=run_certs)
 
     link = actions.add_parser("superlink", help="start the SuperLink (TLS, node auth)")
     link.add_argument("--certs", type=Path, required=True, help="folder from `certs`")
-    link.add_argument("--host", default="0.0.0.0")
-    link.add_argument("--port", type=int, default=9092)
+    link.add_argument(
+        "--host",
+        default="0.0.0.0",
+        help="address SuperNodes connect to (default: all, %(default)s)",
+    )
+    link.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="Fleet API port for SuperNodes (default: %(default)s)",
+    )
     link.add_argument("--database", type=Path, help="SuperLink state database (survives restart)")
     link.set_defaults(handler=run_superlink)
 
@@ -63,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     status = actions.add_parser("status", help="registered global models of a run")
     status.add_argument("state_dir", type=Path, help="the run's state-dir")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(handler=run_status)
 
 
@@ -103,11 +116,62 @@ def run_supernode(args: argparse.Namespace) -> int:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    """``flwr run <fedseg app> <connection> --stream``."""
+    """``flwr run <fedseg app> <connection> --stream``, then each round's metrics."""
     command = [flower_executable("flwr"), "run", str(APP_DIR), args.connection, "--stream"]
     if args.run_config:
         command += ["--run-config", args.run_config]
-    return _exec(command)
+    started = datetime.now(UTC).replace(microsecond=0)
+    code = _exec(command)
+    sys.stdout.write(round_summary(run_state_dir(args.run_config), started))
+    return code
+
+
+def run_state_dir(run_config: str) -> Path:
+    """The run's ``state-dir``: from ``--run-config``, else the app's default."""
+    # Imported here: `fedseg --help` builds this parser and must not load Flower.
+    from flwr.common.config import parse_config_args
+
+    overrides = parse_config_args([run_config]) if run_config else {}
+    default = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    return Path(str(overrides.get("state-dir", default["config"]["state-dir"])))
+
+
+def round_summary(state_dir: Path, since: datetime | None = None) -> str:
+    """Each round registered in ``state_dir`` (since ``since``), one line per round."""
+    if not (state_dir / "registry.jsonl").is_file():
+        return (
+            f"no round registry at {state_dir}: the ServerApp writes it on the SuperLink's "
+            "host; run `fedseg federation status STATE_DIR` there\n"
+        )
+    entries = [
+        e
+        for e in ModelRegistry(state_dir).entries()
+        if since is None or not e.created or _created(e.created) >= since
+    ]
+    if not entries:
+        return f"no round finished in this run ({state_dir}/registry.jsonl)\n"
+    return f"rounds of this run, mean Dice per task ({state_dir}):\n" + "".join(
+        _round_lines(entries)
+    )
+
+
+def _created(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
+
+
+def _round_lines(entries: list[RegistryEntry]) -> list[str]:
+    lines = []
+    for e in entries:
+        metrics = " ".join(f"{k}={v:.3f}" for k, v in sorted(e.task_metrics.items()))
+        promotion = ""
+        if e.promotion:
+            verdict = "promoted" if e.promotion.get("promoted") else "not promoted"
+            promotion = f"  {verdict} as {e.promotion.get('bundle_version')}"
+        lines.append(
+            f"{e.version}  round {e.server_round}  sites {','.join(e.sites)}  {metrics}"
+            f"{promotion}\n"
+        )
+    return lines
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -118,14 +182,5 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps([e.__dict__ for e in entries], indent=2) + "\n")
         return 0
-    for e in entries:
-        metrics = " ".join(f"{k}={v:.3f}" for k, v in sorted(e.task_metrics.items()))
-        promotion = ""
-        if e.promotion:
-            verdict = "promoted" if e.promotion.get("promoted") else "not promoted"
-            promotion = f"  {verdict} as {e.promotion.get('bundle_version')}"
-        sys.stdout.write(
-            f"{e.version}  round {e.server_round}  sites {','.join(e.sites)}  {metrics}"
-            f"{promotion}\n"
-        )
+    sys.stdout.write("".join(_round_lines(entries)))
     return 0

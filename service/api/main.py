@@ -19,12 +19,24 @@ from sqlalchemy.exc import OperationalError
 
 from service.api.deps import ANY_ROLE
 from service.api.redaction import server_redactor
-from service.api.routers import dashboard, dicomweb, health, jobs, models, routing, viewer
+from service.api.routers import (
+    dashboard,
+    dicomweb,
+    health,
+    jobs,
+    models,
+    ohif,
+    qido,
+    routing,
+    viewer,
+    wado_frames,
+)
 from service.api.security_headers import DEFAULT_POLICY, HeaderPolicy
 from service.api.state import ServerState
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.errors import FedsegError
+from service.library_logging import route_library_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +53,7 @@ def create_app(
 
     ``headers`` chooses the security headers (CSP, framing, sniffing) per route prefix.
     """
+    route_library_warnings()  # pydicom/highdicom quote header values: withhold them in logs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,7 +78,18 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    for module in (health, dicomweb, jobs, viewer, models, routing, dashboard):
+    for module in (
+        health,
+        dicomweb,
+        qido,
+        wado_frames,
+        jobs,
+        viewer,
+        models,
+        routing,
+        dashboard,
+        ohif,
+    ):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(ANY_ROLE)])

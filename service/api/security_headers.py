@@ -22,6 +22,17 @@ DASHBOARD_CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
+#: The OHIF Viewer (/viewer): its own bundles and inline bootstrap, eval (ndarray compiles its
+#: SEG constructors with new Function), WebAssembly codecs, blob: workers, inline styles
+#: (React), DICOMweb calls to this origin; nothing from elsewhere.
+VIEWER_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval' "
+    "blob:; "
+    "worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self' data: blob:; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'"
+)
+
 BASE_HEADERS: Mapping[str, str] = MappingProxyType(
     {
         "X-Content-Type-Options": "nosniff",
@@ -64,5 +75,8 @@ class HeaderPolicy:
 
 
 DEFAULT_POLICY = HeaderPolicy(
-    rules=(HeaderRule("/dashboard/", {"Content-Security-Policy": DASHBOARD_CSP}),)
+    rules=(
+        HeaderRule("/dashboard/", {"Content-Security-Policy": DASHBOARD_CSP}),
+        HeaderRule("/viewer", {"Content-Security-Policy": VIEWER_CSP}),
+    )
 )

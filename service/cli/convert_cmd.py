@@ -46,8 +46,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=[t.value for t in Task],
         help="label table for names and codes (default: from the modality)",
     )
-    parser.add_argument("--seg-type", choices=[t.value.lower() for t in SegType], default="binary")
-    parser.add_argument("--suv-type", choices=[t.value for t in SuvType], default=SuvType.BW.value)
+    parser.add_argument(
+        "--seg-type",
+        choices=[t.value.lower() for t in SegType],
+        default="binary",
+        help="DICOM-SEG encoding: one bit plane per segment, or one label per pixel "
+        "(LABELMAP, DICOM 2024; not every viewer reads it) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--suv-type",
+        choices=[t.value for t in SuvType],
+        default=SuvType.BW.value,
+        help="PET only: SUV normalisation for the SR and JSON: body weight, lean body mass "
+        "(James; Janmahasatian), body surface area, ideal body weight (default: %(default)s)",
+    )
     parser.add_argument(
         "--qc-policy",
         choices=[p.value for p in QcPolicy],
@@ -55,8 +67,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="structures failing QC: flag (default: a given mask is converted whole, failed "
         "structures marked), withhold (kept out of SEG/RTSTRUCT, listed in the SR) or off",
     )
-    parser.add_argument("--algorithm-name", default="fedseg-convert")
-    parser.add_argument("--algorithm-version", default=software_version())
+    parser.add_argument(
+        "--algorithm-name",
+        default="fedseg-convert",
+        help="who made the mask, as the SEG's SegmentAlgorithmName (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--algorithm-version",
+        default=software_version(),
+        help="version of that algorithm, written with its name (default: this fedseg)",
+    )
     parser.set_defaults(handler=run)
 
 

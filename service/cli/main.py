@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from service.errors import FedsegError
+from service.library_logging import OncePerMessage, route_library_warnings
 
 logger = logging.getLogger("fedseg")
 
@@ -56,36 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class OncePerMessage(logging.Filter):
-    """Pass each distinct message of one library's loggers once.
-
-    pydicom logs a value-length warning for every file of a series whose source header breaks
-    a VR limit (a 300-slice CT gives 300 identical lines); once says the same.
-    """
-
-    def __init__(self, library: str) -> None:
-        super().__init__()
-        self._library = library
-        self._seen: set[tuple[str, str]] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """False for a message of ``library`` that was already passed."""
-        if record.name != self._library and not record.name.startswith(self._library + "."):
-            return True
-        key = (record.name, record.getMessage())
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
-
-
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else logging.DEBUG if verbose > 0 else logging.WARNING
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    route_library_warnings()
     for handler in logging.getLogger().handlers:
-        handler.addFilter(OncePerMessage("pydicom"))
+        handler.addFilter(OncePerMessage())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

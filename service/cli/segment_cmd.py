@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
+from service.cli import structure_table
 from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
 from service.qc.enum import QcPolicy
 from service.qc.report import qc_lines
-from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS
+from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS, ResultKind
 from service.results.outputs import OutputOptions, parse_formats
 from service.segment import STAGES, SegmentOptions, SeriesResult, StudyResult, segment_study
 
@@ -39,7 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME|PATH",
         help="model name, task or bundle folder (repeatable; default: every installed model)",
     )
-    parser.add_argument("--device", choices=[d.value for d in Device], default="auto")
+    parser.add_argument(
+        "--device",
+        choices=[d.value for d in Device],
+        default="auto",
+        help="where the model runs: auto takes a GPU when onnxruntime offers one, else the "
+        "CPU; cuda fails when no GPU can be used (default: auto)",
+    )
     parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument(
@@ -81,9 +89,9 @@ def _thread_count(text: str) -> int:
     return value
 
 
-def _bar_factory() -> Callable[[str], Progress]:
+def _bar_factory(quiet: bool) -> Callable[[str], Progress]:
     def make(label: str) -> Progress:
-        bar = tqdm(desc=label, unit="window", file=sys.stderr, leave=False)
+        bar = tqdm(desc=label, unit="window", file=sys.stderr, leave=False, disable=quiet)
 
         def update(done: int, total: int) -> None:
             bar.total = total
@@ -110,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         qc_policy=QcPolicy(args.qc_policy) if args.qc_policy else None,
     )
-    result = segment_study(args.study, args.out, options, settings, _bar_factory())
+    result = segment_study(
+        args.study, args.out, options, settings, _bar_factory(getattr(args, "quiet", False))
+    )
     _print_summary(result)
     return 1 if result.failed else 0
 
@@ -139,6 +149,9 @@ def _print_summary(result: StudyResult) -> None:
             f"{series.modality} {series.series_instance_uid}: {series.model} "
             f"{series.model_version} on {series.provider}: {found}"
         )
+        written = series.outputs.get(ResultKind.MEASUREMENTS.value)
+        if written and not series.error:
+            print(structure_table.render(json.loads(Path(written).read_text())))
         _print_qc(series)
         for name, path in series.outputs.items():
             print(f"  {name:<9} {path}")

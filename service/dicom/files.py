@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 
 from service.errors import DicomInputError
+from service.library_logging import library_message
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,11 @@ def read_header(path: Path) -> FileDataset:
     try:
         return _read_converted(path)
     except InvalidDicomError as exc:
-        raise DicomInputError(f"{path}: not a DICOM file ({exc})") from exc
+        message = library_message(exc)
+        raise DicomInputError(f"{path}: not a DICOM file ({message})") from exc
     except Exception as exc:  # pydicom raises many types for damaged files
-        raise DicomInputError(f"{path}: DICOM header could not be parsed: {exc}") from exc
+        message = library_message(exc)
+        raise DicomInputError(f"{path}: DICOM header could not be parsed: {message}") from exc
 
 
 # Bulk values left raw by the header check: RTSTRUCT ContourData can hold millions of numbers,
@@ -93,7 +96,8 @@ def read_full(path: Path) -> FileDataset:
     try:
         return pydicom.dcmread(path)
     except Exception as exc:
-        raise DicomInputError(f"{path}: DICOM file could not be read: {exc}") from exc
+        message = library_message(exc)
+        raise DicomInputError(f"{path}: DICOM file could not be read: {message}") from exc
 
 
 def scan(paths: Sequence[Path | str]) -> ScanResult:
@@ -113,11 +117,13 @@ def scan(paths: Sequence[Path | str]) -> ScanResult:
             dataset = _read_converted(path)
         except InvalidDicomError as exc:
             if path in explicit:
-                raise DicomInputError(f"{path}: not a DICOM file ({exc})") from exc
+                message = library_message(exc)
+                raise DicomInputError(f"{path}: not a DICOM file ({message})") from exc
             result.skipped.append(path)
             continue
         except Exception as exc:
-            raise DicomInputError(f"{path}: DICOM header could not be parsed: {exc}") from exc
+            message = library_message(exc)
+            raise DicomInputError(f"{path}: DICOM header could not be parsed: {message}") from exc
         result.files.append(DicomFile(path=path, dataset=dataset))
     logger.debug("scanned %d DICOM files, skipped %d", len(result.files), len(result.skipped))
     return result

@@ -137,15 +137,10 @@ def regularise(
     """
     dist = geometry.distances
     dz = geometry.median_step
-    n_out = int(np.floor((dist[-1] - dist[0]) / dz + 1e-6)) + 1
-    # In-plane offset (in voxels) of each plane's origin from the first plane's origin.
-    rel = geometry.positions - geometry.positions[0]
-    off_i = rel @ geometry.row_cosine / geometry.column_spacing
-    off_j = rel @ geometry.column_cosine / geometry.row_spacing
+    (*grid_shape, n_out), affine = regular_grid(geometry, planes.shape[0], planes.shape[1])
+    out_shape = (grid_shape[0], grid_shape[1])
+    off_i, off_j = _plane_offsets(geometry)
     lo_i, lo_j = int(np.floor(off_i.min() + 1e-6)), int(np.floor(off_j.min() + 1e-6))
-    hi_i = int(np.ceil(off_i.max() - 1e-6)) + planes.shape[0]
-    hi_j = int(np.ceil(off_j.max() - 1e-6)) + planes.shape[1]
-    out_shape = (hi_i - lo_i, hi_j - lo_j)
     out = np.empty((*out_shape, n_out), dtype=np.float32)
     for t in range(n_out):
         d_t = dist[0] + t * dz
@@ -167,12 +162,37 @@ def regularise(
                 cval=fill,
             )
         out[:, :, t] = acc
+    return out, affine
+
+
+def _plane_offsets(geometry: StackGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane offset (in voxels) of each plane's origin from the first plane's origin."""
+    rel = geometry.positions - geometry.positions[0]
+    return rel @ geometry.row_cosine / geometry.column_spacing, (
+        rel @ geometry.column_cosine / geometry.row_spacing
+    )
+
+
+def regular_grid(
+    geometry: StackGeometry, columns: int, rows: int
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and affine of the grid :func:`regularise` resamples a stack onto (no pixels read).
+
+    ``fedseg inspect`` reports this grid, so its row and its "resampled" warning agree.
+    """
+    dist = geometry.distances
+    dz = geometry.median_step
+    n_out = int(np.floor((dist[-1] - dist[0]) / dz + 1e-6)) + 1
+    off_i, off_j = _plane_offsets(geometry)
+    lo_i, lo_j = int(np.floor(off_i.min() + 1e-6)), int(np.floor(off_j.min() + 1e-6))
+    hi_i = int(np.ceil(off_i.max() - 1e-6)) + columns
+    hi_j = int(np.ceil(off_j.max() - 1e-6)) + rows
     affine = np.eye(4)
     affine[:3, 0] = geometry.row_cosine * geometry.column_spacing
     affine[:3, 1] = geometry.column_cosine * geometry.row_spacing
     affine[:3, 2] = geometry.normal * dz
     affine[:3, 3] = geometry.positions[0] + lo_i * affine[:3, 0] + lo_j * affine[:3, 1]
-    return out, affine
+    return (hi_i - lo_i, hi_j - lo_j, n_out), affine
 
 
 def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:

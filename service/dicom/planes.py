@@ -17,6 +17,7 @@ from pydicom.uid import generate_uid
 
 from service.dicom.files import DicomFile
 from service.errors import DicomGeometryError, DicomInputError, FedsegError
+from service.library_logging import library_message
 
 #: Modalities of objects that hold no image volume (results, documents, presentation states).
 NON_IMAGE_MODALITIES = frozenset(
@@ -296,7 +297,8 @@ def collect_planes(files: Iterable[DicomFile]) -> PlaneSet:
             raise
         except Exception as exc:  # pydicom converts values lazily; a damaged one raises anything
             raise DicomInputError(
-                f"{dicom_file.path}: a header value could not be interpreted ({exc}); "
+                f"{dicom_file.path}: a header value could not be interpreted "
+                f"({library_message(exc)}); "
                 "re-export the series from its source"
             ) from exc
     return result

@@ -17,7 +17,14 @@ from pydicom.dataset import Dataset
 
 from service.config import GeometryPolicy, Settings, get_settings
 from service.dicom.files import DicomFile, scan
-from service.dicom.geometry import StackGeometry, axis_codes, measure, regularise, voxel_spacing
+from service.dicom.geometry import (
+    StackGeometry,
+    axis_codes,
+    measure,
+    regular_grid,
+    regularise,
+    voxel_spacing,
+)
 from service.dicom.pixels import read_planes
 from service.dicom.planes import Plane, collect_planes, derived_study_uid
 from service.dicom.stacks import Stack, group_series, split_stacks
@@ -161,7 +168,8 @@ def plan_stack(stack: Stack, settings: Settings) -> VolumePlan:
         )
     elif deviation > settings.slice_position_tolerance * geometry.median_step:
         steps = np.unique(np.round(geometry.normal_steps, 2))
-        warnings.append(f"uneven slice spacing ({', '.join(f'{s:g}' for s in steps)} mm)")
+        shown = ", ".join(f"{s:g}" for s in steps)
+        warnings.append(f"uneven slice spacing ({shown} mm along the slice normal)")
         regular = False
     elif deviation > 0.01:
         warnings.append(f"slice positions deviate up to {deviation:.2f} mm from a regular grid")
@@ -176,6 +184,7 @@ def plan_stack(stack: Stack, settings: Settings) -> VolumePlan:
             error = f"{name}: irregular geometry ({'; '.join(warnings)}) and policy is strict"
         else:
             warnings.append(f"resampled onto a regular grid at {geometry.median_step:.2f} mm")
+            shape, affine = regular_grid(geometry, shape[0], shape[1])
     return VolumePlan(
         stack=stack,
         geometry=geometry,

@@ -24,6 +24,7 @@ from service.db.models import Instance, InstanceOrigin, Job
 from service.errors import FedsegError
 from service.jobs import queue
 from service.jobs.intake import enqueue_quiet_studies
+from service.library_logging import library_message
 from service.results.kinds import ResultKind
 from service.storage.ingest import ingest
 from service.storage.store import InstanceStore
@@ -134,7 +135,8 @@ def run_job(ctx: WorkerContext, job: Job) -> queue.JobState | None:
         return queue.fail(ctx.factory, job.id, ctx.worker_id, str(exc), retry=False)
     except Exception as exc:
         logger.exception("job %s crashed", job.id)
-        error = f"{type(exc).__name__}: {exc}"
+        # A library exception may quote a header value: keep patient values out of the job.
+        error = f"{type(exc).__name__}: {library_message(exc)}"
         return queue.fail(ctx.factory, job.id, ctx.worker_id, error, retry=True)
     finally:
         beat.stopped.set()

@@ -10,6 +10,7 @@ from pydicom.errors import InvalidDicomError
 from service.dicom.volume import Volume
 from service.errors import MaskInputError
 from service.labels.registry import LabelTable
+from service.library_logging import library_message
 from service.masks.nifti_reader import read_nifti_labels
 from service.masks.rtstruct_reader import RTSTRUCT_SOP_CLASS, read_rtstruct
 from service.masks.seg_reader import SEG_SOP_CLASSES, read_seg
@@ -34,7 +35,8 @@ def mask_kind(path: Path) -> str:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError) as exc:
         raise MaskInputError(
-            f"{path}: neither NIfTI (.nii, .nii.gz) nor a readable DICOM file: {exc}"
+            f"{path}: neither NIfTI (.nii, .nii.gz) nor a readable DICOM file: "
+            f"{library_message(exc)}"
         ) from exc
     sop_class = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", ""))

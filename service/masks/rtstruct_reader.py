@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 from service.dicom.volume import Volume
 from service.errors import MaskInputError
 from service.labels.registry import LabelTable
+from service.library_logging import library_message
 from service.regions import Region, RegionSet
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _read(path: Path) -> Dataset:
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError) as exc:
-        raise MaskInputError(f"{path}: not a readable DICOM file: {exc}") from exc
+        raise MaskInputError(f"{path}: not a readable DICOM file: {library_message(exc)}") from exc
     if ds.get("Modality") != "RTSTRUCT" and ds.get("SOPClassUID") != RTSTRUCT_SOP_CLASS:
         raise MaskInputError(f"{path}: not an RTSTRUCT (Modality {ds.get('Modality')})")
     if "StructureSetROISequence" not in ds:

@@ -18,6 +18,7 @@ from pydicom.errors import InvalidDicomError
 from service.dicom.volume import Volume
 from service.errors import MaskInputError
 from service.labels.registry import LabelTable
+from service.library_logging import library_message
 from service.masks.alignment import index_map, place
 from service.regions import Region, RegionSet
 
@@ -100,7 +101,7 @@ def _read(path: Path) -> Dataset:
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError) as exc:
-        raise MaskInputError(f"{path}: not a readable DICOM file: {exc}") from exc
+        raise MaskInputError(f"{path}: not a readable DICOM file: {library_message(exc)}") from exc
     if ds.get("SOPClassUID") not in SEG_SOP_CLASSES and ds.get("Modality") != "SEG":
         raise MaskInputError(f"{path}: not a DICOM-SEG (Modality {ds.get('Modality')})")
     if not ds.get("SegmentSequence"):

@@ -72,6 +72,8 @@ class SeriesQc:
             "policy": self.policy.value,
             "counts": self.counts,
             "withheld": self.withheld,
+            # Numbers identify a structure where names repeat (lesions sharing one label).
+            "withheld_numbers": sorted(self.withheld_numbers),
             "structures": [s.as_dict() for s in self.structures],
         }
 
@@ -126,11 +128,11 @@ def check_volume(
 
 def qc_lines(qc: dict[str, object]) -> list[str]:
     """One line per structure of a :meth:`SeriesQc.as_dict`: ``QC FAIL liver: reasons``."""
-    withheld = set(qc.get("withheld", []))  # type: ignore[call-overload]
+    withheld = set(qc.get("withheld_numbers", []))  # type: ignore[call-overload]
     lines = []
     for structure in qc.get("structures", []):  # type: ignore[attr-defined]
         reasons = "; ".join(structure["reasons"])
-        mark = " (withheld from SEG/RTSTRUCT)" if structure["name"] in withheld else ""
+        mark = " (withheld from SEG/RTSTRUCT)" if structure["number"] in withheld else ""
         status = str(structure["status"]).upper()
         lines.append(
             f"QC {status:<4} {structure['name']}{mark}" + (f": {reasons}" if reasons else "")

@@ -13,6 +13,7 @@ from pydicom.sr.codedict import codes
 from service.dicom.volume import Volume
 from service.errors import DicomInputError, MaskInputError
 from service.labels.registry import LabelEntry, LabelTable, presentation
+from service.library_logging import library_message
 from service.regions import distinct_names
 from service.results.crops import Labels, RegionCrop, region_crops
 from service.results.provenance import (
@@ -115,7 +116,8 @@ def write_seg(
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise DicomInputError(
-            f"series {volume.series_instance_uid}: highdicom refused the SEG: {exc}"
+            f"series {volume.series_instance_uid}: highdicom refused the SEG: "
+            f"{library_message(exc)}"
         ) from exc
     clip_copied_values(seg, STUDY_KEYWORDS)
     state_deidentification(seg, source)

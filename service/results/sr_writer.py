@@ -8,6 +8,7 @@ from pydicom.sr.codedict import codes
 
 from service.dicom.volume import Volume
 from service.errors import DicomInputError
+from service.library_logging import library_message
 from service.qc.structures import StructureQc
 from service.regions import distinct_names
 from service.results.measurements import MeasurementReportData, SegmentMeasurements
@@ -162,7 +163,7 @@ def write_sr(
             series_description=series.series_description,
         )
     except (ValueError, TypeError) as exc:
-        raise DicomInputError(f"highdicom refused the SR content: {exc}") from exc
+        raise DicomInputError(f"highdicom refused the SR content: {library_message(exc)}") from exc
     clip_copied_values(sr, STUDY_KEYWORDS)
     state_deidentification(sr, seg if seg is not None else volume.header)
     return sr

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import Instance, InstanceOrigin, Study, StudyState, utcnow
+from service.library_logging import library_message
 from service.storage.errors import InstanceRejectedError, InsufficientStorageError
 from service.storage.store import InstanceStore
 
@@ -33,10 +34,14 @@ QIDO_ATTRIBUTES: dict[str, str] = {
     "AccessionNumber": "SH",
     "PatientName": "PN",
     "PatientID": "LO",
+    "PatientBirthDate": "DA",
+    "PatientSex": "CS",
     "StudyID": "SH",
     "StudyDescription": "LO",
     "ReferringPhysicianName": "PN",
     "SeriesDescription": "LO",
+    "SeriesDate": "DA",
+    "SeriesTime": "TM",
     "SeriesNumber": "IS",
     "BodyPartExamined": "CS",
     "InstanceNumber": "IS",
@@ -71,9 +76,11 @@ def read_header(data: bytes) -> pydicom.Dataset:
         qido_attributes(ds)
         str(ds.get("Modality", "") or "")
     except InvalidDicomError as exc:
-        raise InstanceRejectedError(f"not a readable DICOM instance: {exc}") from exc
+        message = library_message(exc)
+        raise InstanceRejectedError(f"not a readable DICOM instance: {message}") from exc
     except Exception as exc:  # pydicom raises many types for damaged headers
-        raise InstanceRejectedError(f"DICOM header could not be parsed: {exc}") from exc
+        message = library_message(exc)
+        raise InstanceRejectedError(f"DICOM header could not be parsed: {message}") from exc
     if missing:
         raise InstanceRejectedError(f"instance lacks {', '.join(missing)}; cannot store it")
     return ds

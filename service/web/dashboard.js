@@ -13,6 +13,9 @@ const OVERLAY_ALPHA = 0.5;
 
 const viewer = { job: null, layers: [], layer: 0, slice: 0, image: null, labels: null };
 let pollTimer = null;
+// Study attributes (patient, date, modalities, description) by Study UID, from QIDO-RS: each
+// search is audited on the server, so a study is looked up once per page, not every poll.
+const studies = new Map();
 
 function $(id) { return document.getElementById(id); }
 
@@ -63,20 +66,59 @@ function qcCell(row, qc) {
   return cell(row, parts.length ? "QC: " + parts.join(", ") : "QC passed", kind);
 }
 
+// ---- DICOM JSON (QIDO-RS) --------------------------------------------------------------
+const TAGS = {
+  PatientName: "00100010", PatientID: "00100020", StudyDate: "00080020",
+  StudyDescription: "00081030", ModalitiesInStudy: "00080061", StudyInstanceUID: "0020000D",
+  SeriesInstanceUID: "0020000E", Modality: "00080060", SeriesNumber: "00200011",
+  SeriesDescription: "0008103E",
+};
+
+function dicomValues(item, keyword) {
+  const values = ((item || {})[TAGS[keyword]] || {}).Value || [];
+  return values.map((v) => (v && typeof v === "object" ? v.Alphabetic || "" : String(v)));
+}
+
+function dicomValue(item, keyword) { return dicomValues(item, keyword)[0] || ""; }
+
+function studyDate(text) {
+  return /^\d{8}$/.test(text) ? text.slice(0, 4) + "-" + text.slice(4, 6) + "-" + text.slice(6) : text;
+}
+
+function personName(text) { return text.replace(/\^+$/, "").replace(/\^/g, ", "); }
+
+async function lookUpStudies(uids) {
+  const unknown = [...new Set(uids)].filter((uid) => !studies.has(uid));
+  if (!unknown.length) { return; }
+  const found = await api("/dicomweb/studies?StudyInstanceUID=" + encodeURIComponent(unknown.join(",")));
+  for (const uid of unknown) { studies.set(uid, null); }
+  for (const item of found) { studies.set(dicomValue(item, "StudyInstanceUID"), item); }
+}
+
+function ohifLink(studyUid) {
+  return "/viewer/viewer?StudyInstanceUIDs=" + encodeURIComponent(studyUid);
+}
+
 // ---- jobs list -------------------------------------------------------------------------
 async function refreshJobs() {
   if (!token()) { return; }
   try {
     const jobs = await api("/v1/jobs?limit=100");
+    await lookUpStudies(jobs.map((job) => job.study_instance_uid));
     const body = $("jobs-table").tBodies[0];
     body.replaceChildren();
     for (const job of jobs) {
       const row = document.createElement("tr");
       row.className = "job";
       row.dataset.jobId = job.id;
+      const study = studies.get(job.study_instance_uid);
       cell(row, new Date(job.created_at).toLocaleString());
-      cell(row, job.id.slice(0, 8));
-      cell(row, job.study_instance_uid);
+      cell(row, dicomValue(study, "PatientID"));
+      cell(row, personName(dicomValue(study, "PatientName")));
+      cell(row, studyDate(dicomValue(study, "StudyDate")));
+      cell(row, dicomValues(study, "ModalitiesInStudy").join(", "));
+      cell(row, dicomValue(study, "StudyDescription") || job.study_instance_uid).title =
+        "Study " + job.study_instance_uid + ", job " + job.id;
       cell(row, job.state, "state-" + job.state);
       qcCell(row, job.qc);
       const stages = Object.entries(job.progress || {});
@@ -146,13 +188,36 @@ function showResults(job) {
       list.appendChild(item);
     });
   }
-  const deliveries = $("deliveries");
+  const deliveries = $("deliveries-table").tBodies[0];
   deliveries.replaceChildren();
   for (const d of job.deliveries || []) {
-    const item = document.createElement("li");
-    item.textContent = d.destination + ": " + d.state + (d.last_error ? " (" + d.last_error + ")" : "");
-    deliveries.appendChild(item);
+    const row = document.createElement("tr");
+    row.className = "delivery";
+    cell(row, d.destination);
+    cell(row, d.state, "state-" + d.state);
+    // Attempts so far; every attempt after the first is a retry.
+    cell(row, d.attempts + (d.attempts > 1 ? " (" + (d.attempts - 1) + " retries)" : ""));
+    cell(row, d.delivered_at ? new Date(d.delivered_at).toLocaleString() : "");
+    cell(row, d.last_error);
+    deliveries.appendChild(row);
   }
+  $("deliveries-table").hidden = !(job.deliveries || []).length;
+  $("deliveries-none").hidden = (job.deliveries || []).length > 0;
+}
+
+function unitOf(report, segment) {
+  const pet = segment.pet || {};
+  if (pet.suv_type) { return "SUV" + pet.suv_type; }
+  return (segment.intensity || {}).unit || "";
+}
+
+// A structure's QC verdict (from the report's qc block, by segment number) and its reasons.
+function qcStructureCell(row, verdict, withheld) {
+  if (!verdict) { return cell(row, ""); }
+  const text = verdict.status.toUpperCase() + (withheld ? " (withheld)" : "");
+  const td = cell(row, text, "qc qc-" + verdict.status);
+  td.title = verdict.reasons.join("\n");
+  return td;
 }
 
 async function showMeasurements(job) {
@@ -162,24 +227,26 @@ async function showMeasurements(job) {
   for (let index = 0; index < count; index++) {
     const report = await api("/v1/jobs/" + job.id + "/results/measurements?index=" + index);
     const verdicts = {};
-    for (const s of (report.qc || {}).structures || []) { verdicts[s.name] = s; }
-    const withheld = new Set((report.qc || {}).withheld || []);
+    for (const s of (report.qc || {}).structures || []) { verdicts[s.number] = s; }
+    const withheld = new Set((report.qc || {}).withheld_numbers || []);
     for (const segment of report.segments || []) {
       const row = document.createElement("tr");
       const intensity = segment.intensity || {};
       const pet = segment.pet || {};
-      const verdict = verdicts[segment.name];
+      const unit = unitOf(report, segment);
+      const digits = segment.pet ? 2 : 1;
+      const withUnit = (value) => (typeof value === "number" ? value.toFixed(digits) + " " + unit : "");
+      const verdict = verdicts[segment.number];
       cell(row, segment.name);
-      const status = verdict ? verdict.status : "";
-      const qcText = status.toUpperCase() + (withheld.has(segment.name) ? " (withheld)" : "");
-      cell(row, qcText, status ? "qc-" + status : "").title = verdict ? verdict.reasons.join("\n") : "";
-      cell(row, fixed(segment.volume_ml, 2));
-      cell(row, fixed(intensity.mean, 1));
-      cell(row, fixed(intensity.max, 1));
-      cell(row, fixed(pet.suv_max, 2));
-      cell(row, fixed(pet.suv_peak_local, 2));
-      cell(row, fixed(pet.mtv_ml, 2));
+      cell(row, report.modality || "");
+      cell(row, fixed(segment.volume_ml, 1));
+      cell(row, withUnit(segment.pet ? pet.suv_mean : intensity.mean));
+      // One maximum: SUVmax for PET (the same value the SR reports), else the maximum in HU.
+      cell(row, withUnit(segment.pet ? pet.suv_max : intensity.max), "max");
+      cell(row, withUnit(pet.suv_peak_local));
+      cell(row, fixed(pet.mtv_ml, 1));
       cell(row, fixed(pet.tlg, 1));
+      qcStructureCell(row, verdict, withheld.has(segment.number));
       body.appendChild(row);
     }
   }
@@ -188,12 +255,22 @@ async function showMeasurements(job) {
 async function showStudy(jobId) {
   try {
     const job = await api("/v1/jobs/" + jobId);
+    await lookUpStudies([job.study_instance_uid]);
+    const study = studies.get(job.study_instance_uid);
+    const title = [personName(dicomValue(study, "PatientName")), dicomValue(study, "PatientID"),
+      studyDate(dicomValue(study, "StudyDate")), dicomValue(study, "StudyDescription")];
+    $("study-title").textContent = title.filter(Boolean).join(" · ") || "Study";
+    $("study-ohif").href = ohifLink(job.study_instance_uid);
     $("study-uid").textContent = job.study_instance_uid;
     $("study-job").textContent = job.id.slice(0, 8);
     $("study-state").textContent = job.state;
     showResults(job);
     await showMeasurements(job);
     const described = await api("/v1/jobs/" + jobId + "/viewer");
+    const series = new Map();
+    for (const item of await api("/dicomweb/studies/" + job.study_instance_uid + "/series")) {
+      series.set(dicomValue(item, "SeriesInstanceUID"), item);
+    }
     viewer.job = jobId;
     viewer.layers = described.layers;
     const select = $("layer-select");
@@ -201,7 +278,11 @@ async function showStudy(jobId) {
     described.layers.forEach((layer) => {
       const option = document.createElement("option");
       option.value = String(layer.layer);
-      option.textContent = layer.modality + " " + layer.series_instance_uid.slice(-12);
+      const item = series.get(layer.series_instance_uid);
+      const number = dicomValue(item, "SeriesNumber");
+      const name = dicomValue(item, "SeriesDescription") || layer.series_instance_uid;
+      option.textContent = layer.modality + (number ? " #" + number : "") + " " + name;
+      option.title = layer.series_instance_uid;
       select.appendChild(option);
     });
     if (!described.layers.length) { message("this job has no segmentation to show"); return; }
@@ -307,6 +388,9 @@ function init() {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
     $("token-input").value = "";
+    // Sent here by the OHIF viewer for a token: go back to where the reader was.
+    const next = new URLSearchParams(location.search).get("next");
+    if (next && next.startsWith("/viewer/")) { location.assign(next); return; }
     route();
   });
   $("token-forget").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); route(); });

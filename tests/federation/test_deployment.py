@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,16 +88,10 @@ def test_two_rounds_over_tls_survive_a_killed_site(deployment: Deployment) -> No
         f'state-dir="{state}" num-rounds=2 min-sites=2 local-steps=1 filters="4,8" '
         "round-timeout=90 connect-timeout=60"
     )
+    # Through `fedseg federation run`, which wraps `flwr run --stream` and then prints the rounds.
+    entry = "from service.cli.main import main; raise SystemExit(main())"
     run = Process(
-        [
-            flower_executable("flwr"),
-            "run",
-            str(ROOT / "federation" / "app"),
-            "pilot",
-            "--stream",
-            "--run-config",
-            run_config,
-        ],
+        [sys.executable, "-c", entry, "federation", "run", "pilot", "--run-config", run_config],
         deployment.env,
         deployment.tmp,
     )
@@ -104,6 +99,8 @@ def test_two_rounds_over_tls_survive_a_killed_site(deployment: Deployment) -> No
         assert run.wait_for("round 1: training on 3 sites", 240), run.text
         deployment.nodes["c"].kill()
         assert run.wait_for("finished at round 2", 420), run.text
+        assert run.wait_for("round 2  sites a,b  liver=", 60), run.text
+        assert "rounds of this run, mean Dice per task" in run.text
     finally:
         run.kill()
     entries = [json.loads(line) for line in (state / "registry.jsonl").read_text().splitlines()]

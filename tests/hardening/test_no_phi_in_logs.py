@@ -8,8 +8,10 @@ of a ``fedseg serve`` subprocess at DEBUG are scanned.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -109,4 +111,50 @@ def test_serve_subprocess_output_has_no_phi(data_root: Path, tmp_path: Path) -> 
     output = service.log_path.read_text(errors="replace")
     assert "GET /dicomweb/studies" in output  # the access log was captured
     # The query string carries the patient ID; the access log must not repeat it.
+    _assert_clean(output)
+
+
+# Invalid patient values that pydicom and highdicom quote in warnings and errors (#17 item 7).
+_INVALID = {
+    "PatientName": ("PN", "Quokkafield"),  # one word: highdicom's person-name warning
+    "PatientBirthDate": ("DA", "1956-03-14"),  # not DICOM's DA format
+    "PatientSex": ("CS", "Malefemale"),
+    "PatientAge": ("AS", "56 years"),
+}
+
+
+def _invalid_patient_study(data_root: Path, tag: str) -> list[bytes]:
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about each invalid value it is given
+        for data in _study(data_root, tag):
+            ds = pydicom.dcmread(io.BytesIO(data))
+            for keyword, (vr, value) in _INVALID.items():
+                ds.add_new(keyword, vr, value)
+            buffer = io.BytesIO()
+            ds.save_as(buffer)
+            out.append(buffer.getvalue())
+    return out
+
+
+def test_invalid_patient_values_stay_out_of_logs_and_job_errors(
+    data_root: Path, tmp_path: Path
+) -> None:
+    extra = {"FEDSEG_LOG_LEVEL": "DEBUG"}
+    with running_service(tmp_path, quiet_period_s=0.5, extra_env=extra) as service:
+        body, content_type = write_related(_invalid_patient_study(data_root, "phi-c"),
+                                           "application/dicom")  # fmt: skip
+        headers = {"Authorization": f"Bearer {service.token}", "Content-Type": content_type}
+        stow = httpx.post(f"{service.url}/dicomweb/studies", content=body, headers=headers)
+        assert stow.status_code == 200
+        found = wait_for_jobs(service.database_url(), 1, 120)
+        reader = {"Authorization": f"Bearer {service.reader_token}"}
+        jobs = httpx.get(f"{service.url}/v1/jobs", headers=reader).json()
+        time.sleep(0.5)  # let the last log lines reach the file
+    # Whether the job succeeds (values dropped) or fails, no value is repeated anywhere.
+    assert sum(found.jobs_by_state.values()) == 1, found.jobs_by_state
+    output = service.log_path.read_text(errors="replace") + json.dumps(jobs)
+    assert "unlikely to represent the intended person name" in output  # the warning is logged
+    for _, value in _INVALID.values():
+        assert value not in output, f"{value!r} in the log or a job"
     _assert_clean(output)

@@ -20,7 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, type=Path, help="checkpoint (best.pt)")
     parser.add_argument("--data", required=True, type=Path, help="folder of labelled cases")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: auto, cpu, cuda, cuda:1, ... (default: auto)",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -42,12 +42,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, nargs="+", type=Path, help="site folders")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--validate-every", type=int, default=100)
+    parser.add_argument(
+        "--steps", type=int, default=2000, help="optimiser steps in all (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=2, help="patches per step (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=3e-3, help="initial learning rate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--validate-every",
+        type=int,
+        default=100,
+        help="steps between validations; the best one is kept (default: %(default)s)",
+    )
     parser.add_argument("--val-fraction", type=float, default=0.2, help="per site, by case")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the split, sampling and weights (default: 0)"
+    )
     parser.add_argument(
         "--deep-supervision",
         action="store_true",

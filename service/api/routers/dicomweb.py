@@ -1,10 +1,9 @@
-"""DICOMweb: STOW-RS store, QIDO-RS search and WADO-RS retrieval under ``/dicomweb``."""
+"""DICOMweb: STOW-RS store and WADO-RS retrieval under ``/dicomweb`` (QIDO-RS: ``qido.py``)."""
 
 from __future__ import annotations
 
 import io
 import json
-from collections import defaultdict
 from typing import Any
 
 import pydicom
@@ -23,6 +22,7 @@ from service.api.multipart import (
     write_related,
 )
 from service.api.responses import AUTH, errors
+from service.api.routers.wado_frames import metadata_json
 from service.api.state import ServerState
 from service.auth.tokens import Principal
 from service.db.models import Instance
@@ -32,17 +32,6 @@ from service.storage.ingest import IngestOutcome, ingest
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
 DICOM_JSON = "application/dicom+json"
-_STUDY_KEYS = (
-    "StudyDate",
-    "StudyTime",
-    "AccessionNumber",
-    "PatientName",
-    "PatientID",
-    "StudyID",
-    "StudyDescription",
-    "ReferringPhysicianName",
-)
-_SERIES_KEYS = ("SeriesNumber", "SeriesDescription", "BodyPartExamined")
 
 
 def _store_one(state: ServerState, data: bytes, source: str) -> IngestOutcome:
@@ -159,69 +148,6 @@ def _instances(state: ServerState, study: str | None, series: str | None = None)
         return list(session.scalars(query).all())
 
 
-def _matches(attributes: dict[str, Any], request: Request, keys: tuple[str, ...]) -> bool:
-    """QIDO matching: exact, or a prefix when the query value ends with ``*``."""
-    for key in keys:
-        wanted = request.query_params.get(key)
-        have = str(attributes.get(key, ""))
-        if not wanted:
-            continue
-        if wanted.endswith("*") and not have.startswith(wanted[:-1]):
-            return False
-        if not wanted.endswith("*") and have != wanted:
-            return False
-    return True
-
-
-@router.get("/studies", summary="QIDO-RS: search studies", responses=AUTH)
-def search_studies(request: Request, principal: Reader, state: StateDep) -> Response:
-    """Studies matching StudyInstanceUID, PatientID, AccessionNumber, StudyDate, Modality."""
-    by_study: dict[str, list[Instance]] = defaultdict(list)
-    for row in _instances(state, request.query_params.get("StudyInstanceUID")):
-        by_study[row.study_instance_uid].append(row)
-    results = []
-    wanted_modality = request.query_params.get("ModalitiesInStudy")
-    for study_uid, rows in sorted(by_study.items()):
-        first = rows[0].attributes
-        modalities = sorted({r.modality for r in rows if r.modality})
-        if not _matches(first, request, ("PatientID", "AccessionNumber", "StudyDate")):
-            continue
-        if wanted_modality and wanted_modality not in modalities:
-            continue
-        results.append(
-            dj.uid("StudyInstanceUID", study_uid)
-            | dj.copied(first, _STUDY_KEYS)
-            | dj.element("ModalitiesInStudy", "CS", *modalities)
-            | dj.element(
-                "NumberOfStudyRelatedSeries", "IS", len({r.series_instance_uid for r in rows})
-            )
-            | dj.element("NumberOfStudyRelatedInstances", "IS", len(rows))
-            | dj.element("RetrieveURL", "UR", f"{_base_url(request)}/studies/{study_uid}")
-        )
-    audit_access(state, principal, "qido-rs studies", None, f"{len(results)} studies")
-    return Response(json.dumps(results), media_type=DICOM_JSON)
-
-
-@router.get("/studies/{study}/series", summary="QIDO-RS: search a study's series", responses=AUTH)
-def search_series(study: str, request: Request, principal: Reader, state: StateDep) -> Response:
-    """The series of a study, results included (Modality SEG, RTSTRUCT, SR)."""
-    by_series: dict[str, list[Instance]] = defaultdict(list)
-    for row in _instances(state, study):
-        by_series[row.series_instance_uid].append(row)
-    wanted = request.query_params.get("Modality")
-    results = [
-        dj.uid("SeriesInstanceUID", uid)
-        | dj.element("Modality", "CS", rows[0].modality)
-        | dj.copied(rows[0].attributes, _SERIES_KEYS)
-        | dj.element("NumberOfSeriesRelatedInstances", "IS", len(rows))
-        | dj.element("RetrieveURL", "UR", f"{_base_url(request)}/studies/{study}/series/{uid}")
-        for uid, rows in sorted(by_series.items())
-        if not wanted or rows[0].modality == wanted
-    ]
-    audit_access(state, principal, "qido-rs series", study)
-    return Response(json.dumps(results), media_type=DICOM_JSON)
-
-
 def _retrieve(
     state: ServerState, rows: list[Instance], access: tuple[Principal, str, str, str]
 ) -> Response:
@@ -269,16 +195,17 @@ def retrieve_instance(
     summary="WADO-RS: series metadata",
     responses=AUTH | errors(404),
 )
-def series_metadata(study: str, series: str, principal: Reader, state: StateDep) -> Response:
+def series_metadata(
+    study: str, series: str, request: Request, principal: Reader, state: StateDep
+) -> Response:
     """The headers (no pixel data) of every instance in a series, as DICOM JSON."""
     rows = _instances(state, study, series)
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such series")
     audit_access(state, principal, "wado-rs metadata", study, series)
     metadata = []
+    base = f"{_base_url(request)}/studies/{study}/series/{series}/instances"
     for row in rows:
         ds = pydicom.dcmread(state.store.path_for(row.sha256), stop_before_pixels=True)
-        metadata.append(
-            ds.to_json_dict(bulk_data_threshold=1 << 16, bulk_data_element_handler=lambda _: "")
-        )
+        metadata.append(metadata_json(ds, f"{base}/{row.sop_instance_uid}"))
     return Response(json.dumps(metadata), media_type=DICOM_JSON)

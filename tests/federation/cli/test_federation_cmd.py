@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,27 @@ def test_status_lists_registered_rounds(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert args.handler(args) == 0
     assert "liver=0.500  promoted as 1.2.0" in capsys.readouterr().out
+
+
+def test_run_state_dir_comes_from_the_run_config_or_the_app_default() -> None:
+    assert federation_cmd.run_state_dir('num-rounds=2 state-dir="/srv/fl"') == Path("/srv/fl")
+    assert federation_cmd.run_state_dir("") == Path("/var/lib/fedseg/federation")
+
+
+def test_run_summary_lists_this_runs_rounds(tmp_path: Path) -> None:
+    missing = federation_cmd.round_summary(tmp_path / "elsewhere")
+    assert "no round registry" in missing and "federation status" in missing
+    registry = ModelRegistry(tmp_path)
+    old = {"created": "2026-01-01T10:00:00+0000"}
+    registry.register(RegistryEntry("r0003-old", 3, "old", ["a"], {}, {"liver": 0.1}, **old))
+    for n, dice in ((1, 0.42), (2, 0.61)):
+        registry.register(RegistryEntry(f"r000{n}-new", n, "h", ["a", "b"], {},
+                                        {"liver": dice, "spleen": 0.3},
+                                        created="2026-12-02T10:00:00+0000"))  # fmt: skip
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    lines = federation_cmd.round_summary(tmp_path, since).splitlines()
+    assert lines[0].startswith("rounds of this run, mean Dice per task")
+    assert lines[1:] == [
+        "r0001-new  round 1  sites a,b  liver=0.420 spleen=0.300",
+        "r0002-new  round 2  sites a,b  liver=0.610 spleen=0.300",
+    ]

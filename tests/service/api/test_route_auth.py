@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 from service.api.deps import RequireRole
 from service.api.routers.dashboard import STATIC_PATHS
 from service.api.routers.health import PUBLIC_PATHS
+from service.api.routers.ohif import OHIF_PATHS
 from service.auth.tokens import Role, create_token, revoke_token
 from tests.service.api.conftest import Api
 
@@ -42,7 +43,7 @@ def test_every_route_declares_a_role_or_is_public(api: Api) -> None:
     routes = _routes(api.client.app.routes)  # type: ignore[attr-defined]
     assert len(routes) >= 20
     unguarded = {r.path for r in routes if _required(r) is None}
-    assert unguarded == PUBLIC_PATHS | STATIC_PATHS
+    assert unguarded == PUBLIC_PATHS | STATIC_PATHS | OHIF_PATHS
 
 
 def test_every_guarded_route_rejects_bad_tokens(api: Api) -> None:

@@ -23,3 +23,20 @@ def test_create_list_revoke(tmp_path: Path) -> None:
     with session_factory(engine)() as session:
         assert authenticate(session, token) is None
     engine.dispose()
+
+
+def test_state_options_after_the_action_and_a_listed_header(tmp_path: Path) -> None:
+    env = fedseg_env(tmp_path / "elsewhere")  # the --state-dir given after the action wins
+    state = tmp_path / "state-x"
+    token = fedseg(["token", "create", "viewer", "--role", "reader", "--state-dir", str(state)],
+                   env).stdout.strip()  # fmt: skip
+    engine = make_engine(f"sqlite:///{state / 'fedseg.db'}")
+    with session_factory(engine)() as session:
+        assert authenticate(session, token) is not None
+    engine.dispose()
+    lines = fedseg(["token", "list", "--state-dir", str(state)], env).stdout.splitlines()
+    assert lines[0].split() == ["ID", "ROLE", "STATE", "CREATED", "(UTC)", "NAME"]
+    assert lines[1].split()[1:3] == ["reader", "active"] and lines[1].endswith("viewer")
+    # Before the action, as before.
+    listed = fedseg(["token", "--state-dir", str(state), "list"], env).stdout
+    assert "viewer" in listed

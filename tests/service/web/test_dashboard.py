@@ -3,25 +3,14 @@ SEG overlay drawn on the slice viewer (and gone when toggled off), measurements,
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
-import pytest
-import uvicorn
-from PIL import Image
 
-from service.api.main import create_app
-from service.api.state import ServerState
 from service.auth.tokens import Role, create_token
-from service.config import Settings
-from tests.requirements import missing
-from tests.service.dimse.test_scp import free_port, wait_for_port
+from tests.service.web.browser import CHROMIUM, CHROMIUM_ARGS, Server, coloured, require_browser
 from tests.service.web.support import (
     DataDir,
     finish_job,
@@ -29,82 +18,9 @@ from tests.service.web.support import (
     pet_stow_body,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: A pixel is overlay-coloured when its channels differ this much (the image is grey).
-COLOUR_SPREAD = 60
-
-
-def _require_browser() -> None:
-    absent = []
-    if not CHROMIUM.exists():
-        absent.append(f"{CHROMIUM} (Debian package chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        absent.append("the playwright Python package")
-    if absent:
-        message = "dashboard browser test needs " + " and ".join(absent)
-        missing(message)
-
-
-class Server:
-    """The API served by uvicorn on a free loopback port, in a thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.app = create_app(settings)
-        self.port = settings.api_port
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def state(self) -> ServerState:
-        state: ServerState = self.app.state.server
-        return state
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    settings = Settings(
-        state_dir=tmp_path / "state",
-        model_store=tmp_path / "models",
-        shipped_models=tmp_path / "shipped",
-        api_port=free_port(),
-        quiet_period_s=3600,
-        max_upload_bytes=50_000_000,
-    )
-    running = Server(settings)
-    running.thread.start()
-    try:
-        wait_for_port(running.port)
-        yield running
-    finally:
-        running.server.should_exit = True
-        running.thread.join(timeout=30)
-
-
-def _coloured(png: bytes) -> int:
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    return int(np.count_nonzero(pixels.max(axis=2) - pixels.min(axis=2) > COLOUR_SPREAD))
-
 
 def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path: Path) -> None:
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     settings = server.state.settings
@@ -143,21 +59,41 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
             page.click("#token-form button[type=submit]")
             row = page.locator(f"tr.job[data-job-id='{job_id}']")
             row.wait_for()
-            assert "succeeded" in row.inner_text()
+            # The study list names the patient, date, modalities and description (via QIDO).
+            row.locator("td", has_text="2005-04-15").wait_for()
+            cells = row.locator("td").all_inner_texts()
+            assert cells[1:4] == ["STS_003", "STS_003", "2005-04-15"], cells
+            assert cells[4] == "PT, RTSTRUCT, SEG, SR" and cells[5] == "IBSI_1_STS_003_PET", cells
+            assert cells[6] == "succeeded", cells
             # The QC flag: every job row carries its structures' verdict.
             assert "QC" in row.locator("td.qc-pass, td.qc-warn, td.qc-fail").inner_text()
             page.screenshot(path=str(shots / "jobs.png"))
+            # The token survives leaving the dashboard (here for the viewer) and coming back.
+            page.goto(f"{server.url}/viewer/")
+            page.goto(f"{server.url}/dashboard/")
+            row.wait_for()
 
             row.click()
             canvas = page.locator("#viewer-canvas[data-overlay='on']")
             canvas.wait_for()
             page.locator("#measurements-table tbody tr").first.wait_for()
-            assert "lesion" in page.locator("#measurements-table").inner_text()
-            verdict = page.locator("#measurements-table tbody tr").first.locator("td").nth(1)
-            assert verdict.inner_text().split()[0] in {"PASS", "WARN", "FAIL"}
+            measured = page.locator("#measurements-table tbody tr").first
+            values = measured.locator("td").all_inner_texts()
+            assert "lesion" in values[0] and values[1] == "PT", values
+            assert values[4].endswith(" SUVbw") and values[3].endswith(" SUVbw"), values
+            headers = page.locator("#measurements-table th").all_inner_texts()
+            assert sum("max" in h.lower() for h in headers) == 1, headers
+            assert values[-1].split()[0] in {"PASS", "WARN", "FAIL"}, values
+            assert "TLG (g)" in headers and "Volume (mL)" in headers and "QC" in headers
+            # The layer is named by its series, not a UID tail; OHIF is one click away.
+            layer = page.locator("#layer-select option").first.inner_text()
+            assert layer == "PT #4 IBSI_1_STS_003_PET_image", layer
+            ohif = page.locator("#study-ohif").get_attribute("href")
+            assert ohif is not None and ohif.endswith(f"StudyInstanceUIDs={study}")
+            assert page.locator("#deliveries-none").is_visible()
             kinds = page.locator(".result-link").evaluate_all("els => els.map(e => e.dataset.kind)")
             assert {"seg", "rtstruct", "sr", "measurements"} <= set(kinds)
-            page.screenshot(path=str(shots / "study.png"))
+            page.screenshot(path=str(shots / "study.png"), full_page=True)
             with_overlay = canvas.screenshot(path=str(shots / "overlay-on.png"))
 
             page.uncheck("#overlay-toggle")
@@ -174,8 +110,8 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
             browser.close()
 
     assert not blocked, blocked
-    assert _coloured(with_overlay) > 50, "the SEG overlay should colour the lesion"
-    assert _coloured(without_overlay) == 0, "no colour without the overlay"
+    assert coloured(with_overlay) > 50, "the SEG overlay should colour the lesion"
+    assert coloured(without_overlay) == 0, "no colour without the overlay"
     keep = os.environ.get("FEDSEG_KEEP_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, Path(keep), dirs_exist_ok=True)

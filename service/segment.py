@@ -37,6 +37,7 @@ class SegmentOptions:
     """Which models to run, where, and what to write."""
 
     models: tuple[str, ...] = ()  # names or bundle folders; empty: every installed model
+    any_folder: bool = True  # bundle folders outside the stores (a local user); server: False
     device: Device = Device.AUTO
     fast: bool = False  # less window overlap, for a quick look
     mirror_tta: bool = False  # average over mirrored inputs (slower, smoother)
@@ -93,10 +94,12 @@ def store_for(settings: Settings) -> ModelStore:
     return ModelStore(roots=(settings.model_store, settings.shipped_models))
 
 
-def choose_bundles(store: ModelStore, names: Sequence[str]) -> list[ModelBundle]:
+def choose_bundles(
+    store: ModelStore, names: Sequence[str], any_folder: bool = True
+) -> list[ModelBundle]:
     """The bundles to run: those named, or the newest installed one of every task."""
     if names:
-        return [store.resolve(name) for name in names]
+        return [store.resolve(name, any_folder=any_folder) for name in names]
     newest = [store.for_task(task) for task in sorted({b.manifest.task for b in store.bundles()})]
     found = [bundle for bundle in newest if bundle is not None]
     if not found:
@@ -261,5 +264,5 @@ def segment_study(
     """Segment a study folder with the chosen (or all installed) models; see module doc."""
     if options.threads is None:
         options = replace(options, threads=settings.inference_threads)
-    bundles = choose_bundles(store_for(settings), options.models)
+    bundles = choose_bundles(store_for(settings), options.models, options.any_folder)
     return StudySegmenter(bundles, options).run(inputs, out_dir, settings, progress)

@@ -26,7 +26,8 @@ def segment_runner(
     :mod:`service.jobs.routing`); without, or when no rule matches, every installed model
     whose manifest selects a series runs. Models named in ``options`` are the default.
     """
-    base = options or SegmentOptions()
+    # The server loads installed models only: a rule or option naming a folder is refused.
+    base = replace(options or SegmentOptions(), any_folder=False)
 
     def run(inputs: Sequence[Path], out_dir: Path, progress: Progress) -> None:
         def stage(label: str) -> WindowProgress:

@@ -116,3 +116,15 @@ def test_runner_runs_the_routed_models(two_models: Settings, tmp_path: Path) -> 
     missing = segment_runner(two_models, rules=lambda: [_rule(1, ["not-installed"])])
     with pytest.raises(FedsegError, match="not-installed"):
         missing(inputs, tmp_path / "missing", lambda stage, fraction: None)
+
+
+def test_a_rule_naming_a_folder_outside_the_store_is_refused(
+    two_models: Settings, tmp_path: Path
+) -> None:
+    # An admin's rule must not make the server load any folder it can read as a bundle.
+    inputs = write_ct_study(tmp_path / "ct", slices=6)
+    outside = str(tmp_path / "bundles" / "model-a")  # a valid bundle, but not installed
+    run = segment_runner(two_models, rules=lambda: [_rule(1, [outside])])
+    with pytest.raises(FedsegError, match="outside the model stores"):
+        run(inputs, tmp_path / "out", lambda stage, fraction: None)
+    assert not (tmp_path / "out" / "summary.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from service.config import get_settings
@@ -63,4 +64,6 @@ def run(args: argparse.Namespace) -> int:
     written = write_outputs(volume, regions, table, algorithm, args.out, options)
     for path in written.paths.values():
         print(path)
+    for number, why in regions.refused.items():
+        print(f"warning: ROI number {number} not converted: {why}", file=sys.stderr)
     return 0

@@ -301,7 +301,7 @@ def test_suv_types(make_header, suv_type: SuvType, sex: str, normaliser_kg: floa
     [
         ({"PatientWeight": None}, "PatientWeight"),
         ({"PatientWeight": "0"}, "PatientWeight"),
-        ({"PatientWeight": "7000"}, "PatientWeight"),
+        ({"PatientWeight": "700"}, "PatientWeight"),  # neither kg nor (over 1000) g
         ({"RadionuclideTotalDose": "0"}, "RadionuclideTotalDose"),
         ({"RadionuclideTotalDose": None}, "RadionuclideTotalDose"),
         ({"RadionuclideHalfLife": None}, "RadionuclideHalfLife"),

@@ -498,6 +498,12 @@ def _per_frame_factors(
         seconds = (start - injection).total_seconds()
         _check_decay_time(seconds, half_life, [])
         duration_ms = _frame_duration_ms(ds, frame)
+        if not duration_ms > 0:
+            # The values are the activity averaged over the frame: the decay must be too.
+            raise SuvError(
+                f"plane {k}: ActualFrameDuration (0018,1242) is missing or not positive; with "
+                "DecayCorrection NONE every frame needs its duration"
+            )
         factors[k] = normaliser / (
             dose * frame_average_decay(seconds, duration_ms / 1000, half_life)
         )

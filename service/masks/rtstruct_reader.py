@@ -71,6 +71,11 @@ def read_rtstruct(
         number = int(roi_contour.ReferencedROINumber)
         name = names.get(number) or f"roi_{number}"
         where = f"ROI {name!r} (number {number})"
+        if number in refused or any(r.number == number for r in regions):
+            # Two ROI Contour items for one ROI: which one is the ROI is unknown.
+            regions = [r for r in regions if r.number != number]
+            refused[number] = f"{where}: the RTSTRUCT has more than one ROI Contour item for it"
+            continue
         try:
             mask = _roi_mask(roi_contour, volume, options, where)
         except MaskInputError as exc:

@@ -14,23 +14,24 @@ STRAY = "GTV_2"
 
 
 def with_stray_roi(source: Path, out: Path, shift_mm: float, roi: str = STRAY) -> Path:
-    """``source`` plus ROI 2 ``roi``: a copy of ROI 1 whose third contour moves ``shift_mm`` in z.
-
-    Half a slice puts the contour between slices; a metre puts it outside the series.
+    """``source`` plus a new ROI ``roi``: a copy of the first ROI whose third contour moves
+    ``shift_mm`` in z. Half a slice puts the contour between slices; a metre puts it outside
+    the series. The new ROI takes the next free number (2 on a one-ROI file).
     """
     ds = pydicom.dcmread(source)
+    number = 1 + max(int(r.ROINumber) for r in ds.StructureSetROISequence)
     declared = copy.deepcopy(ds.StructureSetROISequence[0])
-    declared.ROINumber, declared.ROIName = 2, roi
+    declared.ROINumber, declared.ROIName = number, roi
     ds.StructureSetROISequence.append(declared)
     contours = copy.deepcopy(ds.ROIContourSequence[0])
-    contours.ReferencedROINumber = 2
+    contours.ReferencedROINumber = number
     moved = contours.ContourSequence[2]
     points = np.asarray(moved.ContourData, dtype=np.float64).reshape(-1, 3)
     points[:, 2] += shift_mm
     moved.ContourData = [f"{v:.4f}" for v in points.ravel()]
     ds.ROIContourSequence.append(contours)
     observation = copy.deepcopy(ds.RTROIObservationsSequence[0])
-    observation.ObservationNumber = observation.ReferencedROINumber = 2
+    observation.ObservationNumber = observation.ReferencedROINumber = number
     ds.RTROIObservationsSequence.append(observation)
     out.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(out)

@@ -1,3 +1,4 @@
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -155,5 +156,16 @@ def test_a_file_whose_every_roi_is_stray_is_refused(data_dir, tmp_path: Path) ->
     for sequence in ("StructureSetROISequence", "ROIContourSequence", "RTROIObservationsSequence"):
         del getattr(ds, sequence)[0]  # drop the good ROI 1
     ds.save_as(only_stray)
-    with pytest.raises(MaskInputError, match=r"ROI 'GTV_\d' \(number \d\): a contour lies"):
+    with pytest.raises(MaskInputError, match=r"ROI 'GTV_\d' \(number [23]\): a contour lies"):
         load_regions(only_stray, volume)
+
+
+def test_two_contour_items_for_one_roi_refuse_that_roi(data_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir(IBSI_PET)
+    edited = with_stray_roi(root / "mask/RS.dcm", tmp_path / "RS.dcm", 0.0)  # ROI 2: a fine copy
+    ds = pydicom.dcmread(edited)
+    ds.ROIContourSequence.append(copy.deepcopy(ds.ROIContourSequence[1]))  # ROI 2 again
+    ds.save_as(edited)
+    regions = load_regions(edited, read_volume(root / "image"))
+    assert regions.names == ["GTV_Mass_PET"] and list(regions.refused) == [2]
+    assert "more than one ROI Contour item" in regions.refused[2]

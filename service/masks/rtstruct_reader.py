@@ -65,7 +65,7 @@ def read_rtstruct(
     names = {
         int(r.ROINumber): str(r.get("ROIName", "")).strip() for r in ds.StructureSetROISequence
     }
-    regions = []
+    regions: list[Region] = []
     refused: dict[int, str] = {}
     for roi_contour in ds.get("ROIContourSequence", []):
         number = int(roi_contour.ReferencedROINumber)

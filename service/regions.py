@@ -47,6 +47,9 @@ class RegionSet:
     affine: np.ndarray
     source: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: Structures the file declares but the reader refused (number → why), e.g. an RTSTRUCT
+    #: ROI with a contour off the image's slices; they are not among ``regions``.
+    refused: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.shape = (int(self.shape[0]), int(self.shape[1]), int(self.shape[2]))

@@ -57,6 +57,7 @@ class SegmentOptions:
     """Which models to run, where, and what to write."""
 
     models: tuple[str, ...] = ()  # names or bundle folders; empty: every installed model
+    any_folder: bool = True  # bundle folders outside the stores (a local user); server: False
     device: Device = Device.AUTO
     fast: bool = False  # less window overlap, for a quick look
     mirror_tta: bool = False  # average over mirrored inputs (slower, smoother)
@@ -124,10 +125,12 @@ def store_for(settings: Settings) -> ModelStore:
     return ModelStore(roots=(settings.model_store, settings.shipped_models))
 
 
-def choose_bundles(store: ModelStore, names: Sequence[str]) -> list[ModelBundle]:
+def choose_bundles(
+    store: ModelStore, names: Sequence[str], any_folder: bool = True
+) -> list[ModelBundle]:
     """The bundles to run: those named, or the newest installed one of every task."""
     if names:
-        return [store.resolve(name) for name in names]
+        return [store.resolve(name, any_folder=any_folder) for name in names]
     newest = [store.for_task(task) for task in sorted({b.manifest.task for b in store.bundles()})]
     found = [bundle for bundle in newest if bundle is not None]
     if not found:
@@ -369,6 +372,6 @@ def segment_study(
         names = routed_models(rules, [SeriesAttributes.of(p) for p in found.plans])
         if names:
             logger.info("routing rules chose models %s", ", ".join(names))
-    bundles = choose_bundles(store_for(settings), names)
+    bundles = choose_bundles(store_for(settings), names, options.any_folder)
     segmenter = StudySegmenter(bundles, options)
     return segmenter.run_found(found, out_dir, settings, progress, time.perf_counter() - start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from service.config import get_settings
@@ -97,4 +98,6 @@ def run(args: argparse.Namespace) -> int:
         print(path)
     for line in qc_lines(qc.as_dict()):
         print(line)
+    for number, why in regions.refused.items():
+        print(f"warning: ROI number {number} not converted: {why}", file=sys.stderr)
     return 0

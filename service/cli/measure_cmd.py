@@ -85,7 +85,12 @@ def measure(
             "shape": list(volume.shape),
             "spacing_mm": [round(s, 4) for s in volume.spacing],
         },
-        "mask": {"path": str(mask), "regions": len(regions.regions), "warnings": regions.warnings},
+        "mask": {
+            "path": str(mask),
+            "regions": len(regions.regions),
+            "warnings": regions.warnings,
+            "refused": {str(number): why for number, why in regions.refused.items()},
+        },
         "suv": None,
         "pet": [],
     }
@@ -130,6 +135,8 @@ def _print_text(result: dict[str, object]) -> None:
     image = result["image"]
     modality = str(image["modality"])  # type: ignore[index]
     print(f"{modality} {image['series_instance_uid']}")  # type: ignore[index]
+    for warning in result["mask"]["warnings"]:  # type: ignore[index]
+        print(f"mask warning: {warning}")
     suv = result["suv"]
     unit = _UNITS.get(modality, "")
     if isinstance(suv, dict):

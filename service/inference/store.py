@@ -101,18 +101,33 @@ class ModelStore:
                     logger.warning("skipping invalid bundle: %s", exc)
         return found
 
-    def resolve(self, name_or_path: str) -> ModelBundle:
+    def resolve(self, name_or_path: str, *, any_folder: bool = False) -> ModelBundle:
         """A bundle by folder path, or the newest installed version of a model name.
+
+        Parameters
+        ----------
+        name_or_path
+            A model name or task, or a bundle folder.
+        any_folder
+            Whether a folder outside the stores may be loaded: True for a local user's
+            ``fedseg segment --model PATH``; the server keeps False, so that a routing rule
+            cannot make it load an arbitrary folder of the server as a bundle.
 
         Raises
         ------
         ModelBundleError
-            If no such bundle exists; the message lists the installed names.
+            If no such bundle exists (the message lists the installed names), or a folder
+            outside the stores is named without ``any_folder``.
         """
         path = Path(name_or_path)
-        if path.is_dir():
+        if path.is_dir() and (any_folder or self._inside(path)):
             return ModelBundle.load(path)
         matches = [b for b in self.bundles() if name_or_path in (b.manifest.name, b.manifest.task)]
+        if not matches and path.is_dir():
+            raise ModelBundleError(
+                f"{name_or_path!r} is a folder outside the model stores; the server runs only "
+                "installed models: install the bundle (POST /v1/models) and name it"
+            )
         if not matches:
             known = sorted({b.manifest.name for b in self.bundles()})
             raise ModelBundleError(
@@ -120,6 +135,11 @@ class ModelStore:
                 f"(installed: {', '.join(known) or 'none'})"
             )
         return max(matches, key=lambda b: _version_key(b.manifest.version))
+
+    def _inside(self, path: Path) -> bool:
+        """Whether ``path`` (links followed) lies inside one of the store roots."""
+        resolved = path.resolve()
+        return any(resolved.is_relative_to(root.resolve()) for root in self.roots)
 
     def for_task(self, task: str) -> ModelBundle | None:
         """The newest installed bundle of a task, or None."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from service.config import Settings
@@ -25,7 +26,8 @@ def segment_runner(
     to the headers it reads once; without rules, or when none matches, every installed model
     whose manifest selects a series runs. Models named in ``options`` override both.
     """
-    base = options or SegmentOptions()
+    # The server loads installed models only: a rule or option naming a folder is refused.
+    base = replace(options or SegmentOptions(), any_folder=False)
 
     def run(inputs: Sequence[Path], out_dir: Path, progress: Progress) -> None:
         def stage(label: str) -> WindowProgress:

@@ -49,38 +49,68 @@ def read_rtstruct(
 ) -> RegionSet:
     """Rasterise every ROI of the RTSTRUCT at ``path`` on ``volume``'s grid.
 
+    An ROI with a contour that does not fit the grid (between slices, outside the series,
+    malformed) is refused on its own: it is left out, with a warning naming it, and recorded
+    in ``RegionSet.refused``; the other ROIs are kept. Only when no ROI with contours fits is
+    the whole file refused (it then belongs to another series).
+
     Raises
     ------
     MaskInputError
-        If the file is not an RTSTRUCT, its frame of reference or referenced images do not
-        belong to ``volume``, or a contour lies between slices.
+        If the file is not an RTSTRUCT, its frame of reference does not belong to ``volume``,
+        or no ROI with contours fits the grid.
     """
     options = options or ReaderOptions()
     ds = _read(path)
     warnings = _check_frame_of_reference(ds, volume, path)
-    for warning in warnings:
-        logger.warning("%s: %s", path.name, warning)
     names = {
         int(r.ROINumber): str(r.get("ROIName", "")).strip() for r in ds.StructureSetROISequence
     }
-    regions = []
+    regions: list[Region] = []
+    refused: dict[int, str] = {}
     for roi_contour in ds.get("ROIContourSequence", []):
         number = int(roi_contour.ReferencedROINumber)
         name = names.get(number) or f"roi_{number}"
-        mask = np.zeros(volume.shape, dtype=bool)
-        for contour in roi_contour.get("ContourSequence", []):
-            _add_contour(mask, contour, volume, options, f"{path}: ROI {name!r}")
+        where = f"ROI {name!r} (number {number})"
+        if number in refused or any(r.number == number for r in regions):
+            # Two ROI Contour items for one ROI: which one is the ROI is unknown.
+            regions = [r for r in regions if r.number != number]
+            refused[number] = f"{where}: the RTSTRUCT has more than one ROI Contour item for it"
+            continue
+        try:
+            mask = _roi_mask(roi_contour, volume, options, where)
+        except MaskInputError as exc:
+            refused[number] = str(exc)
+            continue
         entry = table.find(name) if table is not None else None
         regions.append(Region(name=name, number=number, mask=mask, code=entry))
+    if refused and not any(r.mask.any() for r in regions):
+        raise MaskInputError(f"{path}: {next(iter(refused.values()))}")
     if not regions:
         raise MaskInputError(f"{path}: the RTSTRUCT holds no ROI contours")
+    warnings += [
+        f"{reason}; this ROI is left out, the others are kept" for reason in refused.values()
+    ]
+    for warning in warnings:
+        logger.warning("%s: %s", path.name, warning)
     return RegionSet(
         regions=regions,
         shape=volume.shape,
         affine=volume.affine,
         source=str(path),
         warnings=warnings,
+        refused=refused,
     )
+
+
+def _roi_mask(
+    roi_contour: Dataset, volume: Volume, options: ReaderOptions, where: str
+) -> np.ndarray:
+    """One ROI's contours rasterised on ``volume``'s grid; MaskInputError if one does not fit."""
+    mask = np.zeros(volume.shape, dtype=bool)
+    for contour in roi_contour.get("ContourSequence", []):
+        _add_contour(mask, contour, volume, options, where)
+    return mask
 
 
 def _read(path: Path) -> Dataset:

@@ -56,6 +56,8 @@ PHILIPS_SUV_FACTOR = Tag(0x7053, 0x1000)
 PHILIPS_ACTIVITY_FACTOR = Tag(0x7053, 0x1009)
 #: Doses below this many "Bq" are taken to be in MBq (20 GBq would never be injected).
 _MBQ_THRESHOLD = 2e4
+#: Weights above this many "kg" were entered in g (oncoray SUV manual, "Patient's weight").
+_GRAM_THRESHOLD = 1000.0
 
 
 #: The units fedseg converts to SUV; the others are refused with the reason.
@@ -155,10 +157,14 @@ def _private_float(ds: Dataset, tag: int) -> float | None:
     return number if np.isfinite(number) and number > 0 else None
 
 
-def _body_size(ds: Dataset) -> BodySize:
+def _body_size(ds: Dataset, warnings: list[str]) -> BodySize:
+    """Weight, height and sex; a weight entered in g is read as such, noted in ``warnings``."""
     weight = _float(ds, "PatientWeight", "(0010,1030)")
     if weight <= 0:
         raise SuvError(f"PatientWeight (0010,1030) is {weight:g}; a positive weight is required")
+    if weight > _GRAM_THRESHOLD:
+        warnings.append(f"PatientWeight {weight:g} read as g (more than {_GRAM_THRESHOLD:g} kg)")
+        weight /= 1000.0
     height = float(ds.PatientSize) if has_value(ds, "PatientSize") else None
     if height is not None and height <= 0:
         height = None
@@ -320,7 +326,9 @@ def _already_suv(headers: Sequence[Dataset], units: PetUnits, suv_type: SuvType)
             f"values are SUV{stored.value} already (SUVType {stored.dicom_term})",
             stored_suv_type=stored,
         )
-    body = _body_size(headers[0])
+    warnings: list[str] = []
+    body = _body_size(headers[0], warnings)
+    _log(warnings)
     source = body.normaliser(stored)
     target = body.normaliser(suv_type)
     notes = "; ".join(dict.fromkeys(n for n in (source.note, target.note) if n))
@@ -338,6 +346,7 @@ def _already_suv(headers: Sequence[Dataset], units: PetUnits, suv_type: SuvType)
         method + (f" ({notes})" if notes else ""),
         normaliser=target.value,
         stored_suv_type=stored,
+        warnings=tuple(warnings),
     )
 
 
@@ -347,13 +356,28 @@ def _philips_suv(
     factors = np.asarray(philips, dtype=np.float64)
     method = "Philips private SUV scale factor (7053,1000)"
     normaliser = None
+    warnings: list[str] = []
     if suv_type is not SuvType.BW:
-        body = _body_size(headers[0])
+        body = _body_size(headers[0], warnings)
+        _log(warnings)
         target = body.normaliser(suv_type)
         normaliser = target.value
         factors = factors * normaliser / body.normaliser_g(SuvType.BW)
         method += f", × {suv_type.dicom_term} / W → SUV{suv_type.value}" + _note(target)
-    return SuvConversion(suv_type, PetUnits.CNTS, decay, factors, method, normaliser=normaliser)
+    return SuvConversion(
+        suv_type,
+        PetUnits.CNTS,
+        decay,
+        factors,
+        method,
+        normaliser=normaliser,
+        warnings=tuple(warnings),
+    )
+
+
+def _log(warnings: list[str]) -> None:
+    for warning in warnings:
+        logger.warning("SUV: %s", warning)
 
 
 def _note(normaliser: Normaliser) -> str:
@@ -389,9 +413,11 @@ def _from_activity(
 ) -> SuvConversion:
     """Factors for values in Bq/mL (BQML, or CNTS scaled by the Philips activity factor)."""
     ds = headers[0]
-    target = _body_size(ds).normaliser(suv_type)
+    body_notes: list[str] = []
+    target = _body_size(ds, body_notes).normaliser(suv_type)
     normaliser = target.value
     dose, half_life, warnings = _dose_and_half_life(ds, decay)
+    warnings = body_notes + warnings
     common = {
         "suv_type": suv_type,
         "units": _units(ds),
@@ -401,6 +427,7 @@ def _from_activity(
     }
     if decay is DecayCorrection.ADMIN:
         factors = np.full(len(headers), normaliser / dose)
+        _log(warnings)
         return SuvConversion(
             factors=factors,
             method="decay-corrected to administration: no further decay" + _note(target),
@@ -423,8 +450,7 @@ def _from_activity(
         method = "decay-corrected to scan start: dose decayed from injection to scan"
         scan, source = reference.single, reference.source
         planes = None if scan is not None else reference.times
-    for warning in warnings:
-        logger.warning("SUV: %s", warning)
+    _log(warnings)
     return SuvConversion(
         factors=factors,
         method=method + _note(target),
@@ -472,6 +498,12 @@ def _per_frame_factors(
         seconds = (start - injection).total_seconds()
         _check_decay_time(seconds, half_life, [])
         duration_ms = _frame_duration_ms(ds, frame)
+        if not duration_ms > 0:
+            # The values are the activity averaged over the frame: the decay must be too.
+            raise SuvError(
+                f"plane {k}: ActualFrameDuration (0018,1242) is missing or not positive; with "
+                "DecayCorrection NONE every frame needs its duration"
+            )
         factors[k] = normaliser / (
             dose * frame_average_decay(seconds, duration_ms / 1000, half_life)
         )

@@ -13,7 +13,7 @@ SCHEMA_VERSION = 1
 _UNITS = {
     "volume_ml": "mL",
     "mtv_ml": "mL",
-    "tlg": "g",
+    "tlg": "g (cm2 for SUVbsa)",
     "suv": "g/mL (SUVbw, SUVlbm, SUVibw) or cm2/mL (SUVbsa)",
 }
 

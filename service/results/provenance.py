@@ -105,7 +105,14 @@ def as_region_set(
     regions = [
         Region(r.name, r.number, r.mask, r.code or table.find(r.name)) for r in labels.regions
     ]
-    return RegionSet(regions, labels.shape, labels.affine, labels.source, list(labels.warnings))
+    return RegionSet(
+        regions,
+        labels.shape,
+        labels.affine,
+        labels.source,
+        list(labels.warnings),
+        dict(labels.refused),
+    )
 
 
 _MAX_LENGTH = {"SH": 16, "LO": 64, "CS": 16, "AE": 16, "PN": 64 * 5}

@@ -29,6 +29,7 @@ _Group = (
 )
 _ML = _CC("ml", "UCUM", "milliliter")
 _GRAM = _CC("g", "UCUM", "gram")
+_CM2 = _CC("cm2", "UCUM", "square centimeter")
 _HU = _CC("[hnsf'U]", "UCUM", "Hounsfield unit")
 _ARBITRARY = _CC("[arb'U]", "UCUM", "arbitrary unit")
 # SUV concept, UCUM unit and calculation method per fedseg SUV type (DICOM CID 85, 7180, 7181).
@@ -264,8 +265,10 @@ def _measurements(measured: SegmentMeasurements, modality: str) -> list[hd.sr.Me
                     )
                 )
         items.append(hd.sr.Measurement(name=codes.DCM.MetabolicVolume, value=pet.mtv_ml, unit=_ML))
+        # TLG = SUVmean × MTV: g for the g/mL SUVs, cm² for SUVbsa (cm²/mL).
+        tlg_unit = _CM2 if pet.suv_type == "bsa" else _GRAM
         items.append(
-            hd.sr.Measurement(name=codes.DCM.TotalLesionGlycolysis, value=pet.tlg, unit=_GRAM)
+            hd.sr.Measurement(name=codes.DCM.TotalLesionGlycolysis, value=pet.tlg, unit=tlg_unit)
         )
         return items
     stats = measured.intensity

@@ -200,3 +200,15 @@ def test_an_abdominal_ct_with_an_unknown_body_part_is_inside(
     assert verdict.inside, verdict.reasons
     checks = {f.check.value: f.status.value for f in verdict.findings}
     assert checks["body_regions_image"] == "pass" and "body_part_header" not in checks
+
+
+def test_a_rule_naming_a_folder_outside_the_store_is_refused(
+    two_models: Settings, tmp_path: Path
+) -> None:
+    # An admin's rule must not make the server load any folder it can read as a bundle.
+    inputs = write_ct_study(tmp_path / "ct", slices=6)
+    outside = str(tmp_path / "bundles" / "model-a")  # a valid bundle, but not installed
+    run = segment_runner(two_models, rules=lambda: [_rule(1, [outside])])
+    with pytest.raises(FedsegError, match="outside the model stores"):
+        run(inputs, tmp_path / "out", lambda stage, fraction: None)
+    assert not (tmp_path / "out" / "summary.json").exists()

@@ -128,6 +128,8 @@ def policy() -> dict[str, str]:
     return {
         "unknown": UNKNOWN_POLICY,
         "empty": "a structure with no contour on the referenced series leaves its label unknown",
+        "refused": "a structure whose contours do not fit the image (off its slices) is left out "
+        "and its label is unknown for the case",
         "duplicates": "identical: used once; target labels (GTV/CTV/PTV): united; otherwise the "
         "label is unknown for the case",
         "overlaps": f"up to {label_policy.OVERLAP_TOLERANCE:.0%} of the smaller structure: those "

@@ -7,6 +7,9 @@ Policy (stated in ``docs/federation.md`` and in every site index):
   the others.
 - **Empty structures** (declared, but no contour on the referenced series): the label stays
   unknown for the case.
+- **Refused structures** (a contour the reader could not place, e.g. off the image's slices):
+  the structure is left out and its label is unknown for the case, even where other structures
+  map to it (a target label missing one lesion would teach that lesion as background).
 - **Duplicates** (two structures mapped to one label): identical masks count once; for target
   labels (GTV, CTV, PTV: several lesions are normal) the structures are united; for any other
   label nobody can tell which one is right, so the label is unknown for the case.
@@ -60,6 +63,7 @@ def assemble_labels(
     findings: list[Finding] = []
     matches: list[RoiMatch] = []
     drawn: dict[str, list[_Drawn]] = {}
+    refused: set[str] = set()
     for ref, regions in sources:
         source = str(ref.path)
         read = {r.number for r in regions}
@@ -68,7 +72,15 @@ def assemble_labels(
                 match = mapper.match(declared.name)
                 matches.append(match)
                 findings.extend(_name_findings(match, case, source))
-                findings.append(_empty(case, match, source, "has no contour data"))
+                if declared.number not in regions.refused:
+                    findings.append(_empty(case, match, source, "has no contour data"))
+                elif match.label is not None:
+                    refused.add(match.label)
+                    text = (
+                        f"ROI {match.roi_name!r} ({match.label}) was refused by the reader; the "
+                        "label stays unknown for this case"
+                    )
+                    findings.append(Finding(Severity.WARNING, Topic.READ, text, case, source))
         for region in regions:
             match = mapper.match(region.name)
             matches.append(match)
@@ -81,6 +93,8 @@ def assemble_labels(
             drawn.setdefault(match.label, []).append(_Drawn(region.name, region.mask))
     masks = {}
     for label, items in drawn.items():
+        if label in refused:
+            continue
         mask, finding = _resolve_duplicates(table.by_name(label), items, case)
         if finding is not None:
             findings.append(finding)

@@ -14,6 +14,7 @@ from service.masks import load_regions
 from service.nifti import read_nifti, write_nifti
 from tests.dciodvfy import assert_valid
 from tests.result_series import phantom_labels, write_phantom_series
+from tests.service.masks.stray_contour import IBSI_PET, with_stray_roi
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,15 @@ def test_label_map_to_nifti_names_the_table_labels(ct_series: Path, tmp_path: Pa
     labels = json.loads((out / "labels.json").read_text())["labels"]
     assert [v["name"] for v in labels.values()] == ["liver", "spleen", "kidney_left"]
     assert labels["3"]["tg263_name"] == "Kidney_L"
+
+
+@pytest.mark.data
+def test_a_stray_contour_leaves_out_its_roi_and_says_so(data_dir, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir(IBSI_PET)
+    mask = with_stray_roi(root / "mask/RS.dcm", tmp_path / "RS.dcm", 1000.0)
+    out = tmp_path / "out"
+    args = ["--image", str(root / "image"), "--mask", str(mask), "--out", str(out)]
+    assert main(["convert", *args, "--formats", "seg,json"]) == 0
+    assert "warning: ROI number 2 not converted" in capsys.readouterr().err
+    (segment,) = json.loads((out / "measurements.json").read_text())["segments"]
+    assert segment["name"] == "GTV_Mass_PET" and segment["voxel_count"] == 5095

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from service.cli.main import main
+from tests.service.masks.stray_contour import IBSI_PET, STRAY, with_stray_roi
 
 pytestmark = pytest.mark.data
 
@@ -83,3 +84,15 @@ def test_text_summary_lists_each_roi_once_with_units(capsys, data_dir) -> None:
     assert out.count("GTV_Mass") == 1 and out.count("GTV_Edema") == 1
     assert "SUVbw (g/mL)" in out and " mL" in out and " g;" in out  # SUV, volume, TLG units
     assert "local = sphere centred on the hottest voxel" in out
+
+
+def test_a_stray_contour_leaves_out_its_roi_and_says_so(capsys, data_dir, tmp_path) -> None:
+    root = data_dir(IBSI_PET)
+    mask = with_stray_roi(root / "mask/RS.dcm", tmp_path / "RS.dcm", 3.27 / 2)
+    result = run_json(capsys, "--image", str(root / "image"), "--mask", str(mask))
+    assert [r["name"] for r in result["pet"]] == ["GTV_Mass_PET"]
+    assert result["pet"][0]["voxel_count"] == 5095
+    assert list(result["mask"]["refused"]) == ["2"]
+    assert main(["measure", "--image", str(root / "image"), "--mask", str(mask)]) == 0
+    out = capsys.readouterr().out
+    assert f"mask warning: ROI {STRAY!r} (number 2)" in out

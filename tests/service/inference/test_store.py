@@ -65,3 +65,19 @@ def test_staging_and_removed_folders_are_never_bundles(
     assert store.bundles() == [] and store.newest("threshold-test") is None
     with pytest.raises(NotFoundError):
         store.remove("threshold-test", "1.0.0")
+
+
+def test_folders_outside_the_stores_only_for_a_local_user(
+    make_bundle: Callable[..., Path], tmp_path: Path
+) -> None:
+    store = ModelStore(roots=(tmp_path / "store",))
+    outside = make_bundle()
+    installed = store.install(outside)
+    assert store.resolve(str(installed.path)).path == installed.path  # inside: fine
+    with pytest.raises(ModelBundleError, match="outside the model stores"):
+        store.resolve(str(outside))
+    assert store.resolve(str(outside), any_folder=True).path == outside  # fedseg segment --model
+    link = tmp_path / "store" / "link"
+    link.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ModelBundleError, match="outside the model stores"):
+        store.resolve(str(link))

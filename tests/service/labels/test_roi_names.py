@@ -113,6 +113,47 @@ def test_doubtful_names_are_not_recognised(name: str) -> None:
     assert TABLE.standard_name(name).tg263 is None
 
 
+@pytest.mark.parametrize(
+    ("name", "tg263"),
+    [
+        # Spellings a planning system produces, with the TG-263 name they stand for.
+        ("Lt Lung", "Lung_L"),
+        ("LUNG_LEFT", "Lung_L"),
+        ("Lung Lt.", "Lung_L"),
+        ("Lung_L ", "Lung_L"),  # trailing space
+        ("Lung\u2013L", "Lung_L"),  # en dash
+        ("Lung\u2014Right", "Lung_R"),  # em dash
+        ("Kidney Lt", "Kidney_L"),
+        ("Pulmo sx", "Lung_L"),  # Italian sinistra, as "dx" is destra
+        ("Kidneys", "Kidneys"),
+        ("Cord", "SpinalCord"),
+        ("External", "External"),
+        # TG-263 names structures of their own: never the organ they resemble.
+        ("Skin", "Skin"),  # a rind under the surface, not the body outline
+        ("Bowel_Bag", "Bag_Bowel"),  # the peritoneal space, not the bowel loops
+        ("Bag_Bowel", "Bag_Bowel"),
+        # Names that must stay unrecognised (reported), not guessed.
+        ("SC", None),  # spinal cord, or supraclavicular nodes in breast plans
+        ("Femur_L", None),  # the whole femur is not Femur_Head_L
+        ("Femoral_R", None),
+        ("Liver-PRV", None),
+        ("SpinalCord_PRV05", None),
+        ("Lungs-GTV", None),
+        ("Lung_L_1", None),
+    ],
+)
+def test_planning_system_spellings(name: str, tg263: str | None) -> None:
+    assert TABLE.standard_name(name).tg263 == tg263
+
+
+def test_skin_is_not_the_body_outline() -> None:
+    mapper = RoiNameMapper(get_table("body"), synonyms=TABLE)
+    assert mapper.match("BODY").label is not None
+    skin = mapper.match("Skin")
+    assert skin.label is None and skin.status is MatchStatus.UNMAPPED and skin.tg263 == "Skin"
+    assert RoiNameMapper(get_table("ct-organs"), synonyms=TABLE).match("SC").label is None
+
+
 def test_mapper_maps_labels_and_reports_the_rest() -> None:
     mapper = RoiNameMapper(get_table("ct-organs"), synonyms=TABLE)
     assert mapper.match("LUNG RT").label == "lung_right"

@@ -1,6 +1,8 @@
+import copy
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from service.dicom.volume import Volume, read_volume
@@ -8,6 +10,7 @@ from service.errors import MaskInputError
 from service.masks import load_regions
 from service.masks.rtstruct_reader import rasterise_polygon, read_rtstruct
 from service.nifti import read_nifti
+from tests.service.masks.stray_contour import IBSI_PET, STRAY, with_stray_roi
 
 pytestmark = pytest.mark.data
 
@@ -128,3 +131,41 @@ def test_raw_oblique_mr_rtstruct_is_read(data_dir) -> None:  # type: ignore[no-u
     regions = load_regions(mask_file, volume)
     assert regions.names == ["GTV_Mass", "GTV_Edema"]
     assert 0 < regions.get("GTV_Mass").voxel_count < regions.get("GTV_Edema").voxel_count
+
+
+@pytest.mark.parametrize("shift_mm", [3.27 / 2, 1000.0])  # between slices; outside the series
+def test_one_stray_contour_refuses_only_its_roi(data_dir, tmp_path: Path, shift_mm: float) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir(IBSI_PET)
+    volume = read_volume(root / "image")
+    edited = with_stray_roi(root / "mask/RS.dcm", tmp_path / "RS.dcm", shift_mm)
+    regions = load_regions(edited, volume)
+    assert regions.names == ["GTV_Mass_PET"]
+    assert regions.get("GTV_Mass_PET").voxel_count == 5095  # the good ROI is intact
+    assert list(regions.refused) == [2]
+    (warning,) = regions.warnings
+    assert f"ROI {STRAY!r} (number 2)" in warning and "left out" in warning
+    assert str(tmp_path) not in warning  # folder names may hold patient names
+
+
+def test_a_file_whose_every_roi_is_stray_is_refused(data_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir(IBSI_PET)
+    volume = read_volume(root / "image")
+    edited = with_stray_roi(root / "mask/RS.dcm", tmp_path / "a.dcm", 1000.0)
+    only_stray = with_stray_roi(edited, tmp_path / "b.dcm", 1000.0, roi="GTV_3")
+    ds = pydicom.dcmread(only_stray)
+    for sequence in ("StructureSetROISequence", "ROIContourSequence", "RTROIObservationsSequence"):
+        del getattr(ds, sequence)[0]  # drop the good ROI 1
+    ds.save_as(only_stray)
+    with pytest.raises(MaskInputError, match=r"ROI 'GTV_\d' \(number [23]\): a contour lies"):
+        load_regions(only_stray, volume)
+
+
+def test_two_contour_items_for_one_roi_refuse_that_roi(data_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = data_dir(IBSI_PET)
+    edited = with_stray_roi(root / "mask/RS.dcm", tmp_path / "RS.dcm", 0.0)  # ROI 2: a fine copy
+    ds = pydicom.dcmread(edited)
+    ds.ROIContourSequence.append(copy.deepcopy(ds.ROIContourSequence[1]))  # ROI 2 again
+    ds.save_as(edited)
+    regions = load_regions(edited, read_volume(root / "image"))
+    assert regions.names == ["GTV_Mass_PET"] and list(regions.refused) == [2]
+    assert "more than one ROI Contour item" in regions.refused[2]

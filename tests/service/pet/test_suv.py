@@ -237,20 +237,30 @@ def test_decay_correction_none_uses_each_frame(make_header) -> None:
     assert conversion.factor is None
 
 
+def test_decay_correction_none_needs_each_frame_duration(make_header) -> None:
+    # Without T the factor λT/(1 - e^-λT) is unknown: 1.6 % for a 300 s F-18 frame.
+    header = make_header(DecayCorrection="NONE", CorrectedImage=["ATTN"])
+    del header.ActualFrameDuration
+    with pytest.raises(SuvError, match="ActualFrameDuration"):
+        compute_suv_factors([header])
+
+
 def test_enhanced_multiframe_per_frame_times(make_header) -> None:
     header = make_header(DecayCorrection="NONE", CorrectedImage=["ATTN"])
     frames = []
     for time in ("20250101110000", "20250101110500"):
         content = Dataset()
         content.FrameAcquisitionDateTime = time
-        content.FrameAcquisitionDuration = 0
+        content.FrameAcquisitionDuration = 120000  # ms, per frame (not ActualFrameDuration)
         group = Dataset()
         group.FrameContentSequence = [content]
         frames.append(group)
     header.PerFrameFunctionalGroupsSequence = frames
     conversion = compute_suv_factors([header, header], frame_numbers=[1, 2])
+    lam = math.log(2) / HALF_LIFE
+    average = -math.expm1(-lam * 120.0) / (lam * 120.0)
     np.testing.assert_allclose(
-        conversion.factors, [expected_bw(3600), expected_bw(3900)], rtol=1e-12
+        conversion.factors, [expected_bw(3600) / average, expected_bw(3900) / average], rtol=1e-12
     )
 
 
@@ -301,7 +311,7 @@ def test_suv_types(make_header, suv_type: SuvType, sex: str, normaliser_kg: floa
     [
         ({"PatientWeight": None}, "PatientWeight"),
         ({"PatientWeight": "0"}, "PatientWeight"),
-        ({"PatientWeight": "7000"}, "PatientWeight"),
+        ({"PatientWeight": "700"}, "PatientWeight"),  # neither kg nor (over 1000) g
         ({"RadionuclideTotalDose": "0"}, "RadionuclideTotalDose"),
         ({"RadionuclideTotalDose": None}, "RadionuclideTotalDose"),
         ({"RadionuclideHalfLife": None}, "RadionuclideHalfLife"),

@@ -251,6 +251,21 @@ def test_r13_gml_other_suv_types(variant, dro_values, kind: str, sex: str) -> No
         assert 1 / ratio - 1 == pytest.approx(0.2385, abs=0.001)  # read as SUVbw: 19 % low
 
 
+@pytest.mark.parametrize(("case", "units"), [("DRO_0_0", None), ("DRO_2_0", "LBMJAMES128")])
+def test_weight_entered_in_grams(variant, dro_values, case: str, units: str | None) -> None:
+    # The manual: PatientWeight over 1000 was entered in g; divide by 1000.
+    ratio = lean_kg("LBMJAMES128", "M") / W
+
+    def edit(k: int, ds: Dataset) -> None:
+        ds.PatientWeight = ds_text(W * 1000)
+        if units is not None:
+            ds.SUVType, ds.PatientSex = units, "M"
+            scale_slope(ds, ratio)
+
+    conversion = dro_values(variant(case, edit))
+    assert any("PatientWeight 70000 read as g" in w for w in conversion.warnings)
+
+
 @pytest.mark.parametrize("suv_type", ["BSA", None])
 def test_r14_cm2ml_body_surface(variant, dro_values, suv_type: str | None) -> None:
     ratio = lean_kg("BSA", "O") / W  # SUVbsa / SUVbw = BSA (cm²) / W (g)

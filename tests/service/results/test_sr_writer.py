@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import highdicom as hd
@@ -9,8 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from service.dicom.volume import Volume
+from service.dicom.image_writer import PetAcquisition, SeriesSpec, write_series
+from service.dicom.volume import Volume, read_volume
 from service.labels import get_table
+from service.pet.body_size import SuvType
 from service.regions import RegionSet
 from service.results.measurements import build_report
 from service.results.measurements_json import report_to_dict, write_measurements_json
@@ -18,7 +21,7 @@ from service.results.provenance import AlgorithmIdentity
 from service.results.seg_writer import write_seg
 from service.results.sr_writer import write_sr
 from tests.dciodvfy import assert_valid
-from tests.result_series import phantom_labels
+from tests.result_series import affine_for, phantom_labels
 
 ALGORITHM = AlgorithmIdentity("fedseg-unet", "1.2.0")
 
@@ -143,3 +146,55 @@ def _walk(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
         items.append(item)
         items.extend(_walk(item))
     return items
+
+
+@pytest.mark.parametrize(
+    ("suv_type", "concept", "unit", "method", "tlg_unit"),
+    [  # DICOM PS3.16: SUV concepts 126401-126406, CID 85 units, methods 126410-126415
+        (SuvType.BW, "126401", "g/ml{SUVbw}", "126410", "g"),
+        (SuvType.LBM, "126402", "g/ml{SUVlbm}", "126411", "g"),
+        (SuvType.LBM_JAMES128, "126406", "g/ml{SUVlbm(James128)}", "126415", "g"),
+        (SuvType.LBM_JANMAHASATIAN, "126405", "g/ml{SUVlbm(Janma)}", "126414", "g"),
+        (SuvType.IBW, "126404", "g/ml{SUVibw}", "126413", "g"),
+        (SuvType.BSA, "126403", "cm2/ml{SUVbsa}", "126412", "cm2"),  # TLG = SUVmean x MTV
+    ],
+)
+def test_each_suv_type_is_coded_as_dicom_names_it(
+    pet_with_body_size: Volume,
+    suv_type: SuvType,
+    concept: str,
+    unit: str,
+    method: str,
+    tlg_unit: str,
+) -> None:
+    volume = pet_with_body_size
+    table = get_table("ct-organs")
+    regions = RegionSet.from_label_map(phantom_labels(), volume.affine, table)
+    seg = write_seg(volume, regions, table, ALGORITHM)
+    report = build_report(volume, regions, seg.segment_numbers, "fedseg-unet 1.2.0", suv_type)
+    sr = write_sr(volume, seg.dataset, report, ALGORITHM)
+    content = hd.sr.Comprehensive3DSR.from_dataset(sr).content
+    group = content.get_volumetric_roi_measurement_groups()[0]
+    measurements = group.get_measurements()
+    suvs = [m for m in measurements if m.name.value == concept]
+    assert len(suvs) == 4 and {m.unit.value for m in suvs} == {unit}
+    assert {m.method.value for m in suvs if m.method is not None} == {method}
+    (tlg,) = [m for m in measurements if m.name.meaning == "Total Lesion Glycolysis"]
+    assert tlg.unit.value == tlg_unit
+
+
+@pytest.fixture(scope="module")
+def pet_with_body_size(tmp_path_factory: pytest.TempPathFactory) -> Volume:
+    """The phantom PET with a height and a sex, which every SUV type but SUVbw needs."""
+    out = tmp_path_factory.mktemp("pet-body-size")
+    pet = PetAcquisition(
+        injected_dose_bq=3.7e8,
+        injection_datetime=datetime(2024, 1, 1, 9, 0),
+        series_datetime=datetime(2024, 1, 1, 10, 0),
+        patient_weight_kg=70.0,
+        patient_height_m=1.75,
+        patient_sex="M",
+    )
+    values = np.full(phantom_labels().shape, 5000.0, dtype=np.float32)
+    write_series(out, values, affine_for("axial"), SeriesSpec(modality="PT", pet=pet))
+    return read_volume(out)

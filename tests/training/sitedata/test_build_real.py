@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,13 @@ import pytest
 from service.dicom.volume import read_volume
 from service.masks import load_regions
 from service.nifti import read_nifti
+from tests.service.masks.stray_contour import IBSI_PET, with_stray_roi
 from tests.training.sitedata.clinic import scan_for
 from training.sitedata import BuildOptions, BuildResult, SiteIndex, build_site
 from training.sitedata.findings import Severity, Topic
 
 pytestmark = pytest.mark.data
+IBSI_NIFTI = "ibsi-sts001-multimodal/ibsi_validation/nifti/STS_001"
 
 
 def _build(dicom: list[Path], task: str, out: Path, **kwargs: object) -> BuildResult:
@@ -157,3 +160,28 @@ def test_raw_mim_mr_rtstruct_builds_with_the_edema_left_out(data_dir, tmp_path: 
     names = {f.message for f in result.findings if f.topic is Topic.ROI_NAME}
     assert "ROI 'GTV_Mass' -> tumour (TG-263 GTV)" in names
     assert any("'GTV_Edema' is not mapped (derived from a GTV (edema))" in m for m in names)
+
+
+@pytest.mark.parametrize(("roi", "built"), [("Couch", True), ("GTV_2", False)])
+def test_a_stray_contour_refuses_its_roi_not_the_file(
+    data_dir,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    roi: str,
+    built: bool,
+) -> None:
+    root = data_dir(IBSI_PET)
+    dicom = tmp_path / "export"
+    shutil.copytree(root / "image", dicom / "image")
+    with_stray_roi(root / "mask/RS.dcm", dicom / "mask/RS.dcm", 3.27 / 2, roi=roi)
+    result = _build([dicom], "pet-lesion", tmp_path / "site-x")
+    warnings = [f.message for f in result.findings if f.severity is Severity.WARNING]
+    assert any(f"ROI {roi!r} (number 2)" in m and "left out" in m for m in warnings)
+    cases = SiteIndex.load(tmp_path / "site-x").cases
+    if built:  # an unmapped stray ROI costs nothing: GTV_Mass_PET builds as the reference
+        (case,) = cases
+        labels, _ = read_nifti(tmp_path / "site-x" / case.label)
+        expected, _ = read_nifti(data_dir(IBSI_NIFTI) / "PET_mask.nii.gz")
+        assert np.array_equal(labels, expected.astype(np.uint8))
+    else:  # a second lesion that cannot be placed: the lesion label is unknown, not partial
+        assert cases == ()
+        assert any("'GTV_2' (lesion) was refused" in m for m in warnings)

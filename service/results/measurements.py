@@ -77,6 +77,8 @@ class SegmentMeasurements:
     volume_ml: float
     intensity: IntensityStatistics | None = None
     pet: PetMeasurements | None = None
+    #: The structure's number in the label map (or mask file): what QC verdicts are keyed by.
+    label_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def measure_segments(
                 volume_ml=stats.volume_ml,
                 intensity=IntensityStatistics.from_organ(stats, unit),
                 pet=pet,
+                label_number=region.number,
             )
         )
     return results

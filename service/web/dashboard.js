@@ -236,7 +236,8 @@ async function showMeasurements(job) {
       const unit = unitOf(report, segment);
       const digits = segment.pet ? 2 : 1;
       const withUnit = (value) => (typeof value === "number" ? value.toFixed(digits) + " " + unit : "");
-      const verdict = verdicts[segment.number];
+      // QC verdicts name a structure by its label number; the SEG renumbers segments.
+      const verdict = verdicts[segment.label_number];
       cell(row, segment.name);
       cell(row, report.modality || "");
       cell(row, fixed(segment.volume_ml, 1));
@@ -246,7 +247,7 @@ async function showMeasurements(job) {
       cell(row, withUnit(pet.suv_peak_local));
       cell(row, fixed(pet.mtv_ml, 1));
       cell(row, fixed(pet.tlg, 1));
-      qcStructureCell(row, verdict, withheld.has(segment.number));
+      qcStructureCell(row, verdict, withheld.has(segment.label_number));
       body.appendChild(row);
     }
   }

@@ -151,6 +151,10 @@ def test_withheld_structures_are_absent_from_seg_and_rtstruct_and_listed_in_the_
         assert_valid(out / name)
     measured = json.loads((out / "measurements.json").read_text())
     assert withheld <= {s["name"] for s in measured["segments"]}  # local results keep all
+    # Each segment names its label number, which QC verdicts are keyed by (the SEG renumbers).
+    verdicts = {s["number"]: s["name"] for s in measured["qc"]["structures"]}
+    assert all(verdicts[s["label_number"]] == s["name"] for s in measured["segments"])
+    assert any(s["label_number"] != s["segment_number"] for s in measured["segments"])
 
 
 def test_forced_ct_organs_on_the_thigh_fails_every_organ(data_dir: DataDir, tmp_path: Path) -> None:

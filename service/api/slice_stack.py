@@ -1,15 +1,17 @@
-"""What the dashboard's slice viewer shows: a windowed image series and its SEG as label planes.
+"""What the dashboard's slice viewer shows: a series' values and its SEG as label planes.
 
 A job's SEG is read back onto the grid of the series it was made on (the received instances in
 the store), so the overlay the viewer draws is the delivered DICOM result, not a private copy.
-Each stack is built once and kept in a small per-app cache (on ``app.state``, not a global).
+The image planes carry values, not grey levels: HU for CT, SUV of the type the job measured for
+PET (the very numbers it measured, from :func:`service.results.measurements.measured_values`),
+the stored values otherwise, so the page windows them itself and reads the value under the
+cursor. Each stack is built once and kept in a small per-app cache (on ``app.state``, not a
+global), bounded by count and by bytes.
 """
 
 from __future__ import annotations
 
-import struct
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,15 +20,20 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from service.api.plane_orientation import PlaneLayout, plane_layout
+from service.api.window_presets import WindowPreset, window_presets
 from service.config import Settings
 from service.dicom.volume import Volume, read_volume
-from service.errors import DicomInputError
+from service.errors import DicomInputError, SuvError
 from service.masks.seg_reader import read_seg
+from service.pet.body_size import SuvType
+from service.regions import RegionSet
+from service.results.measurements import measured_values
 
-#: CT soft-tissue window (level 40 HU, width 400 HU).
-CT_WINDOW = (-160.0, 240.0)
-#: Other modalities are windowed from 0 to this percentile of the series.
-UPPER_PERCENTILE = 99.5
+#: Label planes hold segment numbers as 16-bit values: DICOM's SegmentNumber is a US.
+LABEL_DTYPE = np.dtype("<u2")
+#: Value planes are 16-bit integers when every value is one (CT in HU), else 32-bit floats.
+VALUE_DTYPES = (np.dtype("<i2"), np.dtype("<f4"))
 
 
 @dataclass(frozen=True)
@@ -39,27 +46,40 @@ class Segment:
 
 @dataclass(frozen=True)
 class SliceStack:
-    """Display planes of one series: 8-bit image and label values, both ``[i, j, k]``."""
+    """Display planes of one series: values in ``unit`` and segment numbers, both ``[i, j, k]``.
+
+    ``unit`` is ``HU``, ``SUV<type>`` (``SUVbw``...), a PET Units term when the series could not
+    be converted to SUV (``notes`` says why), or empty for values without a physical unit (MR).
+    """
 
     series_instance_uid: str
     modality: str
-    image: np.ndarray
+    values: np.ndarray
     labels: np.ndarray
-    spacing: tuple[float, float, float]
+    affine: np.ndarray
+    unit: str
     segments: tuple[Segment, ...]
+    presets: tuple[WindowPreset, ...]
+    layout: PlaneLayout
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.image.ndim != 3 or self.image.shape != self.labels.shape:
+        if self.values.ndim != 3 or self.values.shape != self.labels.shape:
             raise ValueError(
-                f"image {self.image.shape} and labels {self.labels.shape} must be equal 3-D grids"
+                f"values {self.values.shape} and labels {self.labels.shape} must be equal 3-D grids"
             )
-        if self.image.dtype != np.uint8 or self.labels.dtype != np.uint8:
-            raise ValueError("display planes are 8-bit")
+        if self.values.dtype not in VALUE_DTYPES or self.labels.dtype != LABEL_DTYPE:
+            raise ValueError("value planes are int16 or float32, label planes uint16")
 
     @property
     def slices(self) -> int:
         """Number of planes."""
-        return int(self.image.shape[2])
+        return int(self.values.shape[2])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the stack's planes take."""
+        return int(self.values.nbytes + self.labels.nbytes)
 
     def busiest_slice(self) -> int:
         """The plane with the most segmented pixels (the middle one when there are none)."""
@@ -67,22 +87,45 @@ class SliceStack:
         return int(np.argmax(counts)) if counts.any() else self.slices // 2
 
     def plane(self, which: str, k: int) -> np.ndarray:
-        """Plane ``k`` of ``image`` or ``labels`` as DICOM (rows, columns)."""
+        """Plane ``k`` of ``values`` or ``labels`` as DICOM (rows, columns), little-endian."""
         if not 0 <= k < self.slices:
             raise IndexError(f"slice {k} outside 0..{self.slices - 1}")
-        source = self.image if which == "image" else self.labels
+        source = self.values if which == "values" else self.labels
         return np.ascontiguousarray(source[:, :, k].T)
 
 
-def window(volume: Volume) -> np.ndarray:
-    """The volume as 8-bit grey levels (CT soft-tissue window; else 0 to a high percentile)."""
-    values = volume.array
-    if volume.modality.upper() == "CT":
-        low, high = CT_WINDOW
-    else:
-        low, high = 0.0, float(np.percentile(values, UPPER_PERCENTILE))
-    scaled = (values - low) / max(high - low, 1e-6)
-    return np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
+def compact_values(values: np.ndarray) -> np.ndarray:
+    """``values`` as int16 when that is exact (CT in HU, most MR), else as float32."""
+    if (
+        values.size
+        and float(values.min()) >= -32768
+        and float(values.max()) <= 32767
+        and np.array_equal(values, np.rint(values))
+    ):
+        return values.astype(VALUE_DTYPES[0])
+    return values.astype(VALUE_DTYPES[1])
+
+
+def label_planes(regions: RegionSet) -> np.ndarray:
+    """Each voxel's segment number (0 = none; where segments overlap, the later one)."""
+    labels = np.zeros(regions.shape, dtype=LABEL_DTYPE)
+    for region in regions:
+        if region.number > np.iinfo(LABEL_DTYPE).max:
+            raise ValueError(f"segment number {region.number} exceeds a SEG's 16-bit range")
+        labels[region.mask] = region.number
+    return labels
+
+
+def display_values(volume: Volume, suv_type: SuvType) -> tuple[np.ndarray, str, tuple[str, ...]]:
+    """The values the viewer shows for ``volume``, their unit and any note on them."""
+    if volume.modality == "PT":
+        try:
+            measured = measured_values(volume, suv_type)
+        except SuvError as exc:
+            units = str(volume.header.get("Units", "")).strip()
+            return volume.array, units, (f"values are not shown in SUV: {exc}",)
+        return measured.array, f"SUV{suv_type.value}", ()
+    return volume.array, "HU" if volume.modality == "CT" else "", ()
 
 
 @dataclass(frozen=True)
@@ -118,32 +161,41 @@ def seg_source(seg_path: Path) -> SegSource:
     )
 
 
-def build_stack(image_paths: Sequence[Path], seg_path: Path, settings: Settings) -> SliceStack:
-    """Read the image series and place the SEG's segments on its grid as label values."""
+def build_stack(
+    image_paths: Sequence[Path],
+    seg_path: Path,
+    settings: Settings,
+    suv_type: SuvType = SuvType.BW,
+) -> SliceStack:
+    """Read the image series in its display unit and place the SEG's segments on its grid."""
     volume = read_volume(list(image_paths), settings)
     regions = read_seg(seg_path, volume)
-    labels = np.zeros(volume.shape, dtype=np.uint8)
-    for region in regions:
-        labels[region.mask] = min(region.number, 255)
-    segments = tuple(Segment(r.number, r.name) for r in regions)
-    spacing = tuple(float(s) for s in volume.spacing)
+    values, unit, notes = display_values(volume, suv_type)
     return SliceStack(
         series_instance_uid=volume.series_instance_uid,
         modality=volume.modality,
-        image=window(volume),
-        labels=labels,
-        spacing=(spacing[0], spacing[1], spacing[2]),
-        segments=segments,
+        values=compact_values(values),
+        labels=label_planes(regions),
+        affine=np.array(volume.affine, dtype=np.float64),
+        unit=unit,
+        segments=tuple(Segment(r.number, r.name) for r in regions),
+        presets=window_presets(volume.modality, unit, values),
+        layout=plane_layout(volume.affine, volume.shape[2]),
+        notes=notes,
     )
 
 
 class StackCache:
-    """The last few stacks built, keyed by (job, layer); thread-safe, least recent evicted."""
+    """The last stacks built, keyed by (job, layer); thread-safe, least recent evicted.
 
-    def __init__(self, capacity: int = 4) -> None:
+    It keeps at most ``capacity`` stacks and, beyond the newest one, at most ``max_bytes``.
+    """
+
+    def __init__(self, capacity: int = 4, max_bytes: int = 1 << 30) -> None:
         if capacity < 1:
             raise ValueError("the viewer cache holds at least one stack")
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._items: OrderedDict[tuple[str, int], SliceStack] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -156,7 +208,11 @@ class StackCache:
         stack = build()
         with self._lock:
             self._items[key] = stack
-            while len(self._items) > self.capacity:
+            self._items.move_to_end(key)
+            while len(self._items) > 1 and (
+                len(self._items) > self.capacity
+                or sum(s.nbytes for s in self._items.values()) > self.max_bytes
+            ):
                 self._items.popitem(last=False)
         return stack
 
@@ -165,24 +221,3 @@ class StackCache:
         with self._lock:
             for key in [k for k in self._items if k[0] == job_id]:
                 del self._items[key]
-
-
-def encode_png(plane: np.ndarray) -> bytes:
-    """An 8-bit greyscale PNG of a (rows, columns) plane (no dependency beyond zlib)."""
-    if plane.ndim != 2 or plane.dtype != np.uint8:
-        raise ValueError("encode_png takes a 2-D uint8 plane")
-    rows, columns = plane.shape
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", columns, rows, 8, 0, 0, 0, 0)
-    # Filter type 0 (none) before every row.
-    raw = np.hstack([np.zeros((rows, 1), np.uint8), plane]).tobytes()
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 6))
-        + chunk(b"IEND", b"")
-    )

@@ -4,14 +4,6 @@
 
 const TOKEN_KEY = "fedseg-token";
 const POLL_MS = 2000;
-// Segment colours by segment number (1-based); the overlay is drawn at OVERLAY_ALPHA.
-const PALETTE = [
-  [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128],
-];
-const OVERLAY_ALPHA = 0.5;
-
-const viewer = { job: null, layers: [], layer: 0, slice: 0, image: null, labels: null };
 let pollTimer = null;
 // Study attributes (patient, date, modalities, description) by Study UID, from QIDO-RS: each
 // search is audited on the server, so a study is looked up once per page, not every poll.
@@ -19,19 +11,19 @@ const studies = new Map();
 
 function $(id) { return document.getElementById(id); }
 
-function colour(number) { return PALETTE[(number - 1) % PALETTE.length]; }
-
 function message(text) { $("message").textContent = text || ""; }
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
-async function api(path, asBlob) {
+// A data call with the token: JSON, or the body as a "blob" or an array "buffer".
+async function api(path, kind) {
   const response = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
   if (response.status === 401 || response.status === 403) {
     throw new Error("the token was refused (" + response.status + "); enter a reader token");
   }
   if (!response.ok) { throw new Error(path + ": " + response.status + " " + response.statusText); }
-  return asBlob ? response.blob() : response.json();
+  if (kind === "blob") { return response.blob(); }
+  return kind === "buffer" ? response.arrayBuffer() : response.json();
 }
 
 function cell(row, text, className) {
@@ -159,7 +151,7 @@ async function showModels() {
 // ---- study view ------------------------------------------------------------------------
 async function download(job, kind, index, name) {
   try {
-    const blob = await api("/v1/jobs/" + job + "/results/" + kind + "?index=" + index, true);
+    const blob = await api("/v1/jobs/" + job + "/results/" + kind + "?index=" + index, "blob");
     const link = document.createElement("a");
     link.href = URL.createObjectURL(blob);
     link.download = name;
@@ -272,8 +264,6 @@ async function showStudy(jobId) {
     for (const item of await api("/dicomweb/studies/" + job.study_instance_uid + "/series")) {
       series.set(dicomValue(item, "SeriesInstanceUID"), item);
     }
-    viewer.job = jobId;
-    viewer.layers = described.layers;
     const select = $("layer-select");
     select.replaceChildren();
     described.layers.forEach((layer) => {
@@ -287,82 +277,8 @@ async function showStudy(jobId) {
       select.appendChild(option);
     });
     if (!described.layers.length) { message("this job has no segmentation to show"); return; }
-    await selectLayer(0);
+    await openViewer(jobId, described.layers);
   } catch (error) { message(error.message); }
-}
-
-async function selectLayer(index) {
-  const layer = viewer.layers[index];
-  viewer.layer = index;
-  const range = $("slice-range");
-  range.max = String(layer.slices - 1);
-  range.value = String(layer.initial_slice);
-  const legend = $("legend");
-  legend.replaceChildren();
-  for (const segment of layer.segments) {
-    const item = document.createElement("li");
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = "rgb(" + colour(segment.number).join(",") + ")";
-    item.append(swatch, segment.name);
-    legend.appendChild(item);
-  }
-  await loadSlice(layer.initial_slice);
-}
-
-async function loadSlice(k) {
-  const base = "/v1/jobs/" + viewer.job + "/viewer/" + viewer.layer;
-  const [image, labels] = await Promise.all([
-    api(base + "/image/" + k, true).then(createImageBitmap),
-    api(base + "/labels/" + k, true).then(createImageBitmap),
-  ]);
-  viewer.slice = k;
-  viewer.image = image;
-  viewer.labels = labels;
-  const layer = viewer.layers[viewer.layer];
-  $("slice-label").textContent = (k + 1) + " / " + layer.slices;
-  draw();
-  $("viewer-canvas").dataset.slice = String(k);
-}
-
-function overlayCanvas(labels) {
-  const scratch = document.createElement("canvas");
-  scratch.width = labels.width;
-  scratch.height = labels.height;
-  const context = scratch.getContext("2d");
-  context.drawImage(labels, 0, 0);
-  const pixels = context.getImageData(0, 0, labels.width, labels.height);
-  const data = pixels.data;
-  for (let p = 0; p < data.length; p += 4) {
-    const number = data[p];
-    if (number === 0) { data[p + 3] = 0; continue; }
-    const [r, g, b] = colour(number);
-    data[p] = r; data[p + 1] = g; data[p + 2] = b; data[p + 3] = 255;
-  }
-  context.putImageData(pixels, 0, 0);
-  return scratch;
-}
-
-function draw() {
-  const canvas = $("viewer-canvas");
-  const context = canvas.getContext("2d");
-  const layer = viewer.layers[viewer.layer];
-  // Physical aspect: columns along i (spacing[0]), rows along j (spacing[1]).
-  const width = layer.columns * layer.spacing[0];
-  const height = layer.rows * layer.spacing[1];
-  const scale = Math.min(canvas.width / width, canvas.height / height);
-  const w = width * scale, h = height * scale;
-  const x = (canvas.width - w) / 2, y = (canvas.height - h) / 2;
-  context.imageSmoothingEnabled = false;
-  context.fillStyle = "#000";
-  context.fillRect(0, 0, canvas.width, canvas.height);
-  context.drawImage(viewer.image, x, y, w, h);
-  if ($("overlay-toggle").checked) {
-    context.globalAlpha = OVERLAY_ALPHA;
-    context.drawImage(overlayCanvas(viewer.labels), x, y, w, h);
-    context.globalAlpha = 1;
-  }
-  canvas.dataset.overlay = $("overlay-toggle").checked ? "on" : "off";
 }
 
 // ---- navigation ------------------------------------------------------------------------
@@ -395,9 +311,7 @@ function init() {
     route();
   });
   $("token-forget").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); route(); });
-  $("slice-range").addEventListener("input", (event) => { loadSlice(Number(event.target.value)); });
-  $("layer-select").addEventListener("change", (event) => { selectLayer(Number(event.target.value)); });
-  $("overlay-toggle").addEventListener("change", () => { if (viewer.image) { draw(); } });
+  initViewer();
   window.addEventListener("hashchange", route);
   route();
 }

@@ -1,24 +1,24 @@
-"""The slice viewer's routes: layers of a finished job, image and label planes as PNG."""
+"""The slice viewer's routes: layers of a finished job, value and label planes as raw arrays."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from service.api.multipart import write_related
-from service.api.slice_stack import encode_png, window
 from service.auth.tokens import Role
 from service.config import Settings
 from service.db.models import AuditEvent
 from service.dicom.volume import read_volume
 from service.masks.seg_reader import read_seg
+from service.pet.suv import to_suv
 from tests.service.api.conftest import Api, api_settings
 from tests.service.web.support import (
     PET_STUDY,
@@ -34,13 +34,12 @@ def settings(tmp_path: Path) -> Settings:
     return api_settings(tmp_path, max_upload_bytes=50_000_000)
 
 
-def _png(content: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(content)))
-
-
-def test_encode_png_round_trips_through_a_real_decoder() -> None:
-    plane = np.arange(7 * 5, dtype=np.uint8).reshape(7, 5) * 7
-    assert np.array_equal(_png(encode_png(plane)), plane)
+def _plane(response: httpx.Response, dtype: str, layer: dict[str, object]) -> np.ndarray:
+    """A raw plane response as (rows, columns)."""
+    assert response.status_code == 200, response.text[:200]
+    assert response.headers["content-type"] == "application/octet-stream"
+    shape = (int(str(layer["rows"])), int(str(layer["columns"])))
+    return np.frombuffer(response.content, np.dtype(dtype).newbyteorder("<")).reshape(shape)
 
 
 def test_viewer_shows_the_delivered_seg_on_its_series(
@@ -68,24 +67,36 @@ def test_viewer_shows_the_delivered_seg_on_its_series(
     k = layer["initial_slice"]
     assert k == int(np.argmax(mask.sum(axis=(0, 1))))
     labels = api.client.get(f"/v1/jobs/{job_id}/viewer/0/labels/{k}", headers=reader)
-    assert labels.headers["content-type"] == "image/png"
-    assert np.array_equal(_png(labels.content), mask[:, :, k].T.astype(np.uint8))
+    assert labels.headers["content-encoding"] == "gzip"  # httpx asks for it and unpacks it
+    assert np.array_equal(_plane(labels, "uint16", layer), mask[:, :, k].T)
 
-    image = _png(api.client.get(f"/v1/jobs/{job_id}/viewer/0/image/{k}", headers=reader).content)
-    assert image.shape == (layer["rows"], layer["columns"])
-    # Windowing keeps the order of values: the lesion is brighter than the rest of the plane.
-    plane = mask[:, :, k].T
-    assert image[plane].mean() > image[~plane].mean() + 50
+    # The values are the SUVs the job measured (SUVbw), not grey levels.
+    suv, _ = to_suv(volume)
+    assert layer["unit"] == "SUVbw" and layer["value_type"] == "float32"
+    values = api.client.get(f"/v1/jobs/{job_id}/viewer/0/values/{k}", headers=reader)
+    assert np.array_equal(_plane(values, "float32", layer), suv[:, :, k].T)
+    report = api.client.get(f"/v1/jobs/{job_id}/results/measurements", headers=reader).json()
+    assert float(suv[mask].max()) == pytest.approx(report["segments"][0]["pet"]["suv_max"])
+    assert layer["value_range"] == [float(suv.min()), float(suv.max())]
+    names = [p["name"] for p in layer["presets"]]
+    assert names[:2] == ["SUVbw 0-5", "SUVbw 0-10"] and names[2].startswith("SUVbw 0-max")
+    assert layer["presets"][2]["high"] == pytest.approx(float(suv.max()))
+    # A head-first supine axial PET: right on the left, anterior up; positions are z.
+    assert layer["layout"]["markers"] == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    assert layer["layout"]["right"] == [1, 0] and layer["layout"]["down"] == [0, 1]
+    z = [float(volume.affine[2, 3] + n * volume.affine[2, 2]) for n in range(volume.shape[2])]
+    assert layer["layout"]["positions_mm"] == pytest.approx(z)
+    assert np.allclose(layer["affine"], volume.affine)
 
-    missing = api.client.get(f"/v1/jobs/{job_id}/viewer/0/image/{layer['slices']}", headers=reader)
+    missing = api.client.get(f"/v1/jobs/{job_id}/viewer/0/values/{layer['slices']}", headers=reader)
     assert missing.status_code == 404
-    assert api.client.get(f"/v1/jobs/{job_id}/viewer/1/image/0", headers=reader).status_code == 404
+    assert api.client.get(f"/v1/jobs/{job_id}/viewer/1/values/0", headers=reader).status_code == 404
 
     with api.state.factory() as session:
         actions = session.scalars(
             select(AuditEvent.action).where(AuditEvent.study_instance_uid == study)
         ).all()
-    assert {"viewer open", "viewer labels", "viewer image"} <= set(actions)
+    assert {"viewer open", "viewer labels", "viewer values"} <= set(actions)
 
 
 def test_viewer_of_a_job_without_results_has_no_layers(
@@ -151,13 +162,11 @@ def test_viewer_never_shows_another_study_that_reuses_the_series_uid(
     volume = read_volume(files)
     assert (layer["columns"], layer["rows"], layer["slices"]) == volume.shape
     assert volume.shape[2] == len(files)
-    # Every image plane is the victim's own (windowed as the viewer does it).
-    windowed = window(volume)
+    # Every value plane is the victim's own.
+    suv, _ = to_suv(volume)
     for k in (0, len(files) // 2, len(files) - 1):
-        plane = _png(
-            api.client.get(f"/v1/jobs/{job_id}/viewer/0/image/{k}", headers=reader).content
-        )
-        assert np.array_equal(plane, windowed[:, :, k].T)
+        plane = api.client.get(f"/v1/jobs/{job_id}/viewer/0/values/{k}", headers=reader)
+        assert np.array_equal(_plane(plane, "float32", layer), suv[:, :, k].T)
     # WADO-RS of the victim's study and series serves the victim's instances only.
     series = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
     wado = api.client.get(f"/dicomweb/studies/{study}/series/{series}", headers=reader)

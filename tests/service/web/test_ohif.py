@@ -72,6 +72,8 @@ def test_ohif_opens_the_seg_and_rtstruct(server: Server, data_dir: DataDir, tmp_
     rtstruct = pydicom.dcmread(io.BytesIO(httpx.get(f"{results}/rtstruct", headers=read).content))
     (segment,) = [str(s.SegmentLabel) for s in seg.SegmentSequence]
     (roi,) = [str(r.ROIName) for r in rtstruct.StructureSetROISequence]
+    # OHIF names a loaded segmentation by its series description (shortened on screen).
+    seg_title, rt_title = (str(ds.SeriesDescription)[:20] for ds in (seg, rtstruct))
     shots = tmp_path / "shots"
     shots.mkdir()
     failures: list[str] = []
@@ -102,7 +104,7 @@ def test_ohif_opens_the_seg_and_rtstruct(server: Server, data_dir: DataDir, tmp_
             page.wait_for_timeout(2000)  # let the first slice render
             before = viewport.screenshot()
 
-            _load(page, "SEG", "fedseg segmentation")
+            _load(page, "SEG", seg_title)
             row = page.locator("[data-cy=data-row-title]", has_text=segment)
             row.wait_for()
             row.click()  # jumps to the segment's centre
@@ -114,7 +116,7 @@ def test_ohif_opens_the_seg_and_rtstruct(server: Server, data_dir: DataDir, tmp_
             hidden = viewport.screenshot()
 
             page.goto(viewer)  # the structure set on its own, in a fresh viewer
-            _load(page, "RTSTRUCT", "fedseg structures")
+            _load(page, "RTSTRUCT", rt_title)
             page.locator("[data-cy=data-row-title]", has_text=roi).wait_for()
             page.wait_for_timeout(2000)
             page.screenshot(path=str(shots / "ohif-rtstruct.png"))

@@ -2,8 +2,8 @@
 
 Every answer gets ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` and a
 Content-Security-Policy. API routes return data, never pages, so their policy allows nothing;
-the dashboard's policy allows exactly what its page does (its own script and stylesheet, canvas
-images it decodes from ``blob:`` PNGs, ``fetch`` to the API). An app with other needs (an OHIF
+the dashboard's policy allows exactly what its page does (its own scripts and stylesheet,
+``fetch`` to the API; the slice viewer draws raw value planes on a canvas, so no image source). An app with other needs (an OHIF
 viewer under ``/viewer``, say) adds a :class:`HeaderRule` for its prefix.
 """
 
@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-#: Nothing may be loaded, framed or submitted: for JSON, DICOM and PNG answers.
+#: Nothing may be loaded, framed or submitted: for JSON, DICOM and raw plane answers.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
-#: The dashboard: its own files, blob: images for the slice viewer, API calls to its origin.
+#: The dashboard: its own files and API calls to its origin.
 DASHBOARD_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 

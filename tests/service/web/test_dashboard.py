@@ -135,7 +135,6 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
             assert page.locator("#deliveries-none").is_visible()
             kinds = page.locator(".result-link").evaluate_all("els => els.map(e => e.dataset.kind)")
             assert {"seg", "rtstruct", "sr", "measurements"} <= set(kinds)
-            page.screenshot(path=str(shots / "study.png"), full_page=True)
             with_overlay = canvas.screenshot(path=str(shots / "overlay-on.png"))
 
             page.uncheck("#overlay-toggle")
@@ -143,7 +142,11 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
             without_overlay = page.locator("#viewer-canvas").screenshot(
                 path=str(shots / "overlay-off.png")
             )
-            _check_viewer(page, server, data_dir, job_id, reader, values[4])
+            hottest = _check_viewer(page, server, data_dir, job_id, reader, values[4])
+            page.select_option("#window-preset", label="SUVbw 0-10")
+            page.check("#overlay-toggle")
+            _hover_voxel(page, *hottest)
+            page.screenshot(path=str(shots / "study.png"), full_page=True)  # cursor on SUVmax
 
             page.click("#nav-models")
             page.locator("#models-table tbody tr").first.wait_for()
@@ -162,8 +165,9 @@ def test_dashboard_draws_the_overlay(server: Server, data_dir: DataDir, tmp_path
 
 def _check_viewer(
     page: Any, server: Server, data_dir: DataDir, job_id: str, reader: str, table_max: str
-) -> None:
-    """Edge letters, plane position, presets, drag and the value under the cursor on STS_003."""
+) -> tuple[int, int]:
+    """Edge letters, plane position, presets, drag, wheel and the value under the cursor on
+    STS_003; returns the in-plane indices of the lesion's hottest voxel (now shown)."""
     volume = read_volume(sorted(data_dir(PET_STUDY).glob("*.dcm")))
     suv, _ = to_suv(volume)
     job = httpx.get(
@@ -195,6 +199,11 @@ def _check_viewer(
     assert page.locator("#window-label").inner_text() == "W 15.00 L 5.00 SUVbw"
     assert page.locator("#window-preset").input_value() == "custom"
 
+    # The wheel steps one plane down, towards the feet (OHIF's direction; stored feet first).
+    start = int(canvas.get_attribute("data-slice"))
+    page.mouse.wheel(0, 100)
+    page.locator(f"#viewer-canvas[data-slice='{start - 1}']").wait_for()
+
     # The value under the cursor on the lesion's hottest voxel is the SUVmax the job measured.
     hottest = np.where(mask.by_number(1).mask, suv, -np.inf)
     i, j, k = (int(n) for n in np.unravel_index(np.argmax(hottest), suv.shape))
@@ -211,9 +220,7 @@ def _check_viewer(
     assert page.locator("#cursor-patient").inner_text() == f"LPS ({shown}) mm"
     assert page.locator("#cursor-segment").inner_text() == "segment 1 FDG-avid lesion"
     assert page.locator("#slice-position").inner_text() == f"Loc {_mm(_plane_z(volume, k))} mm"
-    # The wheel steps one plane down, towards the feet (OHIF's direction).
-    page.mouse.wheel(0, 100)
-    page.locator(f"#viewer-canvas[data-slice='{k - 1}']").wait_for()
+    return i, j
 
 
 def test_viewer_shows_feet_first_and_prone_series_as_radiologists_read_them(
@@ -228,6 +235,8 @@ def test_viewer_shows_feet_first_and_prone_series_as_radiologists_read_them(
     with server.state.factory() as session, session.begin():
         sender, _ = create_token(session, "pacs", Role.SENDER)
         reader, _ = create_token(session, "physicist", Role.READER)
+    shots = tmp_path / "shots"
+    shots.mkdir()
     jobs = {}
     for modality, geometry in (("CT", "feet-first"), ("PT", "prone")):
         folder = tmp_path / geometry
@@ -263,9 +272,13 @@ def test_viewer_shows_feet_first_and_prone_series_as_radiologists_read_them(
                 page.uncheck("#overlay-toggle")
                 page.locator("#viewer-canvas[data-overlay='off']").wait_for()
                 _check_marker_side(page, geometry, volume)
+                page.locator(".viewport").screenshot(path=str(shots / f"viewer-{geometry}.png"))
         finally:
             browser.close()
     assert not errors, errors
+    keep = os.environ.get("FEDSEG_KEEP_SCREENSHOTS")
+    if keep:
+        shutil.copytree(shots, Path(keep), dirs_exist_ok=True)
 
 
 def _check_marker_side(page: Any, geometry: str, volume: Volume) -> None:

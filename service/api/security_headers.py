@@ -3,8 +3,9 @@
 Every answer gets ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` and a
 Content-Security-Policy. API routes return data, never pages, so their policy allows nothing;
 the dashboard's policy allows exactly what its page does (its own scripts and stylesheet,
-``fetch`` to the API; the slice viewer draws raw value planes on a canvas, so no image source). An app with other needs (an OHIF
-viewer under ``/viewer``, say) adds a :class:`HeaderRule` for its prefix.
+``fetch`` to the API; the slice viewer draws raw value planes on a canvas, so no image source).
+An app with other needs (an OHIF viewer under ``/viewer``, say) adds a :class:`HeaderRule` for
+its prefix.
 """
 
 from __future__ import annotations

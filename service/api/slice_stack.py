@@ -100,7 +100,8 @@ def compact_values(values: np.ndarray) -> np.ndarray:
         values.size
         and float(values.min()) >= -32768
         and float(values.max()) <= 32767
-        and np.array_equal(values, np.rint(values))
+        # plane by plane: no second full-size copy of a big CT
+        and all(np.array_equal(plane, np.rint(plane)) for plane in np.moveaxis(values, 2, 0))
     ):
         return values.astype(VALUE_DTYPES[0])
     return values.astype(VALUE_DTYPES[1])

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from service.api.plane_orientation import plane_layout
-from service.api.slice_stack import SliceStack, StackCache, compact_values, label_planes
+from service.api.slice_stack import (
+    SliceStack,
+    StackCache,
+    compact_values,
+    display_values,
+    label_planes,
+)
 from service.api.window_presets import CT_PRESETS, auto_window, window_presets
+from service.pet.body_size import SuvType
+from service.pet.suv import to_suv
 from service.regions import Region, RegionSet
+from tests.result_series import write_phantom_series
 
 SHAPE = (6, 5, 4)
 
@@ -35,6 +46,25 @@ def test_values_stay_exact() -> None:
     assert compact_values(suv).dtype == np.float32 and np.array_equal(compact_values(suv), suv)
     wide = np.array([[[0.0, 40000.0]]], dtype=np.float32)  # beyond int16: kept as float
     assert compact_values(wide).dtype == np.float32
+
+
+def test_display_values_are_in_the_unit_fedseg_measures(tmp_path: Path) -> None:
+    ct = write_phantom_series(tmp_path / "ct", "CT", "axial")
+    values, unit, notes = display_values(ct, SuvType.BW)
+    assert unit == "HU" and not notes and values is ct.array
+    mr = write_phantom_series(tmp_path / "mr", "MR", "axial")
+    assert display_values(mr, SuvType.BW)[1:] == ("", ())
+    pet = write_phantom_series(tmp_path / "pt", "PT", "prone")
+    values, unit, notes = display_values(pet, SuvType.BW)
+    assert unit == "SUVbw" and np.array_equal(values, to_suv(pet, SuvType.BW)[0])
+    # SUVlbm needs the patient's height, which the phantom lacks: the reason is shown.
+    assert display_values(pet, SuvType.LBM)[1] == "BQML"
+    # Without the injected dose there is no SUV: the stored activity, in its Units, and why.
+    for header in pet.headers:
+        del header.RadiopharmaceuticalInformationSequence[0].RadionuclideTotalDose
+    values, unit, notes = display_values(pet, SuvType.BW)
+    assert unit == "BQML" and values is pet.array
+    assert len(notes) == 1 and "SUV: RadionuclideTotalDose" in notes[0], notes
 
 
 def test_window_presets() -> None:

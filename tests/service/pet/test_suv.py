@@ -324,8 +324,17 @@ def test_suv_types(make_header, suv_type: SuvType, sex: str, normaliser_kg: floa
             {"RadiopharmaceuticalStartDateTime": None, "RadiopharmaceuticalStartTime": None},
             "RadiopharmaceuticalStartTime",
         ),
-        ({"RadiopharmaceuticalStartDateTime": "2025-01-01"}, "RadiopharmaceuticalStartDateTime"),
-        ({"RadiopharmaceuticalStartDateTime": "20240101100000"}, "(0018,1078)"),
+        (
+            {
+                "RadiopharmaceuticalStartDateTime": "2025-01-01",
+                "RadiopharmaceuticalStartTime": None,
+            },
+            "RadiopharmaceuticalStartDateTime",
+        ),
+        (
+            {"RadiopharmaceuticalStartDateTime": "20250101190000", "RadionuclideHalfLife": "1223"},
+            "(0018,1078)",
+        ),
         ({"Units": "PROPCPS"}, "Units"),
         ({"Units": None}, "Units"),
         ({"Units": "CNTS"}, "(7053,1000)"),
@@ -340,6 +349,16 @@ def test_suv_types(make_header, suv_type: SuvType, sex: str, normaliser_kg: floa
 def test_missing_or_absurd_tags_are_named(make_header, overrides: dict, names: str) -> None:
     with pytest.raises(SuvError, match=names.replace("(", r"\(").replace(")", r"\)")):
         compute_suv_factors([make_header(**overrides)])
+
+
+@pytest.mark.parametrize("start", ["2025-01-01", "20240101100000", "19000101100000"])
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+def test_unusable_start_datetime_yields_to_its_time_of_day(make_header, start: str) -> None:
+    # De-identification replaces dates and keeps times; for F-18 one hour is the only
+    # plausible uptake, so the time of day (StartTime, or the DateTime's) is unambiguous.
+    conversion = compute_suv_factors([make_header(RadiopharmaceuticalStartDateTime=start)])
+    assert conversion.decay_seconds == 3600
+    assert any("(0018,1078)" in w for w in conversion.warnings)
 
 
 def test_missing_radiopharmaceutical_sequence(make_header) -> None:

@@ -29,7 +29,9 @@ def pet_units(ds: Dataset) -> PetUnits:
     """Units (0054,1001), or the Enhanced PET RescaleType; SuvError for units fedseg refuses."""
     text = str(ds.get("Units", "")).strip().upper()
     if not text:
-        transform = functional_group(ds, "PixelValueTransformationSequence")
+        # Enhanced PET: RescaleType, per frame where the slope varies (one unit per series).
+        first_frame = 1 if ds.get("PerFrameFunctionalGroupsSequence") else None
+        transform = functional_group(ds, "PixelValueTransformationSequence", first_frame)
         text = str(transform.get("RescaleType", "")).strip().upper() if transform else ""
     if not text:
         raise SuvError("Units (0054,1001) is missing; the PET values cannot be interpreted")

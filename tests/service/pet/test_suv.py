@@ -391,3 +391,48 @@ def test_non_pet_volume_refused(data_dir) -> None:
     ct = read_volume(data_dir("ibsi-sts001-multimodal/ibsi_validation/dicom/STS_001/CT/image"))
     with pytest.raises(SuvError, match="not PET"):
         to_suv(ct)
+
+
+def test_siemens_private_datetime_of_another_creator_is_ignored(make_header) -> None:
+    # (0071,1022) means Siemens' decay correction datetime only in the SIEMENS MED PT block.
+    header = make_header(SeriesTime="123000", AcquisitionTime="110500")
+    header.private_block(0x0071, "OTHER VENDOR", create=True)
+    header.add_new(0x00711022, "DT", "20250101110000.000000")
+    conversion = compute_suv_factors([header])
+    assert not conversion.scan_time_source.startswith("Siemens")
+
+
+def test_vendor_datetime_after_the_acquisition_began_is_not_used(make_header) -> None:
+    header = make_header(SeriesTime="123000", AcquisitionTime="110000", FrameReferenceTime="0")
+    header.private_block(0x0071, "SIEMENS MED PT", create=True)
+    header.add_new(0x00711022, "DT", "20250101113000.000000")
+    conversion = compute_suv_factors([header])
+    assert conversion.scan_time_source == "earliest AcquisitionDate/Time"
+    assert any("after the acquisition began" in w for w in conversion.warnings)
+
+
+def test_ge_bed_starts_and_acquisition_times_that_both_disagree(make_header) -> None:
+    beds = [
+        make_header(
+            Manufacturer="GE MEDICAL SYSTEMS",
+            SeriesTime="120000",
+            AcquisitionTime=time,
+            FrameReferenceTime=offset,
+        )
+        for time, offset in (("110000", "0"), ("110600", "300000"))
+    ]
+    conversion = compute_suv_factors(beds)
+    assert conversion.scan_time_source == "earliest AcquisitionDate/Time"
+    assert conversion.decay_seconds == 3600
+
+
+def test_ge_needs_no_frame_duration(make_header) -> None:
+    header = make_header(Manufacturer="GE MEDICAL SYSTEMS", ActualFrameDuration=None)
+    assert compute_suv_factors([header]).decay_seconds == 3600
+
+
+def test_cnts_not_decay_corrected_without_activity_factor_uses_suv_factor(make_header) -> None:
+    header = make_header(Units="CNTS", DecayCorrection="NONE", CorrectedImage=["ATTN"])
+    header.add_new(0x70531000, "DS", "0.0005")
+    conversion = compute_suv_factors([header])
+    assert conversion.factor == 0.0005

@@ -34,7 +34,7 @@ BACK_COMPUTED_GE = "back-computed from AcquisitionTime and FrameReferenceTime (G
 #: and by which a reference may lie after its plane's acquisition start before it counts as
 #: implausible.
 FRAME_TIMING_TOLERANCE_S = 1.0
-_GE = re.compile(r"^(GE|GEMS|GENERAL ELECTRIC)([^A-Z]|$)")
+_GE = re.compile(r"^(GE|GEMS|GEHC|GENERAL ELECTRIC)([^A-Z]|$)")
 _DAY = timedelta(days=1)
 
 
@@ -200,10 +200,10 @@ def back_computed_references(
         offset = _frame_seconds(ds, "FrameReferenceTime")
         duration = frame_duration_ms(ds, frame) / 1000.0
         if start is None or offset is None or (not ge and (offset <= 0 or duration <= 0)):
-            return None, (
-                f"plane {k} lacks AcquisitionTime (0008,0032), a FrameReferenceTime (0054,1300) "
-                + ("" if ge else "above 0 or a positive ActualFrameDuration (0018,1242)")
+            needed = "FrameReferenceTime (0054,1300)" + (
+                "" if ge else " above 0 or a positive ActualFrameDuration (0018,1242)"
             )
+            return None, f"plane {k} lacks AcquisitionTime (0008,0032) or a {needed}"
         average = 0.0 if ge else average_count_time_s(duration, half_life_s)
         reference = start + timedelta(seconds=average - offset)
         if (reference - start).total_seconds() > FRAME_TIMING_TOLERANCE_S:

@@ -164,8 +164,8 @@ class BodySize:
     def _height_cm(self, suv_type: SuvType) -> float:
         if self.height_m is None:
             raise SuvError(
-                f"SUV{suv_type.value} needs PatientSize (0010,1020), which is missing or empty; "
-                "use SUVbw or add the patient height"
+                f"SUV{suv_type.value} needs PatientSize (0010,1020), which is missing, empty or "
+                "not positive; use SUVbw or add the patient height"
             )
         return self.height_m * 100.0
 

@@ -8,16 +8,20 @@ already carry each plane's RescaleSlope/Intercept. ``docs/suv.md`` states the de
 * CorrectedImage (0028,0051) must hold ATTN, and DECY unless DecayCorrection is NONE.
 * Units BQML, DecayCorrection START: the dose is decayed from the injection to the scan
   reference (:func:`~service.pet.reference_times.scan_reference`): DecayCorrectionDateTime,
-  else SeriesDate/Time unless it is after the earliest acquisition (QIBA), else GE's private
-  scan datetime, else the reference back-computed from each plane's AcquisitionTime,
-  FrameReferenceTime and ActualFrameDuration (per plane when planes differ), else the earliest
-  acquisition.
+  else SeriesDate/Time unless it is after the earliest acquisition (QIBA), else GE's or
+  Siemens' private datetime, else the reference back-computed from each plane's
+  AcquisitionTime, FrameReferenceTime and ActualFrameDuration (GE: the bed start; per plane
+  when planes differ), else the earliest acquisition. Non-GE START series need every plane's
+  frame duration.
 * DecayCorrection ADMIN: the images are corrected to the injection; no decay.
 * DecayCorrection NONE: each plane is decayed to its own acquisition start, averaged over its
   frame duration (exact for values that are frame averages).
+* The injection (:func:`~service.pet.injection.injection_datetime`): the start datetime, or a
+  time of day when that is unambiguous for the radionuclide.
 * Units CNTS: Philips private SUV factor (7053,1000), else the activity concentration factor
-  (7053,1009) to Bq/mL (RescaleSlope is already applied to the values) and then as BQML.
-  For BQML the Philips factors are ignored.
+  (7053,1009) to Bq/mL (RescaleSlope is already applied to the values) and then as BQML; the
+  activity factor first when DecayCorrection is NONE. For BQML the Philips factors are ignored.
+* Units CPS of a dose-calibrated image (DCAL): divided by the voxel volume to Bq/mL.
 * Units GML hold the SUV type SUVType (0054,1006) names (BW when empty), CM2ML hold SUVbsa:
   they are converted back to SUVbw (× W / normaliser) and from there to the requested type.
 
@@ -34,34 +38,38 @@ from datetime import datetime
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 
 from service.dicom.defined_terms import DecayCorrection, PatientSex, PetUnits
 from service.dicom.volume import Volume
 from service.errors import SuvError
 from service.pet.body_size import BodySize, Normaliser, SuvType
+from service.pet.injection import MAX_HALF_LIVES, injection_datetime
 from service.pet.reference_times import (
     acquisition_datetime,
-    functional_group,
+    frame_duration_ms,
+    frame_reference_datetime,
     has_value,
-    injection_datetime,
+    is_ge,
     radiopharmaceutical,
     scan_reference,
 )
-from service.pet.times import decay_factor, frame_average_decay, tag_text
+from service.pet.times import decay_factor, frame_average_decay
+from service.pet.units import (
+    PHILIPS_ACTIVITY_FACTOR,
+    PHILIPS_SUV_FACTOR,
+    check_corrections,
+    cps_voxel_volume_ml,
+    decay_correction,
+    pet_units,
+    private_float,
+)
 
 logger = logging.getLogger(__name__)
 
-PHILIPS_SUV_FACTOR = Tag(0x7053, 0x1000)
-PHILIPS_ACTIVITY_FACTOR = Tag(0x7053, 0x1009)
 #: Doses below this many "Bq" are taken to be in MBq (20 GBq would never be injected).
 _MBQ_THRESHOLD = 2e4
 #: Weights above this many "kg" were entered in g (oncoray SUV manual, "Patient's weight").
 _GRAM_THRESHOLD = 1000.0
-
-
-#: The units fedseg converts to SUV; the others are refused with the reason.
-CONVERTIBLE_UNITS = (PetUnits.BQML, PetUnits.CNTS, PetUnits.GML, PetUnits.CM2ML)
 
 
 @dataclass(frozen=True)
@@ -143,20 +151,6 @@ def _float(ds: Dataset, keyword: str, tag: str) -> float:
         raise SuvError(f"{keyword} {tag} is {ds[keyword].value!r}, not a number") from exc
 
 
-def _private_float(ds: Dataset, tag: int) -> float | None:
-    """A numeric private element, whatever VR it was read with (DS, FD or UN bytes)."""
-    if tag not in ds:
-        return None
-    value = ds[tag].value
-    if isinstance(value, bytes):
-        value = tag_text(value).split("\\")[0]
-    try:
-        number = float(value[0] if isinstance(value, list | tuple) else value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return number if np.isfinite(number) and number > 0 else None
-
-
 def _body_size(ds: Dataset, warnings: list[str]) -> BodySize:
     """Weight, height and sex; a weight entered in g is read as such, noted in ``warnings``."""
     weight = _float(ds, "PatientWeight", "(0010,1030)")
@@ -171,56 +165,6 @@ def _body_size(ds: Dataset, warnings: list[str]) -> BodySize:
     sex_text = str(ds.get("PatientSex", "")).strip().upper()
     sex = PatientSex(sex_text) if sex_text in {s.value for s in PatientSex} else None
     return BodySize(weight_kg=weight, height_m=height, sex=sex)
-
-
-def _units(ds: Dataset) -> PetUnits:
-    text = str(ds.get("Units", "")).strip().upper()
-    if not text:
-        transform = functional_group(ds, "PixelValueTransformationSequence")
-        text = str(transform.get("RescaleType", "")).strip().upper() if transform else ""
-    if not text:
-        raise SuvError("Units (0054,1001) is missing; the PET values cannot be interpreted")
-    units = next((u for u in CONVERTIBLE_UNITS if u.value == text), None)
-    if units is None:
-        raise SuvError(
-            f"Units (0054,1001) is {text!r}; fedseg converts BQML, CNTS (Philips), GML and "
-            "CM2ML to SUV (the oncoray SUV manual finds no sound conversion of the others)"
-        )
-    return units
-
-
-def _decay_correction(ds: Dataset) -> DecayCorrection:
-    text = str(ds.get("DecayCorrection", "")).strip().upper()
-    if not text and str(ds.get("DecayCorrected", "")).upper() == "NO":
-        return DecayCorrection.NONE  # Enhanced PET states it as a flag
-    if not text and has_value(ds, "DecayCorrectionDateTime"):
-        return DecayCorrection.START
-    try:
-        return DecayCorrection(text)
-    except ValueError as exc:
-        raise SuvError(
-            f"DecayCorrection (0054,1102) is {text!r}; expected START, ADMIN or NONE"
-        ) from exc
-
-
-def _check_corrections(ds: Dataset, decay: DecayCorrection) -> None:
-    values = ds.get("CorrectedImage", []) or []
-    # A single value comes back as a plain string, not a one-item list.
-    values = [values] if isinstance(values, str) else values
-    corrected = {str(v).strip().upper() for v in values}
-    # Enhanced PET states the corrections as YES/NO flags instead.
-    if str(ds.get("AttenuationCorrected", "")).upper() == "YES":
-        corrected.add("ATTN")
-    if str(ds.get("DecayCorrected", "")).upper() == "YES":
-        corrected.add("DECY")
-    needed = ["ATTN"] if decay is DecayCorrection.NONE else ["ATTN", "DECY"]
-    missing = [code for code in needed if code not in corrected]
-    if missing:
-        raise SuvError(
-            f"CorrectedImage (0028,0051) lacks {' and '.join(missing)} "
-            f"(has {', '.join(sorted(corrected)) or 'nothing'}); SUV needs attenuation- and "
-            "decay-corrected images"
-        )
 
 
 def _check_one_series(headers: Sequence[Dataset]) -> None:
@@ -270,27 +214,49 @@ def compute_suv_factors(
         raise ValueError("frame_numbers must have one entry per header")
     _check_one_series(headers)
     ds = headers[0]
-    units = _units(ds)
+    units = pet_units(ds)
     if units in (PetUnits.GML, PetUnits.CM2ML):
         return _already_suv(headers, units, suv_type)
-    decay = _decay_correction(ds)
-    _check_corrections(ds, decay)
+    decay = decay_correction(ds)
+    check_corrections(ds, decay)
     if units is PetUnits.CNTS:
-        philips = [_private_float(h, PHILIPS_SUV_FACTOR) for h in headers]
-        if all(f is not None for f in philips):
-            return _philips_suv(headers, philips, decay, suv_type)  # type: ignore[arg-type]
-        activity = [_private_float(h, PHILIPS_ACTIVITY_FACTOR) for h in headers]
-        if not all(f is not None for f in activity):
-            raise SuvError(
-                "Units (0054,1001) are CNTS but neither the Philips SUV scale factor (7053,1000) "
-                "nor the activity concentration factor (7053,1009) is present and positive; "
-                "export the series in BQML"
-            )
-        conversion = _from_activity(headers, frames, decay, suv_type)
-        scaled = conversion.factors * np.asarray(activity, dtype=np.float64)
-        method = "CNTS × (7053,1009) → Bq/mL, " + conversion.method
-        return dataclasses.replace(conversion, factors=scaled, method=method)
-    return _from_activity(headers, frames, decay, suv_type)
+        return _from_counts(headers, frames, decay, suv_type)
+    if units is not PetUnits.CPS:
+        return _from_activity(headers, frames, decay, suv_type)
+    pairs = zip(headers, frames, strict=True)
+    volumes = np.array([cps_voxel_volume_ml(h, f) for h, f in pairs])
+    conversion = _from_activity(headers, frames, decay, suv_type)
+    sizes = ", ".join(f"{v:g}" for v in sorted(set(volumes.round(6)))[:3])
+    method = f"CPS (DCAL) ÷ voxel volume ({sizes} mL) → Bq/mL, " + conversion.method
+    return dataclasses.replace(conversion, factors=conversion.factors / volumes, method=method)
+
+
+def _from_counts(
+    headers: Sequence[Dataset], frames: list[int | None], decay: DecayCorrection, suv_type: SuvType
+) -> SuvConversion:
+    """Philips CNTS: the SUV scale factor (7053,1000) or the activity factor (7053,1009).
+
+    The SUV factor comes first (QIBA's pseudo-code; the shared reference values need it),
+    except for values not decay-corrected, where each plane needs its own decay and fedseg
+    derives it from the activity factor and the plane's timing (the manual's newer diagram
+    tries the activity factor first always; ``docs/suv.md`` says where that differs).
+    """
+    philips = [private_float(h, PHILIPS_SUV_FACTOR) for h in headers]
+    activity = [private_float(h, PHILIPS_ACTIVITY_FACTOR) for h in headers]
+    has_suv = all(f is not None for f in philips)
+    has_activity = all(f is not None for f in activity)
+    if has_suv and not (has_activity and decay is DecayCorrection.NONE):
+        return _philips_suv(headers, philips, decay, suv_type)  # type: ignore[arg-type]
+    if not has_activity:
+        raise SuvError(
+            "Units (0054,1001) are CNTS but neither the Philips SUV scale factor (7053,1000) "
+            "nor the activity concentration factor (7053,1009) is present and positive; "
+            "export the series in BQML"
+        )
+    conversion = _from_activity(headers, frames, decay, suv_type)
+    scaled = conversion.factors * np.asarray(activity, dtype=np.float64)
+    method = "CNTS × (7053,1009) → Bq/mL, " + conversion.method
+    return dataclasses.replace(conversion, factors=scaled, method=method)
 
 
 def stored_suv_type(ds: Dataset, units: PetUnits) -> SuvType:
@@ -420,7 +386,7 @@ def _from_activity(
     warnings = body_notes + warnings
     common = {
         "suv_type": suv_type,
-        "units": _units(ds),
+        "units": pet_units(ds),
         "decay_correction": decay,
         "injected_dose_bq": dose,
         "normaliser": normaliser,
@@ -434,9 +400,11 @@ def _from_activity(
             warnings=tuple(warnings),
             **common,  # type: ignore[arg-type]
         )
+    if decay is DecayCorrection.START:
+        _require_frame_durations(headers, frames)
     reference = scan_reference(headers, frames, half_life)
     warnings += reference.warnings
-    injection, injection_warnings = injection_datetime(ds, reference.earliest)
+    injection, injection_warnings = injection_datetime(ds, reference.earliest, half_life)
     warnings += injection_warnings
     if decay is DecayCorrection.NONE:
         factors = _per_frame_factors(headers, frames, injection, dose, half_life, normaliser)
@@ -470,13 +438,32 @@ def _check_decay_time(seconds: float, half_life: float, warnings: list[str]) -> 
             f"scan time is {-seconds:.0f} s before RadiopharmaceuticalStartDateTime/Time "
             "(0018,1078)/(0018,1072); check the injection and series times"
         )
-    if seconds > 10 * half_life:
+    if seconds > MAX_HALF_LIVES * half_life:
         raise SuvError(
             f"{seconds / 3600:.1f} h between injection (0018,1078)/(0018,1072) and scan is more "
-            "than 10 half-lives; check the injection date and time"
+            f"than {MAX_HALF_LIVES:g} half-lives; check the injection date and time"
         )
     if seconds > 24 * 3600:
         warnings.append(f"{seconds / 3600:.1f} h between injection and scan")
+
+
+def _require_frame_durations(headers: Sequence[Dataset], frames: list[int | None]) -> None:
+    """SuvError unless every plane of a START series has its frame duration (GE excepted).
+
+    ActualFrameDuration (0018,1242) is Type 1 in the PET Image module, and the manual's
+    reference time is back-computed from it; the manual's newer DRO list expects an error
+    without it unless the series is GE's (whose FrameReferenceTime is the bed start and needs
+    no duration) or states DecayCorrectionDateTime (0018,9701), as Enhanced PET does.
+    """
+    if is_ge(headers[0]) or has_value(headers[0], "DecayCorrectionDateTime"):
+        return
+    for k, (ds, frame) in enumerate(zip(headers, frames, strict=True)):
+        if not frame_duration_ms(ds, frame) > 0:
+            raise SuvError(
+                f"plane {k}: ActualFrameDuration (0018,1242) is missing or not positive; the "
+                "PET Image module requires it and the SUV reference time depends on it "
+                "(oncoray SUV manual); export the series again with its frame timing"
+            )
 
 
 def _per_frame_factors(
@@ -487,34 +474,29 @@ def _per_frame_factors(
     half_life: float,
     normaliser: float,
 ) -> np.ndarray:
+    """DecayCorrection NONE: each plane's dose decayed to when its values were measured."""
     factors = np.empty(len(headers))
     for k, (ds, frame) in enumerate(zip(headers, frames, strict=True)):
         start = acquisition_datetime(ds, frame)
-        if start is None:
-            raise SuvError(
-                f"plane {k}: AcquisitionDate/Time (0008,0022)/(0008,0032) missing; with "
-                "DecayCorrection NONE every frame needs its acquisition time"
-            )
-        seconds = (start - injection).total_seconds()
-        _check_decay_time(seconds, half_life, [])
-        duration_ms = _frame_duration_ms(ds, frame)
-        if not duration_ms > 0:
+        duration_ms = frame_duration_ms(ds, frame)
+        if start is not None and duration_ms > 0:
             # The values are the activity averaged over the frame: the decay must be too.
+            seconds = (start - injection).total_seconds()
+            _check_decay_time(seconds, half_life, [])
+            decayed = frame_average_decay(seconds, duration_ms / 1000, half_life)
+        elif (reference := frame_reference_datetime(ds, frame)) is not None:
+            seconds = (reference - injection).total_seconds()
+            _check_decay_time(seconds, half_life, [])
+            decayed = decay_factor(seconds, half_life)
+        else:
             raise SuvError(
-                f"plane {k}: ActualFrameDuration (0018,1242) is missing or not positive; with "
-                "DecayCorrection NONE every frame needs its duration"
+                f"plane {k}: AcquisitionDate/Time (0008,0022)/(0008,0032) or "
+                "ActualFrameDuration (0018,1242) missing or not positive (and no "
+                "FrameReferenceDateTime (0018,9151)); with DecayCorrection NONE every frame "
+                "needs its acquisition time and duration"
             )
-        factors[k] = normaliser / (
-            dose * frame_average_decay(seconds, duration_ms / 1000, half_life)
-        )
+        factors[k] = normaliser / (dose * decayed)
     return factors
-
-
-def _frame_duration_ms(ds: Dataset, frame: int | None) -> float:
-    content = functional_group(ds, "FrameContentSequence", frame) if frame else None
-    if content is not None and has_value(content, "FrameAcquisitionDuration"):
-        return float(content.FrameAcquisitionDuration)
-    return float(ds.ActualFrameDuration) if has_value(ds, "ActualFrameDuration") else 0.0
 
 
 def suv_conversion(volume: Volume, suv_type: SuvType = SuvType.BW) -> SuvConversion:

@@ -32,7 +32,11 @@ from service.results.provenance import (
     require_source_grid,
     software_version,
 )
-from service.results.source_attributes import derived_source, state_deidentification
+from service.results.source_attributes import (
+    TYPE2_KEYWORDS,
+    derived_source,
+    state_deidentification,
+)
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 _STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management, as in PS3.3
@@ -58,19 +62,9 @@ _COPIED = (
     "FrameOfReferenceUID",
     "PositionReferenceIndicator",
 )
-_TYPE2_EMPTY = (  # Type 2: present, empty when the source has no value
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-    "PositionReferenceIndicator",
-    "OperatorsName",
-)
+# Type 2 attributes: present, empty when the source has no value (Patient, General Study, then
+# the RT Series and Frame of Reference modules' own).
+_TYPE2_EMPTY = (*TYPE2_KEYWORDS, "PositionReferenceIndicator", "OperatorsName")
 
 
 @dataclass(frozen=True)

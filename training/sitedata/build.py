@@ -37,7 +37,13 @@ from service.regions import RegionSet
 from training.sitedata import labels as label_policy
 from training.sitedata.findings import Finding, Severity, Topic
 from training.sitedata.labels import assemble_labels
-from training.sitedata.layout import UNKNOWN_POLICY, CaseRecord, FedsegWriter, is_site_folder
+from training.sitedata.layout import (
+    UNKNOWN_POLICY,
+    CaseData,
+    CaseRecord,
+    FedsegWriter,
+    is_site_folder,
+)
 from training.sitedata.mapping_file import read_mapping, write_mapping
 from training.sitedata.nnunet import NnunetWriter
 from training.sitedata.pairing import CaseInput, pair_masks, source_of
@@ -96,17 +102,7 @@ class BuildResult:
 
 
 class _Writer(Protocol):
-    def write_case(
-        self,
-        case_id: str,
-        subject: str,
-        image: np.ndarray,
-        affine: np.ndarray,
-        labels: np.ndarray,
-        contoured: Sequence[str],
-        volumes_ml: dict[str, float],
-        findings: Sequence[dict[str, str]],
-    ) -> CaseRecord: ...
+    def write_case(self, case: CaseData) -> CaseRecord: ...
 
     def finish(self, records: Sequence[CaseRecord], policy: dict[str, str]) -> Path: ...
 
@@ -296,14 +292,16 @@ def _build_case(case: CaseInput, context: _Context) -> CaseRecord | None:
     context.findings.extend(findings)
     public = [f.public() for f in findings if f.severity is not Severity.INFO]
     return context.writer.write_case(
-        case_id,
-        subject,
-        image,
-        volume.affine,
-        assembled.labels,
-        assembled.contoured,
-        volumes,
-        public,
+        CaseData(
+            case_id=case_id,
+            subject=subject,
+            image=image,
+            affine=volume.affine,
+            labels=assembled.labels,
+            contoured=tuple(assembled.contoured),
+            volumes_ml=volumes,
+            findings=tuple(public),
+        )
     )
 
 

@@ -135,6 +135,36 @@ def label_names(table: LabelTable) -> dict[int, LabelName]:
     return {e.number: LabelName(e.name, e) for e in table.labels}
 
 
+@dataclass(frozen=True)
+class CaseData:
+    """One built case, before a writer lays it out: arrays, what was contoured, the findings."""
+
+    case_id: str
+    subject: str
+    image: np.ndarray
+    affine: np.ndarray
+    labels: np.ndarray  # task label numbers
+    contoured: tuple[str, ...]
+    volumes_ml: Mapping[str, float]
+    findings: tuple[Mapping[str, str], ...] = ()
+
+    def record(self, folder: Path, image: Path, label: Path) -> CaseRecord:
+        """The index record of this case, written as ``image`` and ``label`` under ``folder``."""
+        spacing = voxel_spacing(self.affine)
+        shape = self.labels.shape
+        return CaseRecord(
+            case_id=self.case_id,
+            subject=self.subject,
+            image=image.relative_to(folder).as_posix(),
+            label=label.relative_to(folder).as_posix(),
+            contoured=self.contoured,
+            shape=(int(shape[0]), int(shape[1]), int(shape[2])),
+            spacing_mm=(round(spacing[0], 4), round(spacing[1], 4), round(spacing[2], 4)),
+            volumes_ml=dict(self.volumes_ml),
+            findings=self.findings,
+        )
+
+
 @dataclass
 class FedsegWriter:
     """Writes cases in the fedseg site layout and the index at the end."""
@@ -145,38 +175,21 @@ class FedsegWriter:
     modality: str
     units: str
 
-    def write_case(
-        self,
-        case_id: str,
-        subject: str,
-        image: np.ndarray,
-        affine: np.ndarray,
-        labels: np.ndarray,
-        contoured: Sequence[str],
-        volumes_ml: Mapping[str, float],
-        findings: Sequence[Mapping[str, str]],
-    ) -> CaseRecord:
+    def write_case(self, case: CaseData) -> CaseRecord:
         """Write one case's files; returns its index record."""
-        case_dir = self.folder / "cases" / case_id
+        case_dir = self.folder / "cases" / case.case_id
         image_path = write_nifti(
-            case_dir / "image.nii.gz", image_array(image, self.modality), affine
+            case_dir / "image.nii.gz", image_array(case.image, self.modality), case.affine
         )
-        extra = {"task": self.table.task, "contoured": list(contoured), "unknown": UNKNOWN_POLICY}
+        extra = {
+            "task": self.table.task,
+            "contoured": list(case.contoured),
+            "unknown": UNKNOWN_POLICY,
+        }
         label_path, _ = write_label_nifti(
-            case_dir / "label.nii.gz", labels, affine, label_names(self.table), extra
+            case_dir / "label.nii.gz", case.labels, case.affine, label_names(self.table), extra
         )
-        spacing = voxel_spacing(affine)
-        return CaseRecord(
-            case_id=case_id,
-            subject=subject,
-            image=image_path.relative_to(self.folder).as_posix(),
-            label=label_path.relative_to(self.folder).as_posix(),
-            contoured=tuple(contoured),
-            shape=(int(labels.shape[0]), int(labels.shape[1]), int(labels.shape[2])),
-            spacing_mm=(round(spacing[0], 4), round(spacing[1], 4), round(spacing[2], 4)),
-            volumes_ml=dict(volumes_ml),
-            findings=tuple(findings),
-        )
+        return case.record(self.folder, image_path, label_path)
 
     def finish(self, records: Sequence[CaseRecord], policy: Mapping[str, str]) -> Path:
         """Write ``site.json``."""

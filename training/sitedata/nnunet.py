@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.dicom.geometry import voxel_spacing
 from service.labels.registry import LabelTable
 from service.nifti import read_nifti, write_nifti
-from training.sitedata.layout import UNKNOWN_POLICY, CaseRecord, image_array
+from training.sitedata.layout import UNKNOWN_POLICY, CaseData, CaseRecord, image_array
 
 IGNORE = "ignore"
 _CHANNEL = {"CT": "CT", "PT": "PET", "MR": "MR"}  # "CT" selects nnU-Net's CT normalisation
@@ -36,34 +35,13 @@ class NnunetWriter:
     modality: str
     units: str
 
-    def write_case(
-        self,
-        case_id: str,
-        subject: str,
-        image: np.ndarray,
-        affine: np.ndarray,
-        labels: np.ndarray,
-        contoured: Sequence[str],
-        volumes_ml: Mapping[str, float],
-        findings: Sequence[Mapping[str, str]],
-    ) -> CaseRecord:
+    def write_case(self, case: CaseData) -> CaseRecord:
         """Write the image and the label map (task numbers; renumbered in :meth:`finish`)."""
-        image_path = self.folder / "imagesTr" / f"{case_id}_0000.nii.gz"
-        label_path = self.folder / "labelsTr" / f"{case_id}.nii.gz"
-        write_nifti(image_path, image_array(image, self.modality), affine)
-        write_nifti(label_path, labels, affine)
-        spacing = voxel_spacing(affine)
-        return CaseRecord(
-            case_id=case_id,
-            subject=subject,
-            image=image_path.relative_to(self.folder).as_posix(),
-            label=label_path.relative_to(self.folder).as_posix(),
-            contoured=tuple(contoured),
-            shape=(int(labels.shape[0]), int(labels.shape[1]), int(labels.shape[2])),
-            spacing_mm=(round(spacing[0], 4), round(spacing[1], 4), round(spacing[2], 4)),
-            volumes_ml=dict(volumes_ml),
-            findings=tuple(findings),
-        )
+        image_path = self.folder / "imagesTr" / f"{case.case_id}_0000.nii.gz"
+        label_path = self.folder / "labelsTr" / f"{case.case_id}.nii.gz"
+        write_nifti(image_path, image_array(case.image, self.modality), case.affine)
+        write_nifti(label_path, case.labels, case.affine)
+        return case.record(self.folder, image_path, label_path)
 
     def finish(self, records: Sequence[CaseRecord], policy: Mapping[str, str]) -> Path:
         """Renumber the label maps to nnU-Net's labels and write ``dataset.json``."""

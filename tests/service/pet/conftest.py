@@ -1,12 +1,21 @@
-"""Fixtures for PET tests: headers from cornerstone calculate-suv JSON and synthetic ones."""
+"""Fixtures for PET tests: cornerstone calculate-suv headers, synthetic ones, DRO variants."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
+
+from service.dicom.volume import read_volume
+from service.masks import load_regions
+from service.pet.body_size import SuvType
+from service.pet.suv import SuvConversion, to_suv
+from tests.service.pet.dro_variants import Edit, enhanced
 
 _RADIOPHARM = (
     "RadiopharmaceuticalStartTime",
@@ -89,3 +98,48 @@ def suv_headers(data_dir):  # type: ignore[no-untyped-def]
 def make_header():  # type: ignore[no-untyped-def]
     """Factory of synthetic PET headers (see :func:`pet_header`)."""
     return pet_header
+
+
+@pytest.fixture
+def variant(data_dir, tmp_path):  # type: ignore[no-untyped-def]
+    """Copy a DRO's PET with ``edit(plane, dataset)`` applied to each file, in file order.
+
+    With ``enhanced_pet`` the edited planes are written as one Enhanced PET instance
+    (``"reference-only"``: frames timed by FrameReferenceDateTime alone).
+    """
+
+    def make(case: str, edit: Edit, enhanced_pet: bool | str = False) -> Path:
+        source = data_dir("suv-dro/DRO") / case / "PT"
+        out = tmp_path / case
+        out.mkdir(exist_ok=True)
+        planes = []
+        for k, path in enumerate(sorted(source.glob("*.dcm"))):
+            ds = pydicom.dcmread(path)
+            edit(k, ds)
+            planes.append(ds)
+            if not enhanced_pet:
+                ds.save_as(out / path.name)
+        if enhanced_pet:
+            instance = enhanced(planes, reference_only=enhanced_pet == "reference-only")
+            instance.save_as(out / "enhanced.dcm", enforce_file_format=True)
+        return out
+
+    return make
+
+
+@pytest.fixture
+def dro_values(data_dir) -> Callable[..., SuvConversion]:  # type: ignore[no-untyped-def]
+    """Convert a PET folder to SUVbw and check the DRO's values inside its mask."""
+    mask = data_dir("suv-dro/DRO/DRO_0_0/mask/DRO_mask.nii.gz")
+
+    def check(folder: Path, suv_type: SuvType = SuvType.BW) -> SuvConversion:
+        volume = read_volume(folder)
+        suv, conversion = to_suv(volume, suv_type)
+        (region,) = load_regions(mask, volume).regions
+        values = suv[region.mask]
+        assert values.min() == pytest.approx(0.20, rel=0.005)
+        assert np.median(values) == pytest.approx(1.00, rel=0.005)
+        assert values.max() == pytest.approx(4.00, rel=0.005)
+        return conversion
+
+    return check

@@ -324,8 +324,17 @@ def test_suv_types(make_header, suv_type: SuvType, sex: str, normaliser_kg: floa
             {"RadiopharmaceuticalStartDateTime": None, "RadiopharmaceuticalStartTime": None},
             "RadiopharmaceuticalStartTime",
         ),
-        ({"RadiopharmaceuticalStartDateTime": "2025-01-01"}, "RadiopharmaceuticalStartDateTime"),
-        ({"RadiopharmaceuticalStartDateTime": "20240101100000"}, "(0018,1078)"),
+        (
+            {
+                "RadiopharmaceuticalStartDateTime": "2025-01-01",
+                "RadiopharmaceuticalStartTime": None,
+            },
+            "RadiopharmaceuticalStartDateTime",
+        ),
+        (
+            {"RadiopharmaceuticalStartDateTime": "20250101190000", "RadionuclideHalfLife": "1223"},
+            "(0018,1078)",
+        ),
         ({"Units": "PROPCPS"}, "Units"),
         ({"Units": None}, "Units"),
         ({"Units": "CNTS"}, "(7053,1000)"),
@@ -340,6 +349,16 @@ def test_suv_types(make_header, suv_type: SuvType, sex: str, normaliser_kg: floa
 def test_missing_or_absurd_tags_are_named(make_header, overrides: dict, names: str) -> None:
     with pytest.raises(SuvError, match=names.replace("(", r"\(").replace(")", r"\)")):
         compute_suv_factors([make_header(**overrides)])
+
+
+@pytest.mark.parametrize("start", ["2025-01-01", "20240101100000", "19000101100000"])
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+def test_unusable_start_datetime_yields_to_its_time_of_day(make_header, start: str) -> None:
+    # De-identification replaces dates and keeps times; for F-18 one hour is the only
+    # plausible uptake, so the time of day (StartTime, or the DateTime's) is unambiguous.
+    conversion = compute_suv_factors([make_header(RadiopharmaceuticalStartDateTime=start)])
+    assert conversion.decay_seconds == 3600
+    assert any("(0018,1078)" in w for w in conversion.warnings)
 
 
 def test_missing_radiopharmaceutical_sequence(make_header) -> None:
@@ -372,3 +391,48 @@ def test_non_pet_volume_refused(data_dir) -> None:
     ct = read_volume(data_dir("ibsi-sts001-multimodal/ibsi_validation/dicom/STS_001/CT/image"))
     with pytest.raises(SuvError, match="not PET"):
         to_suv(ct)
+
+
+def test_siemens_private_datetime_of_another_creator_is_ignored(make_header) -> None:
+    # (0071,1022) means Siemens' decay correction datetime only in the SIEMENS MED PT block.
+    header = make_header(SeriesTime="123000", AcquisitionTime="110500")
+    header.private_block(0x0071, "OTHER VENDOR", create=True)
+    header.add_new(0x00711022, "DT", "20250101110000.000000")
+    conversion = compute_suv_factors([header])
+    assert not conversion.scan_time_source.startswith("Siemens")
+
+
+def test_vendor_datetime_after_the_acquisition_began_is_not_used(make_header) -> None:
+    header = make_header(SeriesTime="123000", AcquisitionTime="110000", FrameReferenceTime="0")
+    header.private_block(0x0071, "SIEMENS MED PT", create=True)
+    header.add_new(0x00711022, "DT", "20250101113000.000000")
+    conversion = compute_suv_factors([header])
+    assert conversion.scan_time_source == "earliest AcquisitionDate/Time"
+    assert any("after the acquisition began" in w for w in conversion.warnings)
+
+
+def test_ge_bed_starts_and_acquisition_times_that_both_disagree(make_header) -> None:
+    beds = [
+        make_header(
+            Manufacturer="GE MEDICAL SYSTEMS",
+            SeriesTime="120000",
+            AcquisitionTime=time,
+            FrameReferenceTime=offset,
+        )
+        for time, offset in (("110000", "0"), ("110600", "300000"))
+    ]
+    conversion = compute_suv_factors(beds)
+    assert conversion.scan_time_source == "earliest AcquisitionDate/Time"
+    assert conversion.decay_seconds == 3600
+
+
+def test_ge_needs_no_frame_duration(make_header) -> None:
+    header = make_header(Manufacturer="GE MEDICAL SYSTEMS", ActualFrameDuration=None)
+    assert compute_suv_factors([header]).decay_seconds == 3600
+
+
+def test_cnts_not_decay_corrected_without_activity_factor_uses_suv_factor(make_header) -> None:
+    header = make_header(Units="CNTS", DecayCorrection="NONE", CorrectedImage=["ATTN"])
+    header.add_new(0x70531000, "DS", "0.0005")
+    conversion = compute_suv_factors([header])
+    assert conversion.factor == 0.0005

@@ -10,101 +10,32 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
 from service.dicom.volume import read_volume
 from service.errors import SuvError
-from service.masks import load_regions
 from service.pet.body_size import SuvType
-from service.pet.suv import SuvConversion, compute_suv_factors, to_suv
+from service.pet.suv import compute_suv_factors, to_suv
+from tests.service.pet.dro_variants import (
+    FRAME_S,
+    HALF_LIFE,
+    LAM,
+    T_AVE,
+    W,
+    ds_text,
+    lean_kg,
+    retime,
+    scale_slope,
+)
+from tests.service.pet.test_suv_dro_list import CASES
 
 pytestmark = pytest.mark.data
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "suv.md"
-# Every DRO: 70 kg, 1.75 m, F-18 (6586.2 s) injected 10:00, scan 11:00, 300 s frames.
-W, H, HALF_LIFE, FRAME_S = 70.0, 175.0, 6586.2, 300.0
-LAM = math.log(2) / HALF_LIFE
-T_AVE = math.log(LAM * FRAME_S / -math.expm1(-LAM * FRAME_S)) / LAM
-Edit = Callable[[int, Dataset], None]
-
-
-def ds_text(value: float) -> str:
-    """A DS value of at most 16 characters."""
-    return f"{value:.10g}"
-
-
-def lean_kg(kind: str, sex: str) -> float:
-    """The manual's normalisers (kg; BSA in m² × 10, i.e. cm² / 1000 as W is in kg)."""
-    ratio = (W / H) ** 2
-    bmi = W / (H / 100) ** 2
-    male = {
-        "LBM": 1.10 * W - 120 * ratio,
-        "LBMJAMES128": 1.10 * W - 128 * ratio,
-        "LBMJANMA": 9270 * W / (6680 + 216 * bmi),
-        "IBW": 48.0 + 1.06 * (H - 152),
-    }
-    female = {
-        "LBM": 1.07 * W - 148 * ratio,
-        "LBMJAMES128": 1.07 * W - 148 * ratio,
-        "LBMJANMA": 9270 * W / (8780 + 244 * bmi),
-        "IBW": 45.5 + 0.91 * (H - 152),
-    }
-    if kind == "BSA":
-        return 0.007184 * W**0.425 * H**0.725 * 1e4 / 1000  # cm² per 1000, so W/x is unitless
-    if sex == "O":
-        return (male[kind] + female[kind]) / 2
-    return male[kind] if sex == "M" else female[kind]
-
-
-@pytest.fixture
-def variant(data_dir, tmp_path):  # type: ignore[no-untyped-def]
-    """Copy a DRO's PET with ``edit(plane, dataset)`` applied to each file, in file order."""
-
-    def make(case: str, edit: Edit) -> Path:
-        source = data_dir("suv-dro/DRO") / case / "PT"
-        out = tmp_path / case
-        out.mkdir()
-        for k, path in enumerate(sorted(source.glob("*.dcm"))):
-            ds = pydicom.dcmread(path)
-            edit(k, ds)
-            ds.save_as(out / path.name)
-        return out
-
-    return make
-
-
-@pytest.fixture
-def dro_values(data_dir):  # type: ignore[no-untyped-def]
-    """Convert a PET folder to SUVbw and check the DRO's values inside its mask."""
-    mask = data_dir("suv-dro/DRO/DRO_0_0/mask/DRO_mask.nii.gz")
-
-    def check(folder: Path, suv_type: SuvType = SuvType.BW) -> SuvConversion:
-        volume = read_volume(folder)
-        suv, conversion = to_suv(volume, suv_type)
-        (region,) = load_regions(mask, volume).regions
-        values = suv[region.mask]
-        assert values.min() == pytest.approx(0.20, rel=0.005)
-        assert np.median(values) == pytest.approx(1.00, rel=0.005)
-        assert values.max() == pytest.approx(4.00, rel=0.005)
-        return conversion
-
-    return check
-
-
-def scale_slope(ds: Dataset, factor: float) -> None:
-    ds.RescaleSlope = ds_text(float(ds.RescaleSlope) * factor)
-
-
-def retime(ds: Dataset, acquisition: str, frame_reference_ms: float) -> None:
-    ds.SeriesTime = "120000"  # a re-created series: after every acquisition
-    ds.AcquisitionTime = acquisition
-    ds.FrameReferenceTime = ds_text(frame_reference_ms)
 
 
 def test_r1_decay_correction_datetime(variant, dro_values) -> None:
@@ -290,8 +221,9 @@ def test_r14_cm2ml_body_surface(variant, dro_values, suv_type: str | None) -> No
         pytest.param("GML", "BSA", "does not fit", id="R15-gml-bsa"),
         pytest.param("CM2ML", "LBM", "does not fit", id="R15-cm2ml-lbm"),
         pytest.param("GML", "LEAN", "defined terms", id="R15-unknown"),
-        pytest.param("CPS", None, "Units", id="R16-cps"),
+        pytest.param("CPS", None, "lacks DCAL", id="R16-cps-not-dose-calibrated"),
         pytest.param("PROPCPS", None, "Units", id="R16-propcps"),
+        pytest.param("PROPCNTS", None, "Units", id="R16-propcnts"),
         pytest.param("1CM", None, "Units", id="R16-1cm"),
     ],
 )
@@ -299,6 +231,17 @@ def test_refused_rows(make_header, units: str, suv_type: str | None, match: str)
     header = make_header(Units=units, SUVType=suv_type)
     with pytest.raises(SuvError, match=match):
         compute_suv_factors([header])
+
+
+def test_r16a_cps_dose_calibrated(variant, dro_values) -> None:
+    # The manual: dose-calibrated counts per second ÷ voxel volume (4 × 4 × 4 mm) = Bq/mL.
+    def edit(k: int, ds: Dataset) -> None:
+        ds.Units = "CPS"
+        ds.CorrectedImage = [*ds.CorrectedImage, "DCAL"]
+        scale_slope(ds, 0.064)
+
+    conversion = dro_values(variant("DRO_0_0", edit))
+    assert conversion.method.startswith("CPS (DCAL) ÷ voxel volume (0.064 mL)")
 
 
 @pytest.mark.parametrize("suv_type", list(SuvType))
@@ -316,8 +259,12 @@ def test_s_requested_type(variant, data_dir, suv_type: SuvType) -> None:
 
 def test_every_row_of_the_decision_table_has_its_test() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    rows = re.findall(r"^\| (R\d+|S) \|.*\| `(test_[a-z0-9_]+)", text, flags=re.M)
-    assert len(rows) == 17
+    pattern = r"^\| (R\d+[a-z]?|D\d|S) \|.*\| `(test_[a-z0-9_]+)(?:\[([^\]]+)\])?`"
+    rows = re.findall(pattern, text, flags=re.M)
+    assert len(rows) == 27
     names = set(globals())
-    for row, test in rows:
-        assert test in names, f"docs/suv.md row {row} names {test}, which does not exist"
+    for row, test, case in rows:
+        if test == "test_newer_dro_list_case":
+            assert case in CASES, f"docs/suv.md row {row} names DRO case {case}, which is missing"
+        else:
+            assert test in names, f"docs/suv.md row {row} names {test}, which does not exist"

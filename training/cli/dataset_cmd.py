@@ -39,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     build.add_argument("--dicom", nargs="+", required=True, type=Path, help="DICOM folders/files")
-    build.add_argument("--task", required=True, choices=[t.value for t in TASKS])
+    build.add_argument(
+        "--task",
+        required=True,
+        choices=[t.value for t in TASKS],
+        help="label table the ROI names are mapped to (one of: %(choices)s)",
+    )
     build.add_argument("--out", required=True, type=Path, help="site folder to write")
     build.add_argument("--site", help="site name for case pseudonyms (default: SITE's name)")
     build.add_argument("--mapping", type=Path, help="ROI mapping file (edited roi-mapping.json)")

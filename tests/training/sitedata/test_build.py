@@ -15,7 +15,7 @@ import pytest
 
 from service.cli.main import main
 from service.dicom.volume import Volume
-from service.nifti import read_nifti
+from service.nifti import read_nifti, write_nifti
 from tests.training.sitedata.clinic import (
     box,
     patient,
@@ -225,6 +225,26 @@ def test_nnunet_layout_marks_unknown_voxels_ignore(clinic: Clinic, tmp_path: Pat
     assert set(np.unique(partial)) == {1, 4}  # liver, and unknown everywhere else
     assert dataset["fedseg"]["cases"]["site-a_p0003_01"]["contoured"] == ["liver"]
     assert dataset["fedseg"]["task_label_numbers"]["lung_right"] == 8
+
+
+def test_nnunet_layout_passes_nnunets_own_integrity_check(clinic: Clinic, tmp_path: Path) -> None:
+    """nnU-Net's verify_dataset_integrity (the check nnUNetv2_plan_and_preprocess runs) accepts it.
+
+    It reads every image and label with nnU-Net's own reader, checks the label values against
+    dataset.json, the grids of image and label against each other and the case count.
+    """
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    out = tmp_path / "Dataset502_SiteA"
+    _build(clinic, out, format=SiteFormat.NNUNET)
+    verify_dataset_integrity(str(out), num_processes=1)
+    # The check must be able to fail: a label value dataset.json does not declare.
+    label_file = out / "labelsTr/site-a_p0001_01.nii.gz"
+    labels, affine = read_nifti(label_file)
+    labels[0, 0, 0] = 9
+    write_nifti(label_file, labels, affine)
+    with pytest.raises((AssertionError, RuntimeError)):
+        verify_dataset_integrity(str(out), num_processes=1)
 
 
 def test_training_reads_the_site_folder_with_partial_labels(built: tuple[Path, object]) -> None:

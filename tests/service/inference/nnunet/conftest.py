@@ -313,14 +313,19 @@ def _write_bundle(folder: Path, networks: list[Any]) -> Path:
     return write_bundle(folder, files, recipe_block(folds))
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    """The tiny two-fold model, its bundle, and nnU-Net's predictor factory."""
+def require_nnunet() -> None:
+    """Skip (locally) or fail (CI) when nnU-Net and torch are not installed."""
     try:
         import nnunetv2  # noqa: F401
         import torch  # noqa: F401
     except ImportError:
         missing("nnunetv2 and torch (fedseg[train]) are needed for the nnU-Net parity tests")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """The tiny two-fold model, its bundle, and nnU-Net's predictor factory."""
+    require_nnunet()
     plan = plans()
     networks = [_network(plan, seed) for seed in (11, 12)]
     states = [copy.deepcopy(n.state_dict()) for n in networks]

@@ -139,8 +139,12 @@ def write_raw_dataset(spec: PhantomModelSpec, raw: Path) -> Path:
         image, labels, affine = _case_arrays(spec, case)
         train = case <= spec.train_cases
         name = f"phantom_{case:03d}"
-        write_nifti(folder / ("imagesTr" if train else "imagesTs") / f"{name}_0000.nii.gz", image, affine)
-        write_nifti(folder / ("labelsTr" if train else "labelsTs") / f"{name}.nii.gz", labels, affine)
+        write_nifti(
+            folder / ("imagesTr" if train else "imagesTs") / f"{name}_0000.nii.gz", image, affine
+        )
+        write_nifti(
+            folder / ("labelsTr" if train else "labelsTs") / f"{name}.nii.gz", labels, affine
+        )
     (folder / "dataset.json").write_text(json.dumps(_dataset_json(spec), indent=2))
     return folder
 
@@ -204,10 +208,6 @@ def build(spec: PhantomModelSpec, root: Path) -> Path:
         plan_experiment_dataset,
         preprocess_dataset,
     )
-    from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import (
-        nnUNetTrainerNoMirroring,
-    )
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)  # nnU-Net's augmentation draws from numpy's global generator
@@ -219,29 +219,51 @@ def build(spec: PhantomModelSpec, root: Path) -> Path:
     plans = shrink_plans(json.loads(plans_file.read_text()), spec)
     plans_file.write_text(json.dumps(plans, indent=2))
     (preprocessed / "splits_final.json").write_text(json.dumps(_splits(spec)))
-    preprocess_dataset(
-        spec.dataset_id, plans_name, [CONFIGURATION], [1], show_progress_bar=False
-    )
-    trainer_class = {"nnUNetTrainer": nnUNetTrainer, "nnUNetTrainerNoMirroring": nnUNetTrainerNoMirroring}[
-        spec.trainer
-    ]
+    preprocess_dataset(spec.dataset_id, plans_name, [CONFIGURATION], [1], show_progress_bar=False)
     dataset_json = json.loads((raw / "dataset.json").read_text())
-    # augmentation in this process: the planner needs a positive value, training 0
-    os.environ["nnUNet_n_proc_DA"] = "0"
-    output = None
-    for fold in spec.folds:
-        trainer = trainer_class(
-            {**plans, "continue_training": False}, CONFIGURATION, fold, dataset_json, torch.device("cpu")
-        )
-        trainer.num_epochs = spec.epochs
-        trainer.num_iterations_per_epoch = spec.iterations_per_epoch
-        trainer.num_val_iterations_per_epoch = 1
-        trainer.initial_lr = spec.initial_lr
-        trainer.run_training()
-        output = Path(trainer.output_folder_base)
+    output = _train(spec, plans, dataset_json)
     assert output is not None
     if spec.old_format:
         (output / "plans.json").write_text(json.dumps(to_old_format(plans), indent=2))
+    return output
+
+
+def _train(spec: PhantomModelSpec, plans: dict, dataset_json: dict) -> Path:
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import (
+        nnUNetTrainerNoMirroring,
+    )
+
+    trainers = {
+        "nnUNetTrainer": nnUNetTrainer,
+        "nnUNetTrainerNoMirroring": nnUNetTrainerNoMirroring,
+    }
+    # Augmentation in this process while training (0); nnU-Net's planner needs a positive value.
+    before = os.environ.get("nnUNet_n_proc_DA")
+    os.environ["nnUNet_n_proc_DA"] = "0"
+    try:
+        output = None
+        for fold in spec.folds:
+            trainer = trainers[spec.trainer](
+                {**plans, "continue_training": False},
+                CONFIGURATION,
+                fold,
+                dataset_json,
+                torch.device("cpu"),
+            )
+            trainer.num_epochs = spec.epochs
+            trainer.num_iterations_per_epoch = spec.iterations_per_epoch
+            trainer.num_val_iterations_per_epoch = 1
+            trainer.initial_lr = spec.initial_lr
+            trainer.run_training()
+            output = Path(trainer.output_folder_base)
+    finally:
+        if before is None:
+            os.environ.pop("nnUNet_n_proc_DA", None)
+        else:
+            os.environ["nnUNet_n_proc_DA"] = before
+    assert output is not None
     return output
 
 
@@ -254,7 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
-    for name, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "preprocessed"), ("nnUNet_results", "results")):
+    for name, sub in (
+        ("nnUNet_raw", "raw"),
+        ("nnUNet_preprocessed", "preprocessed"),
+        ("nnUNet_results", "results"),
+    ):
         (root / sub).mkdir(parents=True, exist_ok=True)
         os.environ[name] = str(root / sub)
     for key in args.model:

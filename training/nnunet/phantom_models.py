@@ -58,11 +58,11 @@ class PhantomModelSpec:
     old_format: bool = False
     train_cases: int = 6
     test_cases: int = 2
-    epochs: int = 8
+    epochs: int = 15
     iterations_per_epoch: int = 10
-    initial_lr: float = 0.05
+    initial_lr: float = 0.1
     patch_size: tuple[int, int, int] = (16, 24, 24)
-    features: tuple[int, ...] = (4, 8, 16)
+    features: tuple[int, ...] = (8, 16, 32)
     seed: int = 2026
     extra_plans: dict[str, object] = field(default_factory=dict)
 
@@ -274,7 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--model", action="append", choices=sorted(SPECS), required=True, help="model to build"
     )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: one core per build)"
+    )
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     root: Path = args.root.resolve()
     for name, sub in (
         ("nnUNet_raw", "raw"),
@@ -285,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[name] = str(root / sub)
     for key in args.model:
         folder = build(SPECS[key], root)
+        shutil.rmtree(root / "preprocessed" / SPECS[key].dataset_name, ignore_errors=True)
         print(f"{key}: {folder}")
-    shutil.rmtree(root / "preprocessed", ignore_errors=True)
     return 0
 
 

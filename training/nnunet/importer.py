@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import ModelBundleError
+from service.inference.bundle import ModelBundle, write_checksums
 from service.inference.manifest import label_dicts
 from service.labels.registry import LabelTable
 from service.qc.enum import BodyRegion
@@ -50,7 +51,6 @@ from training.nnunet.recipe import (
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
-CHECKSUM_FILE = "checksums.sha256"
 RUNTIME = "nnunet-v2"
 RECIPE_VERSION = 1
 #: dataset.json channel names (upper case) → DICOM modality; nnU-Net's names are free text.
@@ -292,12 +292,6 @@ def channel_modality_or(name: str, default: str) -> str:
         return default
 
 
-def _write_checksums(folder: Path) -> None:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUM_FILE)
-    lines = [f"{_file_sha256(p)}  {p.relative_to(folder).as_posix()}" for p in files]
-    (folder / CHECKSUM_FILE).write_text("\n".join(lines) + "\n")
-
-
 def validate_manifest(data: dict[str, Any], where: Path) -> None:
     """Validate the manifest with the service's reader (the one that will run the bundle)."""
     from pydantic import ValidationError
@@ -343,7 +337,8 @@ def import_model(folders: Sequence[Path], out: Path, options: ImportOptions) -> 
         manifest = build_manifest(opened, models, labels, options)
         validate_manifest(manifest, out / MANIFEST_FILE)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        _write_checksums(staging)
+        write_checksums(staging)
+        ModelBundle.load(staging)  # what the service will check: checksums, manifest, files
         if out.exists():
             out.rmdir()
         staging.rename(out)

@@ -13,6 +13,7 @@ import inspect
 import io
 import logging
 import pydoc
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,28 @@ def load_checkpoint(path: Path) -> Checkpoint:
     )
 
 
+def find_trainer_class(name: str) -> type | None:
+    """nnU-Net's trainer class called ``name``, importing only the module that defines it.
+
+    nnU-Net's own search imports every trainer module until it finds the name, including ones
+    that need optional packages (Primus needs timm and torchvision); reading the sources first
+    keeps the import to the one module.
+    """
+    import importlib
+
+    import nnunetv2
+
+    package = Path(nnunetv2.__path__[0])
+    pattern = re.compile(rf"^class\s+{re.escape(name)}\s*[(:]", re.MULTILINE)
+    for source in sorted((package / "training" / "nnUNetTrainer").rglob("*.py")):
+        if pattern.search(source.read_text(encoding="utf-8", errors="replace")):
+            module = ".".join(("nnunetv2", *source.relative_to(package).with_suffix("").parts))
+            found = getattr(importlib.import_module(module), name, None)
+            if isinstance(found, type):
+                return found
+    return None
+
+
 def _check_network_class(plans_path: Path, configuration: str, config: dict[str, Any]) -> None:
     where = f"{plans_path}: configurations.{configuration}"
     if "architecture" not in config:
@@ -119,21 +142,14 @@ def build_network(
         If the network class or the trainer is unknown, or the weights do not fit the network
         the plans describe.
     """
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    import nnunetv2
 
     manager = PlansManager(copy.deepcopy(plans))
     raw_config = manager._internal_resolve_configuration_inheritance(configuration)
     _check_network_class(plans_path, configuration, raw_config)
     config = manager.get_configuration(configuration)
-    trainer = recursive_find_python_class(
-        str(Path(nnunetv2.__path__[0]) / "training" / "nnUNetTrainer"),
-        checkpoint.trainer_name,
-        "nnunetv2.training.nnUNetTrainer",
-    )
+    trainer = find_trainer_class(checkpoint.trainer_name)
     if trainer is None:
         raise ModelBundleError(
             f"{checkpoint.path}: trainer_name {checkpoint.trainer_name!r} is not a trainer of the "

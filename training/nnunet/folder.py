@@ -85,7 +85,7 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def _trainer_folder(folder: Path, configuration: str | None) -> Path:
-    """``folder`` itself when it holds plans.json, else its one trainer folder of the configuration."""
+    """``folder`` when it holds plans.json, else its one trainer folder of the configuration."""
     if not folder.is_dir():
         raise ModelBundleError(
             f"{folder}: no such folder (expected a trained nnU-Net model folder)"
@@ -95,9 +95,9 @@ def _trainer_folder(folder: Path, configuration: str | None) -> Path:
     candidates = []
     for child in sorted(p for p in folder.iterdir() if p.is_dir()):
         match = _TRAINER_FOLDER.match(child.name)
-        if match and (child / PLANS_FILE).is_file():
-            if configuration is None or match["configuration"] == configuration:
-                candidates.append(child)
+        wanted = match is not None and configuration in (None, match["configuration"])
+        if wanted and (child / PLANS_FILE).is_file():
+            candidates.append(child)
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
@@ -146,9 +146,10 @@ def _checkpoints(
     }
     if folds is None:
         if not present:
+            other = "final" if checkpoint is CheckpointChoice.BEST else "best"
             raise ModelBundleError(
                 f"{path}: no fold_N/{checkpoint.file_name} (the model was not trained to the "
-                f"end, or pass --checkpoint {'final' if checkpoint is CheckpointChoice.BEST else 'best'})"
+                f"end, or pass --checkpoint {other})"
             )
         return dict(sorted(present.items()))
     chosen: dict[int, Path] = {}

@@ -107,7 +107,7 @@ def channel_modality(name: str, where: str) -> str:
 def _channels(folder: ModelFolder) -> list[tuple[str, str | None]]:
     names = folder.dataset.get("channel_names") or folder.dataset.get("modality") or {}
     where = f"{folder.dataset_path}: channel_names"
-    out = []
+    out: list[tuple[str, str | None]] = []
     for index in range(len(names)):
         name = str(names.get(str(index), ""))
         if not name:
@@ -155,7 +155,7 @@ def _export_folds(
         network = build_network(
             folder.plans, folder.plans_path, folder.dataset, folder.configuration, checkpoint
         )
-        channels = len(folder.dataset.get("channel_names") or folder.dataset.get("modality"))
+        channels = len(_channels(folder))
         data = export_onnx(network, channels, recipe_patch)
         difference = check_parity(network, data, channels, recipe_patch, path)
         logger.info("%s: ONNX export within %.1e of torch", path, difference)
@@ -177,7 +177,6 @@ def _export_folds(
 def _model_entry(
     folder: ModelFolder, staging: Path, subfolder: str, label_map: dict[int, int]
 ) -> dict[str, Any]:
-    import nnunetv2  # noqa: F401  (the version is read from its metadata)
     from importlib.metadata import version
 
     folds, trainer, mirror = _export_folds(folder, staging, subfolder)

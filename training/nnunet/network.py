@@ -87,7 +87,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     )
 
 
-def find_trainer_class(name: str) -> type | None:
+def find_trainer_class(name: str) -> Any:
     """nnU-Net's trainer class called ``name``, importing only the module that defines it.
 
     nnU-Net's own search imports every trainer module until it finds the name, including ones

@@ -34,6 +34,8 @@ from training.phantoms.config import ORGAN_VALUES
 logger = logging.getLogger(__name__)
 
 CONFIGURATION = "3d_fullres"
+#: nnU-Net's environment variable for augmentation worker processes (its spelling).
+_N_PROC_DA = "nnUNet_n_proc_DA"
 #: The phantom organs the models learn, as nnU-Net label values 1..4.
 ORGANS: tuple[str, ...] = ("liver", "spleen", "lung_left", "lung_right")
 
@@ -133,7 +135,7 @@ def _dataset_json(spec: PhantomModelSpec) -> dict[str, object]:
 
 
 def write_raw_dataset(spec: PhantomModelSpec, raw: Path) -> Path:
-    """Write ``imagesTr``/``labelsTr``/``dataset.json`` and the held-out ``imagesTs``/``labelsTs``."""
+    """Write ``imagesTr``/``labelsTr``/``dataset.json`` and held-out ``imagesTs``/``labelsTs``."""
     folder = raw / spec.dataset_name
     for case in range(1, spec.train_cases + spec.test_cases + 1):
         image, labels, affine = _case_arrays(spec, case)
@@ -230,22 +232,18 @@ def build(spec: PhantomModelSpec, root: Path) -> Path:
 
 def _train(spec: PhantomModelSpec, plans: dict, dataset_json: dict) -> Path:
     import torch
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import (
-        nnUNetTrainerNoMirroring,
-    )
 
-    trainers = {
-        "nnUNetTrainer": nnUNetTrainer,
-        "nnUNetTrainerNoMirroring": nnUNetTrainerNoMirroring,
-    }
+    from training.nnunet.network import find_trainer_class
+
+    trainer_class = find_trainer_class(spec.trainer)
+    assert trainer_class is not None, spec.trainer
     # Augmentation in this process while training (0); nnU-Net's planner needs a positive value.
-    before = os.environ.get("nnUNet_n_proc_DA")
-    os.environ["nnUNet_n_proc_DA"] = "0"
+    before = os.environ.get(_N_PROC_DA)
+    os.environ[_N_PROC_DA] = "0"
     try:
         output = None
         for fold in spec.folds:
-            trainer = trainers[spec.trainer](
+            trainer = trainer_class(
                 {**plans, "continue_training": False},
                 CONFIGURATION,
                 fold,
@@ -260,9 +258,9 @@ def _train(spec: PhantomModelSpec, plans: dict, dataset_json: dict) -> Path:
             output = Path(trainer.output_folder_base)
     finally:
         if before is None:
-            os.environ.pop("nnUNet_n_proc_DA", None)
+            os.environ.pop(_N_PROC_DA, None)
         else:
-            os.environ["nnUNet_n_proc_DA"] = before
+            os.environ[_N_PROC_DA] = before
     assert output is not None
     return output
 

@@ -27,7 +27,10 @@ def test_segment_writes_seg_rtstruct_sr(tiny_model: TinyModel, tmp_path: Path) -
     write_series(tmp_path / "ct", volume.array, volume.affine, spec)
     out = tmp_path / "out"
     args = ["segment", str(tmp_path / "ct"), "--out", str(out), "--model", str(tiny_model.bundle)]
-    code = main([*args, "--device", "cpu", "--engine", "openvino", "--qc-policy", "flag"])
+    # --force: the tiny CT is outside the imported default intended use (no real anatomy).
+    code = main(
+        [*args, "--device", "cpu", "--engine", "openvino", "--qc-policy", "flag", "--force"]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     (series,) = summary["series"]

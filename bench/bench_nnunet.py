@@ -113,14 +113,16 @@ def _plans() -> dict[str, Any]:
     }
 
 
-def write_model_folder(root: Path, dicom: Path) -> Path:
-    """An nnU-Net trained-model folder of the default network with seeded random weights."""
+def write_model_folder(root: Path, ct: np.ndarray, plans: dict[str, Any] | None = None) -> Path:
+    """An nnU-Net trained-model folder with seeded random weights (default: the default network).
+
+    ``ct`` (HU, nnU-Net's array order) balances the output classes on its central patch.
+    """
     import torch
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-    from service.dicom.volume import read_volume
-
-    plans = _plans()
+    plans = plans or _plans()
+    patch_size = plans["configurations"]["3d_fullres"]["patch_size"]
     dataset = {
         "channel_names": {"0": "CT"},
         "labels": LABELS,
@@ -139,13 +141,12 @@ def write_model_folder(root: Path, dicom: Path) -> Path:
         deep_supervision=False,
     ).eval()
     # Balance the output classes on a patch of this CT, so every label occurs in the labels.
-    volume = read_volume(dicom).array.transpose(2, 1, 0)
     window = (
-        np.clip(volume, CT_STATS["percentile_00_5"], CT_STATS["percentile_99_5"]) - CT_STATS["mean"]
+        np.clip(ct, CT_STATS["percentile_00_5"], CT_STATS["percentile_99_5"]) - CT_STATS["mean"]
     ) / CT_STATS["std"]
-    z, y, x = (max(0, (s - p) // 2) for s, p in zip(window.shape, PATCH, strict=True))
-    patch = np.zeros(PATCH, dtype=np.float32)
-    part = window[z : z + PATCH[0], y : y + PATCH[1], x : x + PATCH[2]]
+    z, y, x = (max(0, (s - p) // 2) for s, p in zip(window.shape, patch_size, strict=True))
+    patch = np.zeros(patch_size, dtype=np.float32)
+    part = window[z : z + patch_size[0], y : y + patch_size[1], x : x + patch_size[2]]
     patch[: part.shape[0], : part.shape[1], : part.shape[2]] = part
     with torch.no_grad():
         mean = network(torch.from_numpy(patch)[None, None]).mean(dim=(0, 2, 3, 4))
@@ -402,14 +403,16 @@ def main(argv: list[str] | None = None) -> int:
     from training.nnunet.importer import ImportOptions, import_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-nnunet-"))
-    folder = args.model_folder or write_model_folder(work / "model", args.dicom)
+    ct = read_volume(args.dicom).array.transpose(2, 1, 0)
+    folder = args.model_folder or write_model_folder(work / "model", ct)
     bundle = import_model([folder], work / "bundle", ImportOptions(name="bench-nnunet"))
     recipe = ModelBundle.load(bundle).manifest.nnunet
     assert recipe is not None
     model = recipe.models[0]
     onnx_path = bundle / model.folds[0].onnx
     flops = network_flops(onnx_path, list(model.patch_size), model.num_channels)
-    shape = read_volume(args.dicom).array.shape
+    shape = ct.shape[::-1]
+    del ct
     results = _run_all(args, bundle, folder, work)
     rate = matmul_gflops(args.threads)
     load = os.getloadavg()

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     out = json.loads(result.read_text())
     input_mb = int(np.prod(shape)) * 4 / 2**20
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in out["stages"].items())
+    growth = (out["peak_rss_mb"] - out["baseline_mb"]) / input_mb
     body = (
         f"Synthetic CT {'×'.join(map(str, shape))} at {'×'.join(map(str, SPACING_MM))} mm "
         f"(float32 input {input_mb:.0f} MB), a small nnU-Net network (4→16 features, patch "
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "| end to end | stages |\n"
         "|---|---|---|---|---|---|\n"
         f"| {'×'.join(map(str, shape))} | {out['peak_rss_mb']:.0f} MB | "
-        f"{out['baseline_mb']:.0f} MB | {(out['peak_rss_mb'] - out['baseline_mb']) / input_mb:.2f}× "
+        f"{out['baseline_mb']:.0f} MB | {growth:.2f}× "
         f"| {out['total_s']:.0f} s | {stages} |\n"
     )
     print(body)

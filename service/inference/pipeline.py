@@ -19,7 +19,7 @@ from service.inference.nnunet.segmenter import NnunetSegmenter
 from service.inference.postprocess import clean_labels, to_source_labels
 from service.inference.preprocess import prepare
 from service.inference.segmenter import ModelSegmenter, Segmentation, run_on_zero_patch
-from service.inference.session import SessionOptions, check_self_contained, open_model
+from service.inference.session import SessionOptions, open_model
 from service.inference.sliding_window import (
     Progress,
     SlidingWindowConfig,
@@ -80,15 +80,14 @@ class Segmenter(ModelSegmenter):
         self.window = replace(self.window, overlap=0.25)
 
     def smoke_test(self) -> None:
-        """Load the network from its own bytes and run it once on a zero patch.
+        """Run the network once on a zero patch.
 
         Raises
         ------
         ModelBundleError
-            If it does not load alone, fails, or returns the wrong shape or non-finite values.
+            If it fails, or returns the wrong shape or non-finite values.
         """
         manifest = self.bundle.manifest
-        check_self_contained(self.bundle.model_path)
         patch = np.zeros((1, manifest.input_channels, *self.window.patch_size), dtype=np.float32)
         expected = (1, manifest.num_classes, *self.window.patch_size)
         run_on_zero_patch(self.model.predict, patch, expected, f"{len(manifest.labels)} labels")

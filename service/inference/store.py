@@ -22,7 +22,7 @@ from service.errors import ModelBundleError, ModelConflictError, NotFoundError
 from service.inference.bundle import CHECKSUM_FILE, ModelBundle, bundle_files
 from service.inference.manifest import check_store_name
 from service.inference.pipeline import open_segmenter
-from service.inference.session import Device, SessionOptions
+from service.inference.session import Device, SessionOptions, check_self_contained
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,10 @@ def smoke_test(bundle: ModelBundle) -> None:
     """
     manifest = bundle.manifest
     name = f"{manifest.name} {manifest.version}"
+    networks = [p for paths in bundle.fold_paths() for p in paths] or [bundle.model_path]
     try:
+        for network in networks:
+            check_self_contained(network)
         open_segmenter(bundle, SessionOptions(device=Device.CPU, allow_spinning=False)).smoke_test()
     except ModelBundleError as exc:
         raise ModelBundleError(f"{name} cannot be installed: {exc}") from exc

@@ -37,13 +37,6 @@ def model_config(heads: Sequence[str], filters: Sequence[int]) -> ModelConfig:
     return ModelConfig(heads={h: 2 for h in sorted(set(heads))}, filters=tuple(filters))
 
 
-def build_model(config: ModelConfig, seed: int) -> MultiTaskUNet:
-    """A model initialised from ``seed`` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MultiTaskUNet(config)
-
-
 def get_arrays(model: MultiTaskUNet) -> dict[str, np.ndarray]:
     """The state dict as numpy arrays (copies)."""
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}

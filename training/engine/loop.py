@@ -26,7 +26,7 @@ from training.engine.config import TrainConfig
 from training.engine.inference import predict_labels
 from training.losses import LabelSupervision, MarginalLoss
 from training.metrics import dice
-from training.models import ModelConfig, MultiTaskUNet
+from training.models import MultiTaskUNet
 from training.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -42,13 +42,6 @@ class TrainResult:
     seconds: float
     device: str
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def build_model(config: ModelConfig, seed: int) -> MultiTaskUNet:
-    """A freshly initialised model; the seed is used without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MultiTaskUNet(config)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -9,7 +9,7 @@ import torch
 from service.imaging.resample import Grid
 from training.data.preprocess import Prepared
 from training.engine import TrainConfig, load_model, predict_labels, train
-from training.engine.loop import deep_supervision_loss
+from training.engine.step import deep_supervision_loss
 from training.losses import LabelSupervision, MarginalLoss
 from training.metrics import dice
 from training.models import ModelConfig, build_model

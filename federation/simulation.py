@@ -7,7 +7,6 @@ aggregation and DP noise, so an experiment measures the algorithm a centre runs.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -16,8 +15,6 @@ from federation.round_step import RoundRules, round_step
 from federation.sites import SiteCase
 from federation.updates import SiteUpdate
 from training.models import ModelConfig, MultiTaskUNet, build_model
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

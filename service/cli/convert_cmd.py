@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from service.cli.output_options import add_formats_argument
 from service.config import get_settings
 from service.dicom.volume import read_volume
 from service.labels.registry import Task, get_table
@@ -14,7 +15,6 @@ from service.pet.body_size import SuvType
 from service.qc.enum import QcPolicy
 from service.qc.report import check_volume, qc_lines
 from service.results.crops import region_crops
-from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS
 from service.results.outputs import OutputOptions, parse_formats, write_outputs
 from service.results.provenance import AlgorithmIdentity, software_version
 from service.results.seg_writer import SegType
@@ -36,12 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", type=Path, required=True, help="folder of the image series")
     parser.add_argument("--mask", type=Path, required=True, help="SEG, RTSTRUCT or NIfTI file")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    parser.add_argument(
-        "--formats",
-        default=",".join(DEFAULT_KINDS),
-        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (nifti: labels.nii.gz "
-        f"with a labels.json sidecar naming the values; default: {','.join(DEFAULT_KINDS)})",
-    )
+    add_formats_argument(parser)
     parser.add_argument(
         "--task",
         choices=[t.value for t in Task],

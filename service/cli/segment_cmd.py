@@ -11,12 +11,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from service.cli import structure_table
+from service.cli.output_options import add_formats_argument
 from service.config import get_settings
 from service.inference.session import Device
 from service.inference.sliding_window import Progress
 from service.qc.enum import QcPolicy
 from service.qc.report import qc_lines
-from service.results.kinds import DEFAULT_KINDS, OUTPUT_KINDS, ResultKind
+from service.results.kinds import ResultKind
 from service.results.outputs import OutputOptions, parse_formats
 from service.segment import STAGES, SegmentOptions, SeriesResult, StudyResult, segment_study
 
@@ -50,12 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
-    parser.add_argument(
-        "--formats",
-        default=",".join(DEFAULT_KINDS),
-        help=f"comma-separated outputs among {', '.join(OUTPUT_KINDS)} (nifti: labels.nii.gz "
-        f"with a labels.json sidecar naming the values; default: {','.join(DEFAULT_KINDS)})",
-    )
+    add_formats_argument(parser)
     parser.add_argument(
         "--threads",
         type=_thread_count,

@@ -57,7 +57,13 @@ def write_checksums(folder: Path) -> Path:
     if (folder / MANIFEST_FILE).is_file():
         data = json.loads((folder / MANIFEST_FILE).read_text())
         if isinstance(data, dict) and data.get("runtime") == Runtime.NNUNET_V2.value:
-            names = bundle_files(_parse_manifest(folder / MANIFEST_FILE))
+            # Read leniently: the manifest is validated by load(), which names what is wrong.
+            onnx = [
+                str(fold.get("onnx"))
+                for model in data.get("nnunet", {}).get("models", [])
+                for fold in model.get("folds", [])
+            ]
+            names = (MANIFEST_FILE, *dict.fromkeys(o for o in onnx if (folder / o).is_file()))
     lines = [f"{sha256(folder / name)}  {name}" for name in names]
     path = folder / CHECKSUM_FILE
     path.write_text("\n".join(lines) + "\n")

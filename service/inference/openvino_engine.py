@@ -55,7 +55,7 @@ class OpenVinoModel:
                 f"engine 'openvino' was asked to run on the CPU but compiled for {devices}"
             )
         precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-        if "f32" not in precision.lower():
+        if "f32" not in precision.lower() and "float32" not in precision.lower():
             raise ConfigurationError(
                 f"OpenVINO chose inference precision {precision}, not f32; results would differ "
                 "from the exported network"

@@ -38,7 +38,8 @@ def compute_gaussian(
         tmp, [i * sigma_scale for i in tile_size], 0, mode="constant", cval=0
     )
     gaussian /= np.max(gaussian) / value_scaling_factor
-    out = gaussian.astype(np.float16)
+    # torch converts float64 to float16 through float32 (two roundings); so does this.
+    out = gaussian.astype(np.float32).astype(np.float16)
     zero = out == 0
     if zero.any():
         out[zero] = np.min(out[~zero])

@@ -3,9 +3,10 @@
 The network is nnU-Net's PlainConvUNet built by ``get_network_from_plans`` from hand-written
 plans (3 stages, 4→16 features, patch 16×32×32, transpose [0, 2, 1], CT normalisation), with
 random but seeded weights for two folds; the bundle holds the same weights exported to ONNX.
-Built once per session (a few seconds: two tiny exports), since every parity test needs it.
-Until ``fedseg import nnunet`` lands in this branch, the bundle is written here; afterwards the
-importer replaces :func:`_write_bundle`.
+The weights are saved as an nnU-Net trained-model folder (plans.json, dataset.json,
+``fold_N/checkpoint_final.pth``) and imported with ``fedseg import nnunet``'s
+:func:`training.nnunet.importer.import_model`, as a centre would. Built once per session (a few
+seconds: two tiny exports), since every parity test needs it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.requirements import missing
 PATCH = [16, 32, 32]
 SPACING = [3.0, 1.5, 1.5]  # transposed (network) order
 TRANSPOSE = [0, 2, 1]
-LABELS = {"background": 0, "liver": 1, "spleen": 2, "left kidney": 3}
+LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney_left": 3}
 CT_STATS = {
     "mean": 60.0,
     "std": 140.0,
@@ -293,39 +294,71 @@ def write_bundle(folder: Path, onnx_files: dict[str, bytes], block: dict[str, An
     return folder
 
 
-def _write_bundle(folder: Path, networks: list[Any]) -> Path:
-    from training.export import network_onnx_bytes
+def _model_folder(root: Path, networks: list[Any]) -> Path:
+    """The networks as nnU-Net writes a trained model: one folder, a checkpoint per fold."""
+    import torch
 
-    files: dict[str, bytes] = {}
-    folds = []
+    folder = root / "Dataset901_Tiny" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    folder.mkdir(parents=True)
+    (folder / "plans.json").write_text(json.dumps(plans(), indent=2))
+    (folder / "dataset.json").write_text(json.dumps(dataset_json(), indent=2))
     for fold, network in enumerate(networks):
-        name = f"Dataset901_Tiny/fold_{fold}.onnx"
-        files[name] = network_onnx_bytes(network, 1, (PATCH[0], PATCH[1], PATCH[2]))
-        folds.append(
-            {
+        (folder / f"fold_{fold}").mkdir()
+        checkpoint = {
+            "network_weights": network.state_dict(),
+            "optimizer_state": None,
+            "grad_scaler_state": None,
+            "logging": {},
+            "_best_ema": None,
+            "current_epoch": 1,
+            "init_args": {
+                "plans": plans(),
+                "configuration": "3d_fullres",
                 "fold": fold,
-                "onnx": name,
-                "onnx_sha256": _sha(files[name]),
-                "checkpoint": "checkpoint_final.pth",
-                "checkpoint_sha256": "0" * 64,
+                "dataset_json": dataset_json(),
+            },
+            "trainer_name": "nnUNetTrainer",
+            "inference_allowed_mirroring_axes": (0, 1, 2),
+        }
+        torch.save(checkpoint, folder / f"fold_{fold}" / "checkpoint_final.pth")
+    (folder / "postprocessing.json").write_text(
+        json.dumps(
+            {
+                "postprocessing_fns": ["remove_all_but_largest_component_from_segmentation"],
+                "postprocessing_kwargs": [{"labels_or_regions": [1]}],
             }
         )
-    return write_bundle(folder, files, recipe_block(folds))
+    )
+    return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    """The tiny two-fold model, its bundle, and nnU-Net's predictor factory."""
+def _import_bundle(root: Path, networks: list[Any]) -> Path:
+    from training.nnunet.importer import ImportOptions, import_model
+
+    folder = _model_folder(root, networks)
+    return import_model([folder], root / "bundle", ImportOptions(name="tiny-nnunet"))
+
+
+def require_nnunet() -> None:
+    """Skip (locally) or fail (CI) when nnU-Net and torch are not installed."""
     try:
         import nnunetv2  # noqa: F401
         import torch  # noqa: F401
     except ImportError:
         missing("nnunetv2 and torch (fedseg[train]) are needed for the nnU-Net parity tests")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """The tiny two-fold model, its bundle, and nnU-Net's predictor factory."""
+    require_nnunet()
     plan = plans()
     networks = [_network(plan, seed) for seed in (11, 12)]
     states = [copy.deepcopy(n.state_dict()) for n in networks]
-    bundle = _write_bundle(tmp_path_factory.mktemp("tiny-nnunet") / "bundle", networks)
-    ModelBundle.load(bundle)
+    bundle = _import_bundle(tmp_path_factory.mktemp("tiny-nnunet"), networks)
+    manifest = ModelBundle.load(bundle).manifest
+    assert manifest.nnunet is not None
+    assert manifest.nnunet.models[0].postprocessing, "the importer dropped postprocessing.json"
     return TinyModel(
         plans=plan, dataset=dataset_json(), states=states, network=networks[0], bundle=bundle
     )

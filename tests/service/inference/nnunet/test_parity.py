@@ -9,7 +9,8 @@ import pytest
 
 from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
-from service.inference.session import Device, SessionOptions
+from service.inference.session import Device, Engine, SessionOptions
+from tests.requirements import missing
 
 from .conftest import TinyModel, ct_volume, reference_labels
 
@@ -35,3 +36,22 @@ def test_labels_match_nnunet_predictor(tiny_model: TinyModel, tmp_path: Path, mi
     for value in values[1:]:
         dice = _dice(labels == value, expected == value)
         assert dice >= 0.995, f"label {value}: Dice {dice:.4f}"
+
+
+def test_labels_equal_across_engines(tiny_model: TinyModel) -> None:
+    """OpenVINO and onnxruntime give the same labels (logits differ in the last bits)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        missing("openvino (fedseg[cpu]) is needed for the engine comparison")
+    volume = ct_volume(seed=1)
+    bundle = ModelBundle.load(tiny_model.bundle)
+    labels = {}
+    for engine in Engine:
+        segmenter = open_segmenter(
+            bundle, SessionOptions(device=Device.CPU, engine=engine, intra_op_threads=1)
+        )
+        labels[engine] = segmenter.segment(volume).labels
+    assert segmenter.provider == "OpenVINO:CPU"
+    equal = float((labels[Engine.ONNXRUNTIME] == labels[Engine.OPENVINO]).mean())
+    assert equal >= 0.999, equal

@@ -1,0 +1,28 @@
+"""Fixtures of the federated nnU-Net tests (the site folders are built once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.federation.nnunet.sites import SCANNERS, export_case
+from training.sitedata import BuildOptions, SiteFormat, build_site
+
+
+@pytest.fixture(scope="session")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One nnU-Net site folder per scanner (built once per session: about 10 s)."""
+    out = {}
+    for index, (site, (numbers, spacing, shape, hu)) in enumerate(SCANNERS.items()):
+        export = tmp_path_factory.mktemp(f"export-{site}")
+        for number in numbers:
+            export_case(export / f"P{number}", number, spacing, shape, hu)
+        folder = tmp_path_factory.mktemp(f"built-{site}") / f"Dataset{611 + index}_{site}"
+        build_site(
+            BuildOptions(
+                dicom=(export,), task="ct-organs", out=folder, site=site, format=SiteFormat.NNUNET
+            )
+        )
+        out[site] = folder
+    return out

@@ -22,19 +22,16 @@ own cases with them (:mod:`training.nnunet.local_round`).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: nnU-Net's label name for voxels the loss must skip.
-IGNORE = "ignore"
+from training.nnunet.federated_plans import IGNORE, SharedPlans, nnunet_folders
+
 #: The reader nnU-Net picks for ``.nii.gz`` files (first in its reader list that reads them).
 READER = "SimpleITKIO"
-_PATH_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
 @dataclass(frozen=True)
@@ -153,58 +150,6 @@ def federation_dataset_json(
         "overwrite_image_reader_writer": READER,
         "fedseg": {"task": first.task, "sites": {s.site: list(s.labels) for s in sites}},
     }
-
-
-@dataclass(frozen=True)
-class SharedPlans:
-    """What the server sends every site: nnU-Net's plans, dataset.json and pooled fingerprint."""
-
-    plans: dict[str, Any]
-    dataset: dict[str, Any]
-    fingerprint: dict[str, Any]
-
-    @property
-    def dataset_name(self) -> str:
-        """nnU-Net's ``DatasetNNN_Name`` of the federation."""
-        return str(self.plans["dataset_name"])
-
-    def as_json(self) -> str:
-        """The message body (one JSON document)."""
-        return json.dumps(
-            {"plans": self.plans, "dataset": self.dataset, "fingerprint": self.fingerprint},
-            sort_keys=True,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> SharedPlans:
-        """Inverse of :meth:`as_json`."""
-        data = json.loads(text)
-        return cls(data["plans"], data["dataset"], data["fingerprint"])
-
-
-@contextmanager
-def nnunet_folders(root: Path, extra: Mapping[str, str] | None = None) -> Iterator[Path]:
-    """Point nnU-Net's folder variables (and ``extra`` variables) at ``root``'s sub-folders.
-
-    nnU-Net reads ``nnUNet_raw``/``nnUNet_preprocessed``/``nnUNet_results`` from the
-    environment when a path is used, so they are set for the block and restored after it. The
-    process environment is shared: do not plan or train two federations in one process at once.
-    """
-    names = {name: str(root / name.removeprefix("nnUNet_")) for name in _PATH_VARIABLES}
-    names |= dict(extra or {})
-    before = {name: os.environ.get(name) for name in names}
-    for name, value in names.items():
-        if name in _PATH_VARIABLES:
-            Path(value).mkdir(parents=True, exist_ok=True)
-        os.environ[name] = value
-    try:
-        yield root
-    finally:
-        for name, previous in before.items():
-            if previous is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = previous
 
 
 def dataset_name(dataset_id: int, name: str) -> str:

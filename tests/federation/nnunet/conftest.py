@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.federation.nnunet.sites import SCANNERS, export_case
+from tests.federation.nnunet.sites import SCANNERS, export_case, federated_plans, tiny
+from training.nnunet.federated_plans import SharedPlans
 from training.sitedata import BuildOptions, SiteFormat, build_site
 
 
@@ -26,3 +27,9 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
         out[site] = folder
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_plans(sites: dict[str, Path]) -> SharedPlans:
+    """The federation's plans of :func:`sites`, with a tiny network (planned once per session)."""
+    return tiny(federated_plans(sites))

@@ -10,10 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federation.nnunet.fingerprint import FingerprintBins
+from federation.nnunet.fingerprint import (
+    FingerprintBins,
+    SiteFingerprint,
+    pool,
+    site_fingerprint_of,
+)
+from federation.nnunet.plans import SharedPlans, SiteDataset, federation_dataset_json, plan
 from service.dicom.image_writer import SeriesSpec, write_series
 from service.dicom.volume import read_volume
 from tests.training.sitedata.clinic import patient, write_rtstruct_file
+from training.nnunet.fingerprint import samples_per_case
 
 #: Foreground samples over the pooled dataset (nnU-Net uses 10^8; small keeps the test quick).
 SAMPLES = 40_000
@@ -90,3 +97,32 @@ def nnunet_plans(
 
     nnunet_fingerprint(sites, tmp, monkeypatch)
     return ExperimentPlanner(POOLED).plan_experiment()  # type: ignore[no-any-return]
+
+
+def federated_plans(sites: dict[str, Path]) -> SharedPlans:
+    """The server's plans from what the sites send (descriptions and fingerprints, as JSON)."""
+    described = [SiteDataset.of_folder(folder) for folder in sites.values()]
+    # what travels: each site's description and fingerprint as JSON
+    sent = [json.dumps(d.as_json()) for d in described]
+    received = [SiteDataset.from_json(json.loads(text)) for text in sent]
+    per_case = samples_per_case(sum(d.cases for d in received), SAMPLES)
+    fingerprints = [
+        SiteFingerprint.from_json(
+            json.loads(json.dumps(site_fingerprint_of(f, per_case, BINS).as_json()))
+        )
+        for f in sites.values()
+    ]
+    dataset = federation_dataset_json(received, POOLED)
+    return plan(pool(fingerprints).nnunet_fingerprint(), dataset, POOLED)
+
+
+def tiny(shared: SharedPlans) -> SharedPlans:
+    """The shared plans with a tiny 3d_fullres network, so a round takes seconds on a CPU."""
+    from training.nnunet.phantom_models import PhantomModelSpec, shrink_plans
+    from training.phantoms import PhantomModality
+
+    spec = PhantomModelSpec(
+        "tiny", 1, PhantomModality.CT, patch_size=(8, 16, 16), features=(4, 8, 8, 16)
+    )
+    plans = shrink_plans(json.loads(json.dumps(shared.plans)), spec)
+    return SharedPlans(plans, shared.dataset, shared.fingerprint)

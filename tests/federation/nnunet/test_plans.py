@@ -16,26 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from federation.nnunet.fingerprint import SiteFingerprint, pool, site_fingerprint_of
-from federation.nnunet.plans import SharedPlans, SiteDataset, federation_dataset_json, plan
-from tests.federation.nnunet.sites import BINS, POOLED, SAMPLES, nnunet_plans
-from training.nnunet.fingerprint import samples_per_case
-
-
-def _federated_plans(sites: dict[str, Path]) -> SharedPlans:
-    described = [SiteDataset.of_folder(folder) for folder in sites.values()]
-    # what travels: each site's description and fingerprint as JSON
-    sent = [json.dumps(d.as_json()) for d in described]
-    received = [SiteDataset.from_json(json.loads(text)) for text in sent]
-    per_case = samples_per_case(sum(d.cases for d in received), SAMPLES)
-    fingerprints = [
-        SiteFingerprint.from_json(
-            json.loads(json.dumps(site_fingerprint_of(f, per_case, BINS).as_json()))
-        )
-        for f in sites.values()
-    ]
-    dataset = federation_dataset_json(received, POOLED)
-    return plan(pool(fingerprints).nnunet_fingerprint(), dataset, POOLED)
+from federation.nnunet.plans import SharedPlans, SiteDataset, federation_dataset_json
+from tests.federation.nnunet.sites import BINS, POOLED, federated_plans, nnunet_plans
 
 
 def _without(plans: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
@@ -51,7 +33,7 @@ def _without(plans: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, A
 def test_every_site_gets_nnunets_plans_of_the_pooled_data(
     sites: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shared = _federated_plans(sites)
+    shared = federated_plans(sites)
     # every site receives the same message, and it parses to the same plans
     messages = {site: shared.as_json() for site in sites}
     assert len(set(messages.values())) == 1

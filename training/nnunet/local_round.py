@@ -80,6 +80,8 @@ class LocalUpdate:
     arrays: dict[str, np.ndarray]
     cases: int
     loss: float
+    #: The trainer's test-time mirroring axes (recorded in the model's checkpoint).
+    mirror_axes: tuple[int, ...] = ()
 
 
 def _site_labels(dataset: Mapping[str, Any]) -> dict[str, int]:
@@ -240,6 +242,7 @@ def local_round(
             loss = float(np.mean([o["loss"] for o in outputs]))
             trainer.current_epoch += 1
         arrays = {k: v.detach().cpu().numpy().copy() for k, v in network.state_dict().items()}
+        mirror_axes = tuple(int(a) for a in trainer.inference_allowed_mirroring_axes or ())
     logger.info(
         "round %d: %d epochs x %d iterations on %d cases, loss %.4f",
         server_round,
@@ -248,4 +251,4 @@ def local_round(
         site.cases,
         loss,
     )
-    return LocalUpdate(arrays, site.cases, loss)
+    return LocalUpdate(arrays, site.cases, loss, mirror_axes)

@@ -324,6 +324,7 @@ def import_model(folders: Sequence[Path], out: Path, options: ImportOptions) -> 
     maps = [labels.add_model(f.dataset, str(f.dataset_path)) for f in opened]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is read by the service's user
     try:
         models = []
         used: set[str] = set()

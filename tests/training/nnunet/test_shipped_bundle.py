@@ -13,6 +13,7 @@ from pathlib import Path
 
 from service.config import get_settings
 from service.inference.bundle import ModelBundle
+from service.inference.session import Device
 from service.segment import SegmentOptions, segment_study
 from tests.dciodvfy import assert_valid
 from training.phantoms import PhantomConfig, PhantomModality, Size, generate_dataset
@@ -41,7 +42,7 @@ def test_shipped_bundle_segments_an_unseen_phantom(tmp_path: Path) -> None:
     )
     generate_dataset(tmp_path / "dicom", config)
     out = tmp_path / "out"
-    options = SegmentOptions(models=(str(BUNDLE),), device="cpu")
+    options = SegmentOptions(models=(str(BUNDLE),), device=Device.CPU)
     result = segment_study([tmp_path / "dicom/site-01/case-013/ct"], out, options, get_settings())
     assert not result.failed
     names = {s["name"] for s in json.loads((out / "measurements.json").read_text())["segments"]}

@@ -151,6 +151,11 @@ def _export_folds(
                 f"{path}: trainer_name {checkpoint.trainer_name!r} differs from fold "
                 f"{next(iter(folder.checkpoints))}'s {trainer!r}"
             )
+        if trainer and checkpoint.mirror_axes != mirror:
+            raise ModelBundleError(
+                f"{path}: inference_allowed_mirroring_axes {list(checkpoint.mirror_axes)} differ "
+                f"from the other folds' {list(mirror)}"
+            )
         trainer, mirror = checkpoint.trainer_name, checkpoint.mirror_axes
         network = build_network(
             folder.plans, folder.plans_path, folder.dataset, folder.configuration, checkpoint
@@ -180,9 +185,7 @@ def _model_entry(
     from importlib.metadata import version
 
     folds, trainer, mirror = _export_folds(folder, staging, subfolder)
-    checkpoint = load_checkpoint(next(iter(folder.checkpoints.values())))
-    entry = model_recipe(folder, checkpoint, label_map)
-    entry["trainer"], entry["mirror_axes"] = trainer, list(mirror)
+    entry = model_recipe(folder, trainer, mirror, label_map)
     entry["folds"] = folds
     entry["provenance"] = {
         "nnunetv2": version("nnunetv2"),

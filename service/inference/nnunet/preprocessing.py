@@ -105,15 +105,16 @@ def preprocess(
     not modified.
     """
     forward = model.transpose_forward
-    data = np.ascontiguousarray(
-        np.asarray(data, dtype=np.float32).transpose(0, *(a + 1 for a in forward))
-    )
+    # A transposed view: the one float32 copy is the cropped one (normalised in place).
+    view = np.asarray(data).transpose(0, *(a + 1 for a in forward))
     spacing_t = (spacing[forward[0]], spacing[forward[1]], spacing[forward[2]])
-    before = (data.shape[1], data.shape[2], data.shape[3])
+    before = (view.shape[1], view.shape[2], view.shape[3])
     if model.crop_to_nonzero:
-        data, inside, bbox = crop_to_nonzero(data)
-        data = np.array(data, dtype=np.float32)  # own the cropped copy; normalised in place
+        cropped_view, inside, bbox = crop_to_nonzero(view)
+        data = np.array(cropped_view, dtype=np.float32)
+        del cropped_view
     else:
+        data = np.array(view, dtype=np.float32)
         inside = np.ones(before, dtype=bool)
         bbox = ((0, before[0]), (0, before[1]), (0, before[2]))
     cropped = (data.shape[1], data.shape[2], data.shape[3])

@@ -73,9 +73,15 @@ def separate_z_axis(
 
 def resize(image: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     """scikit-image ``resize(image, shape, order, mode="edge", anti_aliasing=False)``, float64."""
-    image = np.asarray(image, dtype=np.float64)
+    # nnU-Net converts to float64 first; scipy's spline prefilter computes in float64 from
+    # float32 input just the same (the conversion is exact), so float32 is passed as is: one
+    # float64 copy of the channel (the prefilter's) instead of two.
+    image = np.asarray(image)
+    if image.dtype not in (np.float32, np.float64):
+        image = image.astype(np.float64)
     factors = np.divide(image.shape, shape)
-    out = ndimage.zoom(image, [1 / f for f in factors], order=order, mode="nearest", grid_mode=True)
+    zoom = [1 / f for f in factors]
+    out = ndimage.zoom(image, zoom, output=np.float64, order=order, mode="nearest", grid_mode=True)
     np.clip(out, image.min(), image.max(), out=out)  # scikit-image's clip=True
     return out
 

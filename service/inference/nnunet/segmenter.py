@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +139,7 @@ class NnunetSegmenter(ModelSegmenter):
         """Tiles overlapping by a quarter instead of the model's step (a quick look)."""
         for runner in self.runners:
             step = max(runner.settings.tile_step_size, 0.75)
-            runner.settings = WindowSettings(**{**runner.settings.__dict__, "tile_step_size": step})
+            runner.settings = replace(runner.settings, tile_step_size=step)
 
     def smoke_test(self) -> None:
         """Run every fold's network once on a zero patch of its model's patch size."""

@@ -11,8 +11,8 @@ accumulator and a float16 weight sum, which then divide each other (float16). Fo
 after the other and their float16 logits are summed and divided by the fold count.
 
 Memory: the float16 accumulator (classes × network grid) and the float16 weight volume are the
-only full-size arrays; tiles go through the engine in batches of ``batch_size`` (mirrored
-copies in the same batch), so the engine's working set is bounded by the batch.
+only full-size arrays; tiles and their mirrored copies go through the engine at most
+``batch_size`` inputs per call, so the engine's working set is bounded by the batch.
 """
 
 from __future__ import annotations
@@ -115,15 +115,31 @@ def _tiles(shape: Sequence[int], settings: WindowSettings) -> list[tuple[slice, 
 
 
 def _predict_tiles(
-    batch: np.ndarray, predict: Predictor, combos: list[tuple[int, ...]]
+    batch: np.ndarray, predict: Predictor, combos: list[tuple[int, ...]], batch_size: int
 ) -> np.ndarray:
-    """Mirror-averaged float32 predictions of a tile batch, summed in nnU-Net's order."""
+    """Mirror-averaged float32 predictions of a tile batch, summed in nnU-Net's order.
+
+    The mirrored copies go through the engine with the tiles, at most ``batch_size`` inputs (or
+    the tiles of one mirroring) per call.
+    """
     n = batch.shape[0]
-    inputs = [batch] + [np.flip(batch, axis=tuple(a + 2 for a in c)) for c in combos]
-    outputs = np.asarray(predict(np.ascontiguousarray(np.concatenate(inputs))), dtype=np.float32)
-    prediction = np.array(outputs[:n])
-    for i, combo in enumerate(combos, start=1):
-        prediction += np.flip(outputs[i * n : (i + 1) * n], axis=tuple(a + 2 for a in combo))
+    variants: list[tuple[int, ...]] = [(), *combos]
+    per_call = max(1, batch_size // n)
+    prediction: np.ndarray | None = None
+    for first in range(0, len(variants), per_call):
+        group = variants[first : first + per_call]
+        inputs = [np.flip(batch, axis=tuple(a + 2 for a in c)) if c else batch for c in group]
+        outputs = np.asarray(
+            predict(np.ascontiguousarray(np.concatenate(inputs))), dtype=np.float32
+        )
+        for i, combo in enumerate(group):
+            part = outputs[i * n : (i + 1) * n]
+            part = np.flip(part, axis=tuple(a + 2 for a in combo)) if combo else part
+            if prediction is None:
+                prediction = np.array(part)
+            else:
+                prediction += part
+    assert prediction is not None
     if combos:
         prediction /= np.float32(len(combos) + 1)
     return prediction
@@ -151,7 +167,7 @@ def predict_logits(
     for first in range(0, len(tiles), batch_tiles):
         chunk = tiles[first : first + batch_tiles]
         batch = np.stack([padded[(slice(None), *tile)] for tile in chunk])
-        prediction = _predict_tiles(batch, predict, combos)
+        prediction = _predict_tiles(batch, predict, combos, settings.batch_size)
         if logits is None:
             logits = np.zeros((prediction.shape[1], *shape), dtype=np.float16)
         for tile, tile_prediction in zip(chunk, prediction, strict=True):

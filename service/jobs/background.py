@@ -141,6 +141,7 @@ def scp_service(state: ServerState) -> Callable[[], None]:
         settings.dicom_port,
         tuple(settings.dicom_allowed_aes),
         min_free_bytes=settings.min_free_bytes,
+        max_decoded_bytes=settings.max_decoded_instance_bytes,
         tls=_dimse_tls(settings),
     )
     return start_scp(config, state.factory, state.store)

@@ -91,12 +91,12 @@ def check_inflated_size(data: bytes, limit: int) -> None:
 
 
 def _count(ds: pydicom.Dataset, keyword: str, default: int) -> int:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return default
     try:
+        value = ds.get(keyword)  # converted on first access: a damaged value raises here
+        if value is None or value == "":
+            return default
         number = int(value)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # pydicom raises many types for a damaged value
         raise InstanceRejectedError(f"{keyword} is not a single whole number") from exc
     if number < 0:
         raise InstanceRejectedError(f"{keyword} is negative")

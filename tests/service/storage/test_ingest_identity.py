@@ -114,7 +114,7 @@ def test_sop_uid_of_a_result_is_refused(factory: sessionmaker[Session], tmp_path
         _changed(result, Modality="CT"),  # same study
         _changed(result, StudyInstanceUID="1.2.826.0.1.99.4", PatientID="X"),
     ):
-        with pytest.raises(InstanceRejectedError, match="result|another study"):
+        with pytest.raises(InstanceRejectedError, match=r"result|another study"):
             _store(factory, store, forged)
     row = _row(factory, uid)
     assert row.origin == InstanceOrigin.RESULT and row.modality == "SEG"
@@ -130,9 +130,12 @@ def test_changed_resend_in_the_same_study_is_audited_and_leaves_no_orphan(
     uid = str(pydicom.dcmread(io.BytesIO(files[0])).SOPInstanceUID)
     old = _row(factory, uid).sha256
     changed = _changed(files[0], SeriesDescription="phantom CT, corrected")
-    with caplog.at_level(logging.INFO, logger="service.storage"):
-        with factory() as session, session.begin():
-            outcome = ingest(session, store, changed, "stow:pacs")
+    with (
+        caplog.at_level(logging.INFO, logger="service.storage"),
+        factory() as session,
+        session.begin(),
+    ):
+        outcome = ingest(session, store, changed, "stow:pacs")
     assert outcome.new
     new = _row(factory, uid).sha256
     assert new != old and store.path_for(new).read_bytes() == changed

@@ -18,7 +18,7 @@ from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, RLELossless
 
 #: Invalid UIDs a sender (or an attacker) can put in SOP/Study/Series Instance UID.
 INVALID_UIDS: tuple[str, ...] = (
@@ -67,7 +67,7 @@ def with_raw_value(data: bytes, keyword: str, value: str) -> bytes:
     vr = dictionary_VR(tag)
     ds[tag] = RawDataElement(Tag(tag), vr, len(raw), raw, 0, False, True)
     if keyword == "SOPInstanceUID" and getattr(ds, "file_meta", None) is not None:
-        ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3"  # the meta is not under test
+        ds.file_meta.MediaStorageSOPInstanceUID = UID("1.2.3")  # the meta is not under test
     return _save(ds)
 
 

@@ -22,8 +22,10 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from service.storage.errors import InstanceRejectedError
 
-#: The default of ``FEDSEG_MAX_DECODED_INSTANCE_BYTES``: 2 GiB.
-DEFAULT_MAX_DECODED_BYTES = 2 * 1024**3
+#: The default of ``FEDSEG_MAX_DECODED_INSTANCE_BYTES``: 1 GiB. A CT, PET or MR instance is far
+#: below it (an enhanced CT of 1,000 frames of 512 x 512 is 500 MiB); the job holds several
+#: float copies of what it decodes, so a larger default would let one instance take gigabytes.
+DEFAULT_MAX_DECODED_BYTES = 1024**3
 
 #: Output of one inflate step; what the check holds in memory at a time.
 _INFLATE_CHUNK = 1024 * 1024

@@ -35,8 +35,8 @@ def ct(tmp_path: Path) -> list[bytes]:
     return [p.read_bytes() for p in write_ct_study(tmp_path / "ct")]
 
 
-def test_the_setting_defaults_to_2_gib() -> None:
-    assert Settings().max_decoded_instance_bytes == DEFAULT_MAX_DECODED_BYTES == 2 * 1024**3
+def test_the_setting_defaults_to_1_gib() -> None:
+    assert Settings().max_decoded_instance_bytes == DEFAULT_MAX_DECODED_BYTES == 1024**3
 
 
 def test_a_giant_rle_instance_is_refused_under_the_default_limit(

@@ -159,6 +159,16 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=120.0, gt=0, description="Worker lease per heartbeat.")
     job_max_attempts: int = Field(default=3, ge=1, description="Tries before a job fails.")
     worker_poll_s: float = Field(default=1.0, gt=0, description="Idle worker poll interval.")
+    job_memory_limit_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=0,
+        description=(
+            "Memory one job may use: each job runs in a child process whose data segment is "
+            "capped here (and which is stopped past it), so a job that needs more fails as "
+            "'out of memory' and is not retried, while the API and the C-STORE SCP run on. "
+            "0 sets no limit (the job still runs in its own process)."
+        ),
+    )
     min_free_bytes: int = Field(
         default=512 * 1024**2,
         ge=0,

@@ -30,7 +30,7 @@ from service.errors import ConfigurationError
 from service.inference.store import ModelStore
 from service.jobs.queue import QueuePolicy
 from service.jobs.routing import rule_source
-from service.jobs.runner import segment_runner
+from service.jobs.runner import isolated_segment_runner
 from service.jobs.worker import JobRunner, WorkerContext, work_forever
 from service.segment import SegmentOptions
 from service.storage.retention import RetentionPolicy, purge_expired
@@ -162,10 +162,14 @@ def worker_service(runner: JobRunner) -> Background:
 
 
 def segment_service(options: SegmentOptions | None = None) -> Background:
-    """A worker thread running the real pipeline, with the routing rules of the database."""
+    """A worker thread running the real pipeline with the routing rules of the database.
+
+    Each job runs in a child process under the job memory limit (:mod:`service.jobs.isolation`).
+    """
 
     def start(server: Server) -> Callable[[], None]:
-        runner = segment_runner(server.settings, options, rules=rule_source(server.factory))
+        rules = rule_source(server.factory)
+        runner = isolated_segment_runner(server.settings, options, rules)
         return worker_service(runner)(server)
 
     return start

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Work until SIGINT/SIGTERM."""
     from service.db.migrate import upgrade
     from service.jobs.routing import rule_source
-    from service.jobs.runner import segment_runner
+    from service.jobs.runner import isolated_segment_runner
     from service.jobs.worker import work_forever
     from service.server import Server, idle_step, worker_context
 
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, halt)
     signal.signal(signal.SIGINT, halt)
-    ctx = worker_context(server, segment_runner(settings, rules=rule_source(server.factory)))
+    runner = isolated_segment_runner(settings, rules=rule_source(server.factory))
+    ctx = worker_context(server, runner)
     work_forever(ctx, stop, settings.worker_poll_s, idle_step(server))
     return 0

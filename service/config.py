@@ -140,6 +140,33 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Calling AE titles the SCP accepts; empty means the SCP is not started.",
     )
+    dicom_acse_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a DICOM connection has to request an association (and to finish a TLS "
+            "handshake); one that stays silent is closed."
+        ),
+    )
+    dicom_network_timeout_s: float = Field(
+        default=60.0, gt=0, description="Seconds an association may stay silent before abort."
+    )
+    dicom_max_associations: int = Field(
+        default=32,
+        ge=1,
+        description=(
+            "Associations the SCP holds at once; more are rejected as transient (local limit "
+            "exceeded) and the sender retries. Connections that never associate do not count."
+        ),
+    )
+    dicom_max_associations_per_peer: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "Connections one IP address may hold at once, associated or not; more are closed "
+            "at once, so one host cannot take the SCP from the others."
+        ),
+    )
     dicom_tls_certfile: Path | None = Field(
         default=None, description="PEM certificate of the C-STORE SCP; enables DICOM TLS."
     )

@@ -198,5 +198,9 @@ def scp_service(server: Server) -> Callable[[], None]:
         tuple(settings.dicom_allowed_aes),
         min_free_bytes=settings.min_free_bytes,
         tls=_dimse_tls(settings),
+        max_associations=settings.dicom_max_associations,
+        max_associations_per_peer=settings.dicom_max_associations_per_peer,
+        acse_timeout_s=settings.dicom_acse_timeout_s,
+        network_timeout_s=settings.dicom_network_timeout_s,
     )
     return start_scp(config, server.factory, server.store)

@@ -31,10 +31,10 @@ from fastapi.testclient import TestClient
 from bench.fuzz_cli import fuzz_main
 from bench.fuzz_reader import mutate, seed_series
 from service.api.main import create_app
-from service.api.multipart import write_related
 from service.api.state import ServerState
 from service.auth.tokens import Role, create_token
 from service.config import Settings
+from service.dicomweb.multipart import write_related
 
 
 @dataclass(frozen=True)

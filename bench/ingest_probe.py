@@ -40,12 +40,12 @@ from bench.hostile_dicom import (
     with_raw_value,
 )
 from service.api.main import create_app
-from service.api.multipart import write_related
 from service.api.state import ServerState
 from service.auth.tokens import Role, create_token
 from service.config import Settings
 from service.db.models import Instance, InstanceOrigin
 from service.dicom.image_writer import SeriesSpec, write_series
+from service.dicomweb.multipart import write_related
 from service.storage.ingest import ingest
 
 FAILED, REFERENCED, COMMENT, URL = "00081198", "00081199", "00000902", "00081190"

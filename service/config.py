@@ -141,6 +141,33 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Calling AE titles the SCP accepts; empty means the SCP is not started.",
     )
+    dicom_acse_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a DICOM connection has to request an association (and to finish a TLS "
+            "handshake); one that stays silent is closed."
+        ),
+    )
+    dicom_network_timeout_s: float = Field(
+        default=60.0, gt=0, description="Seconds an association may stay silent before abort."
+    )
+    dicom_max_associations: int = Field(
+        default=32,
+        ge=1,
+        description=(
+            "Associations the SCP holds at once; more are rejected as transient (local limit "
+            "exceeded) and the sender retries. Connections that never associate do not count."
+        ),
+    )
+    dicom_max_associations_per_peer: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "Connections one IP address may hold at once, associated or not; more are closed "
+            "at once, so one host cannot take the SCP from the others."
+        ),
+    )
     dicom_tls_certfile: Path | None = Field(
         default=None, description="PEM certificate of the C-STORE SCP; enables DICOM TLS."
     )
@@ -160,6 +187,16 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=120.0, gt=0, description="Worker lease per heartbeat.")
     job_max_attempts: int = Field(default=3, ge=1, description="Tries before a job fails.")
     worker_poll_s: float = Field(default=1.0, gt=0, description="Idle worker poll interval.")
+    job_memory_limit_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=0,
+        description=(
+            "Memory one job may use: each job runs in a child process whose data segment is "
+            "capped here (and which is stopped past it), so a job that needs more fails as "
+            "'out of memory' and is not retried, while the API and the C-STORE SCP run on. "
+            "0 sets no limit (the job still runs in its own process)."
+        ),
+    )
     min_free_bytes: int = Field(
         default=512 * 1024**2,
         ge=0,

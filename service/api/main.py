@@ -2,13 +2,13 @@
 
 Routes live in one router per resource (``service/api/routers``); fedseg errors become HTTP
 statuses in one handler here. ``fedseg serve`` runs this app with uvicorn and, by default, an
-in-process worker and DIMSE SCP (see :mod:`service.cli.serve_cmd`).
+in-process worker and DIMSE SCP, wired in :mod:`service.server`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,11 +37,9 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.errors import FedsegError
 from service.library_logging import route_library_warnings
+from service.server import Background
 
 logger = logging.getLogger(__name__)
-
-#: Background services started with the app (worker thread, DIMSE SCP); each returns a stopper.
-Background = Callable[[ServerState], Callable[[], None]]
 
 
 def create_app(

@@ -17,10 +17,10 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import PositronEmissionTomographyImageStorage  # type: ignore[attr-defined]
 
-from service.api.multipart import write_related
 from service.auth.tokens import Role
 from service.config import Settings
 from service.db.models import Instance
+from service.dicomweb.multipart import write_related
 from service.dimse.scp import OUT_OF_RESOURCES, ScpConfig, start_scp
 from service.storage.store import InstanceStore
 from tests.service.api.conftest import Api

@@ -19,10 +19,10 @@ from bench.hostile_dicom import (
     giant_rle,
     with_raw_value,
 )
-from service.api.multipart import write_related
 from service.auth.tokens import Role
 from service.config import Settings
 from service.db.models import Instance
+from service.dicomweb.multipart import write_related
 from tests.service.api.conftest import Api, api_settings
 from tests.service.jobs.support import postgres_schema, write_ct_study
 

@@ -21,7 +21,7 @@ from service.db.engine import make_engine, session_factory
 from service.db.migrate import upgrade
 from service.db.models import AuditEvent, Instance, InstanceOrigin
 from service.storage.errors import InstanceRejectedError
-from service.storage.ingest import ingest
+from service.storage.ingest import _flush, ingest
 from service.storage.store import InstanceStore
 from tests.service.jobs.support import postgres_schema, sqlite_db, write_ct_study
 
@@ -164,3 +164,27 @@ def test_a_replacement_that_is_rolled_back_keeps_the_old_file(
         ingest(session, store, _changed(first, SeriesDescription="changed"), "test")
         raise RuntimeError("the caller fails before its commit")
     assert _row(factory, uid).sha256 == old and store.path_for(old).exists()
+
+
+def test_a_value_postgresql_refuses_is_a_refusal_without_the_value(tmp_path: Path) -> None:
+    # Ingest validates first; this is the net behind it, so it is driven directly.
+    with postgres_schema() as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        factory = session_factory(engine)
+        with factory() as session, pytest.raises(InstanceRejectedError) as caught:
+            session.add(
+                Instance(
+                    sop_instance_uid="1.2.3",
+                    sop_class_uid="1.2.3",
+                    study_instance_uid="1.2.3",
+                    series_instance_uid="1.2.3",
+                    modality="SECRETMODALITY-TOO-LONG",
+                    sha256="0" * 64,
+                    size=1,
+                )
+            )
+            _flush(session)
+        engine.dispose()
+    assert "database refused" in str(caught.value)
+    assert "SECRET" not in str(caught.value) and caught.value.__cause__ is None

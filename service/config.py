@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.qc.enum import QcPolicy
@@ -124,6 +125,14 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     api_port: int = Field(default=8042, ge=1, le=65535, description="HTTP API port.")
+    public_url: str = Field(
+        default="",
+        description=(
+            "The address clients reach the API at (https://host[:port][/prefix]): every URL "
+            "the server hands out (RetrieveURL, BulkDataURI) starts with it, never with the "
+            "request's Host header. Empty: built from the API host, port and TLS settings."
+        ),
+    )
     tls_certfile: Path | None = Field(default=None, description="PEM certificate; enables TLS.")
     tls_keyfile: Path | None = Field(default=None, description="PEM private key for TLS.")
     max_upload_bytes: int = Field(
@@ -217,6 +226,39 @@ class Settings(BaseSettings):
     retention_days: float = Field(
         default=30.0, gt=0, description="Finished studies older than this are purged."
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"FEDSEG_PUBLIC_URL {value!r} must be an http(s) URL with a host, "
+                "such as https://fedseg.hospital.example"
+            )
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(
+                f"FEDSEG_PUBLIC_URL {value!r} must have no credentials, query or fragment"
+            )
+        return value.rstrip("/")
+
+    def resolved_public_url(self) -> str:
+        """The base URL of every URL the server hands out (no trailing slash).
+
+        :attr:`public_url` when set; otherwise the API's own address, with the loopback address
+        standing in for a wildcard bind (set ``FEDSEG_PUBLIC_URL`` for clients elsewhere).
+        """
+        if self.public_url:
+            return self.public_url
+        scheme = "https" if self.tls_certfile is not None else "http"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+            self.api_host, self.api_host
+        )
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.api_port}"
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside :attr:`state_dir`."""

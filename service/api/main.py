@@ -57,6 +57,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServerState.from_settings(settings)
         upgrade(state.engine)
+        if not settings.public_url and settings.api_host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning(
+                "FEDSEG_PUBLIC_URL is not set: RetrieveURLs name %s; set it to the address "
+                "clients use",
+                settings.resolved_public_url(),
+            )
         app.state.server = state
         stoppers = [start(state) for start in background]
         try:

@@ -45,3 +45,12 @@ class ServerState(Server):
     def __post_init__(self) -> None:
         # A purged job's display stacks go with its results.
         self.purge_listeners.append(self.viewer.drop)
+
+    @property
+    def dicomweb_url(self) -> str:
+        """The DICOMweb base that RetrieveURL and BulkDataURI values start with.
+
+        Built from the configured public URL (:meth:`Settings.resolved_public_url`), never from
+        the request: a forged ``Host`` header must not reach a URL a client will follow.
+        """
+        return f"{self.settings.resolved_public_url()}/dicomweb"

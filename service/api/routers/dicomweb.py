@@ -23,10 +23,6 @@ router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 DICOM_JSON = "application/dicom+json"
 
 
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/dicomweb"
-
-
 @router.post(
     "/studies",
     summary="STOW-RS: store instances",
@@ -35,7 +31,7 @@ def _base_url(request: Request) -> str:
 async def stow(request: Request, principal: Sender, state: StateDep) -> Response:
     """Store the instances of a multipart/related body; every part is acknowledged."""
     stored, failed = await store_body(request, state, f"stow:{principal.name}")
-    base = _base_url(request)
+    base = state.dicomweb_url
     referenced = [
         dj.reference(
             o.sop_class_uid,
@@ -129,7 +125,7 @@ def series_metadata(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such series")
     audit_access(state, principal, "wado-rs metadata", study, series)
     metadata = []
-    base = f"{_base_url(request)}/studies/{study}/series/{series}/instances"
+    base = f"{state.dicomweb_url}/studies/{study}/series/{series}/instances"
     for row in rows:
         ds = pydicom.dcmread(state.store.path_for(row.sha256), stop_before_pixels=True)
         metadata.append(metadata_json(ds, f"{base}/{row.sop_instance_uid}"))

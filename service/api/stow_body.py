@@ -64,7 +64,7 @@ def _identity(data: bytes | None) -> tuple[str, str]:
             specific_tags=["SOPClassUID", "SOPInstanceUID"],
         )
         found = (ds.get("SOPClassUID", ""), ds.get("SOPInstanceUID", ""))
-    except Exception:  # the part was refused because it is damaged: name it by number only
+    except Exception:  # a damaged part: its item carries the reason without UIDs
         return "", ""
     sop_class, sop_uid = (str(v) if uid_problem(v) is None else "" for v in found)
     return sop_class, sop_uid

@@ -41,9 +41,10 @@ def deflated_dataset_offset(data: bytes) -> int | None:
     stream.seek(132)
     try:
         meta = _read_file_meta_info(stream)
-    except Exception:  # a damaged meta group: the header parser names the damage
+        syntax = meta.get("TransferSyntaxUID")  # converted here: a damaged value raises
+    except Exception:  # a damaged meta group: pydicom cannot see a deflated syntax either
         return None
-    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+    if syntax != DeflatedExplicitVRLittleEndian:
         return None
     return stream.tell()
 
@@ -113,7 +114,7 @@ def decoded_pixel_bytes(ds: pydicom.Dataset) -> int:
     InstanceRejectedError
         If one of the pixel description attributes is not a non-negative whole number.
     """
-    if ds.get("Rows") is None or ds.get("Columns") is None:
+    if "Rows" not in ds or "Columns" not in ds:  # membership does not convert the value
         return 0
     rows, columns = _count(ds, "Rows", 0), _count(ds, "Columns", 0)
     frames = _count(ds, "NumberOfFrames", 1)
@@ -133,8 +134,8 @@ def check_decoded_size(ds: pydicom.Dataset, limit: int) -> None:
     size = decoded_pixel_bytes(ds)
     if size > limit:
         raise InstanceRejectedError(
-            f"the pixel data would take {size} bytes decoded (Rows {ds.Rows} x Columns "
-            f"{ds.Columns} x {_count(ds, 'NumberOfFrames', 1)} frames x "
+            f"the pixel data would take {size} bytes decoded (Rows {_count(ds, 'Rows', 0)} x "
+            f"Columns {_count(ds, 'Columns', 0)} x {_count(ds, 'NumberOfFrames', 1)} frames x "
             f"{_count(ds, 'SamplesPerPixel', 1)} samples x {_count(ds, 'BitsAllocated', 8)} "
             f"bits), more than the {limit}-byte limit for one instance; {_LIMIT_HINT}"
         )

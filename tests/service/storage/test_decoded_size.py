@@ -65,6 +65,28 @@ def test_many_frames_count_like_many_pixels(ct: list[bytes]) -> None:
             decoded_pixel_bytes(ds)
 
 
+def test_damaged_pixel_description_values_are_refusals_not_errors(
+    tmp_path: Path, ct: list[bytes]
+) -> None:
+    # Found by bench/fuzz_stow.py: a 3-byte US Rows raised BytesLengthException (500).
+    _, factory = sqlite_db(tmp_path)
+    store = InstanceStore(tmp_path / "store")
+    for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
+        damaged = bytearray(ct[0])
+        tag = {
+            "Rows": b"\x28\x00\x10\x00",
+            "Columns": b"\x28\x00\x11\x00",
+            "BitsAllocated": b"\x28\x00\x00\x01",
+            "SamplesPerPixel": b"\x28\x00\x02\x00",
+        }
+        at = damaged.find(tag[keyword] + b"US\x02\x00")
+        assert at > 0, keyword
+        damaged[at + 6 : at + 8] = b"\x03\x00"  # length 3: no whole number of US values
+        damaged[at + 8 : at + 8] = b"\x00"
+        with factory() as session, pytest.raises(InstanceRejectedError, match=keyword):
+            ingest(session, store, bytes(damaged), "test")
+
+
 def test_a_deflate_bomb_is_refused_after_inflating_no_more_than_the_limit(
     tmp_path: Path, ct: list[bytes]
 ) -> None:
@@ -98,6 +120,11 @@ def test_a_small_deflated_instance_is_stored_and_a_damaged_one_refused(
         ingest(session, store, damaged, "test")
 
 
-def test_uncompressed_instances_are_not_inflated(ct: list[bytes]) -> None:
+def test_uncompressed_or_unreadable_meta_is_not_inflated(ct: list[bytes]) -> None:
     assert deflated_dataset_offset(ct[0]) is None
     assert deflated_dataset_offset(b"not dicom") is None
+    # Found by bench/fuzz_stow.py: an unknown VR for TransferSyntaxUID raised (500).
+    bomb = bytearray(deflate_bomb(ct[0], 4096))
+    at = bomb.find(b"\x02\x00\x10\x00UI")
+    bomb[at + 4 : at + 6] = b"\x55\xca"
+    assert deflated_dataset_offset(bytes(bomb)) is None

@@ -10,6 +10,7 @@ packages serve them and never import them.
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import shutil
@@ -97,6 +98,23 @@ def test_server_parts_do_not_import_the_api(package: str) -> None:
     assert (ROOT / package.replace(".", "/")).is_dir(), f"{package} moved: update SERVER_PARTS"
     leaked = _server_top_loaded(package)
     assert not leaked, f"importing {package} loaded {leaked}"
+
+
+def test_api_routers_import_no_other_router() -> None:
+    # One router per resource: what two routers share lives beside them in service.api
+    # (the jobs router once imported the STOW-RS body reader from the DICOMweb router).
+    folder = ROOT / "service" / "api" / "routers"
+    # dicomweb.py serves WADO-RS metadata with the frames router's DICOM JSON builder.
+    allowed = {("dicomweb", "service.api.routers.wado_frames")}
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "service.api.routers"
+            ):
+                found.append((path.stem, node.module))
+    assert len(list(folder.glob("*.py"))) > 5
+    assert set(found) <= allowed, sorted(set(found) - allowed)
 
 
 def test_server_layering_check_finds_an_upward_import(tmp_path: Path) -> None:

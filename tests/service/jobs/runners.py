@@ -76,3 +76,7 @@ def onnxruntime_runner(inputs: Sequence[Path], out_dir: Path, progress: Progress
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(expanding_model(), options, providers=["CPUExecutionProvider"])
     session.run(None, {"x": np.ones(1, dtype=np.float32)})
+
+
+def idle_runner(inputs: Sequence[Path], out_dir: Path, progress: Progress) -> None:
+    """Do nothing (measures the cost of the job process itself)."""

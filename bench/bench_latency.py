@@ -36,7 +36,7 @@ from service.api.client import ServiceClient  # noqa: E402
 from service.api.main import create_app  # noqa: E402
 from service.auth.tokens import Role, create_token  # noqa: E402
 from service.config import Destination, Settings, get_settings  # noqa: E402
-from service.jobs.background import segment_service  # noqa: E402
+from service.server import segment_service  # noqa: E402
 
 #: dcmtk's storescp (pynetdicom installs a Python app of the same name into the venv).
 DCMTK_STORESCP = "/usr/bin/storescp"

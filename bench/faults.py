@@ -44,10 +44,10 @@ from bench.load_test import (
     start_serve,
     wait_for_jobs,
 )
-from service.api.multipart import write_related
 from service.config import get_settings
 from service.db.engine import make_engine, session_factory
 from service.db.models import Job
+from service.dicomweb.multipart import write_related
 
 LEASE_S = 3.0
 

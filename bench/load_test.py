@@ -38,12 +38,12 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from sqlalchemy import func, select
 
-from service.api.multipart import write_related
 from service.auth.tokens import Role, create_token
 from service.config import get_settings
 from service.db.engine import make_engine, session_factory
 from service.db.migrate import upgrade
 from service.db.models import Instance, InstanceOrigin, Job
+from service.dicomweb.multipart import write_related
 from service.inference.bundle import save_bundle
 from service.inference.store import ModelStore
 

@@ -38,10 +38,10 @@ from pydicom.uid import generate_uid
 from sqlalchemy import text
 
 from bench.load_test import Service, running_service
-from service.api.multipart import write_related
 from service.auth.tokens import Role, create_token
 from service.config import get_settings
 from service.db.engine import make_engine, session_factory
+from service.dicomweb.multipart import write_related
 from tests.service.inference.conftest import pointwise_model, threshold_manifest
 from tests.service.jobs.support import write_ct_study
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +15,17 @@ from federation.errors import FederationError
 _NAME = re.compile(r"round-(\d{4})\.npz$")
 
 
-@dataclass(frozen=True)
-class RoundState:
-    """The global model after ``server_round`` and what is needed to continue."""
+@dataclass
+class RunState:
+    """The global model after ``last_round``, and who takes part: what a run continues from.
 
-    server_round: int
+    The round loop updates it in place; a checkpoint stores it after every round.
+    """
+
     arrays: dict[str, np.ndarray]
     model_config: dict[str, object]
-    sites: dict[str, list[str]]
+    sites: dict[str, list[str]] = field(default_factory=dict)
+    last_round: int = 0
 
 
 class CheckpointStore:
@@ -32,11 +35,11 @@ class CheckpointStore:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def save(self, state: RoundState) -> Path:
+    def save(self, state: RunState) -> Path:
         """Write ``state``; the newest complete file is what :meth:`latest` returns."""
-        stem = self.folder / f"round-{state.server_round:04d}"
+        stem = self.folder / f"round-{state.last_round:04d}"
         meta = {
-            "server_round": state.server_round,
+            "server_round": state.last_round,
             "model_config": state.model_config,
             "sites": state.sites,
             "names": list(state.arrays),
@@ -58,7 +61,7 @@ class CheckpointStore:
                 found.append(int(match.group(1)))
         return sorted(found)
 
-    def load(self, server_round: int) -> RoundState:
+    def load(self, server_round: int) -> RunState:
         """The checkpoint of ``server_round``.
 
         Raises
@@ -76,14 +79,14 @@ class CheckpointStore:
                 f"{stem}: checkpoint missing or damaged; delete it to restart from the "
                 f"previous round: {exc}"
             ) from exc
-        return RoundState(
-            server_round=int(meta["server_round"]),
+        return RunState(
             arrays=dict(zip(meta["names"], values, strict=True)),
             model_config=meta["model_config"],
             sites={str(k): list(v) for k, v in meta["sites"].items()},
+            last_round=int(meta["server_round"]),
         )
 
-    def latest(self) -> RoundState | None:
+    def latest(self) -> RunState | None:
         """The newest checkpoint, or None when the run has not completed a round."""
         rounds = self.rounds()
         return self.load(rounds[-1]) if rounds else None

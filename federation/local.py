@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
 from federation.sites import SiteCase
+from training.engine.step import HeadTarget, StepSettings, partial_label_loss, train_step
 from training.losses import LabelSupervision, MarginalLoss
 from training.metrics import dice
 from training.models import ModelConfig, MultiTaskUNet
@@ -26,22 +28,19 @@ class LocalTraining:
     learning_rate: float = 3e-3
     proximal_mu: float = 0.0
     seed: int = 0
+    #: Clip the gradient norm to this each step; None: no clipping.
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.learning_rate <= 0 or self.proximal_mu < 0:
             raise ValueError("steps and learning rate must be positive, proximal mu >= 0")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError("gradient clipping norm must be positive")
 
 
 def model_config(heads: Sequence[str], filters: Sequence[int]) -> ModelConfig:
     """One binary head per task, in sorted order so every site builds the same model."""
     return ModelConfig(heads={h: 2 for h in sorted(set(heads))}, filters=tuple(filters))
-
-
-def build_model(config: ModelConfig, seed: int) -> MultiTaskUNet:
-    """A model initialised from ``seed`` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MultiTaskUNet(config)
 
 
 def get_arrays(model: MultiTaskUNet) -> dict[str, np.ndarray]:
@@ -59,10 +58,28 @@ def _padded(array: np.ndarray, divisor: int) -> np.ndarray:
     return np.pad(array, pads, mode="edge" if array.dtype.kind == "f" else "constant")
 
 
-def _tensors(case: SiteCase, head: str, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
-    image = torch.from_numpy(_padded(case.image.astype(np.float32), divisor))[None, None]
-    target = torch.from_numpy(_padded(case.target(head), divisor))[None]
-    return image, target
+def _image(case: SiteCase, divisor: int) -> torch.Tensor:
+    return torch.from_numpy(_padded(case.image.astype(np.float32), divisor))[None, None]
+
+
+def _target(case: SiteCase, head: str, divisor: int) -> torch.Tensor:
+    return torch.from_numpy(_padded(case.target(head), divisor))[None]
+
+
+def _loss(
+    model: MultiTaskUNet,
+    image: torch.Tensor,
+    targets: Mapping[str, HeadTarget],
+    loss_fn: MarginalLoss,
+    anchor: Sequence[torch.Tensor],
+    proximal_mu: float,
+) -> torch.Tensor:
+    """The supervised heads' loss, plus FedProx's ``mu / 2 * ||w - w_global||^2``."""
+    loss = partial_label_loss(model, image, targets, loss_fn)
+    if proximal_mu:
+        drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+        loss = loss + proximal_mu / 2 * drift
+    return loss
 
 
 def train_heads(
@@ -95,24 +112,19 @@ def train_heads(
     optimizer = torch.optim.Adam(trainable, lr=settings.learning_rate)
     loss_fn = MarginalLoss(2)
     full = [LabelSupervision.full(2)]
+    step_settings = StepSettings(grad_clip=settings.grad_clip)
     model.train()
     losses = []
     for _ in range(settings.steps):
         case = eligible[int(rng.integers(len(eligible)))]
-        supervised = [h for h in heads if known(case, h)]
-        loss = torch.zeros(())
-        for head in supervised:
-            image, target = _tensors(case, head, model.config.divisor)
-            loss = loss + loss_fn(model(image, head), target, full)
-        if settings.proximal_mu:
-            drift = sum(
-                ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
-            )
-            loss = loss + settings.proximal_mu / 2 * drift
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.item()))
+        image = _image(case, model.config.divisor)
+        targets = {
+            h: HeadTarget(_target(case, h, model.config.divisor), full)
+            for h in heads
+            if known(case, h)
+        }
+        compute = partial(_loss, model, image, targets, loss_fn, anchor, settings.proximal_mu)
+        losses.append(train_step(optimizer, compute, step_settings))
     return float(np.mean(losses))
 
 
@@ -120,7 +132,7 @@ def train_heads(
 def predict(model: MultiTaskUNet, case: SiteCase, head: str) -> np.ndarray:
     """Binary prediction of ``head`` on the case's grid."""
     model.eval()
-    image, _ = _tensors(case, head, model.config.divisor)
+    image = _image(case, model.config.divisor)
     labels = torch.argmax(model(image, head), dim=1)[0].numpy()
     i, j, k = case.image.shape
     return labels[:i, :j, :k] == 1

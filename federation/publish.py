@@ -18,7 +18,8 @@ from pathlib import Path
 from federation.checkpoint import CheckpointStore
 from federation.errors import PromotionError
 from federation.export import export_merged_bundle
-from federation.local import build_model, set_arrays
+from federation.local import set_arrays
+from federation.message_keys import dice_key
 from federation.promotion import PromotionDecision, promote
 from federation.registry import ModelRegistry, RegistryEntry
 from federation.settings import PromoteChoice, RunSettings
@@ -26,7 +27,7 @@ from federation.sites import site_task
 from service.inference.bundle import ModelBundle
 from service.inference.store import ModelStore
 from training.export import ExportInfo
-from training.models import ModelConfig
+from training.models import ModelConfig, build_model
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def next_version(current: ModelBundle | None) -> str:
 
 def candidate_metrics(entry: RegistryEntry) -> dict[str, float]:
     """The round's federated validation as the bundle records it (``dice/<organ>``)."""
-    return {f"dice/{task}": float(value) for task, value in sorted(entry.task_metrics.items())}
+    return {dice_key(task): float(value) for task, value in sorted(entry.task_metrics.items())}
 
 
 def publish_run(settings: RunSettings) -> PromotionDecision:

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from federation.message_keys import count_key, task_of_dice_key
+
 
 @dataclass(frozen=True)
 class RegistryEntry:
@@ -54,13 +56,14 @@ class ModelRegistry:
 
 
 def task_metrics(site_metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Example-weighted mean of each ``dice/<task>`` over the sites that report it."""
+    """Example-weighted mean of each task's Dice (``dice_key``) over the sites that report it."""
     totals: dict[str, list[float]] = {}
     for metrics in site_metrics.values():
         for key, value in metrics.items():
-            if key.startswith("dice/"):
-                weight = float(metrics.get(f"n/{key.removeprefix('dice/')}", 1.0))
-                acc = totals.setdefault(key.removeprefix("dice/"), [0.0, 0.0])
+            task = task_of_dice_key(key)
+            if task is not None:
+                weight = float(metrics.get(count_key(task), 1.0))
+                acc = totals.setdefault(task, [0.0, 0.0])
                 acc[0] += weight * value
                 acc[1] += weight
     return {task: s / w for task, (s, w) in totals.items() if w > 0}

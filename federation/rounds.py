@@ -9,36 +9,29 @@ after the newest checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-import numpy as np
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from federation.checkpoint import CheckpointStore, RoundState, model_hash
+from federation.checkpoint import CheckpointStore, RunState, model_hash
 from federation.errors import FederationError
-from federation.privacy import add_noise, clip_update, epsilon, group_counts
-from federation.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, site_of, to_record, update_of
+from federation.privacy import epsilon
+from federation.records import (
+    RoundConfig,
+    metrics_of,
+    query_content,
+    round_content,
+    site_of,
+    update_of,
+)
 from federation.registry import ModelRegistry, RegistryEntry, task_metrics
+from federation.round_step import round_step
 from federation.settings import RunSettings
-from federation.strategies import UpdateCheck, aggregate_updates, check_updates
-from federation.updates import SiteUpdate
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RunState:
-    """The model being trained and who takes part."""
-
-    arrays: dict[str, np.ndarray]
-    model_config: dict[str, object]
-    sites: dict[str, list[str]] = field(default_factory=dict)
-    last_round: int = 0
 
 
 def _send(
@@ -81,9 +74,9 @@ def wait_for_sites(grid: Grid, settings: RunSettings) -> list[int]:
 
 def query_sites(grid: Grid, nodes: list[int], settings: RunSettings) -> dict[str, list[str]]:
     """Each responding site's declared tasks, by site name."""
-    record = RecordDict({CONFIG_KEY: ConfigRecord({"query": "site"})})
     sites: dict[str, list[str]] = {}
-    for reply in _send(grid, nodes, MessageType.QUERY, record, settings.connect_timeout_s):
+    replies = _send(grid, nodes, MessageType.QUERY, query_content(), settings.connect_timeout_s)
+    for reply in replies:
         name, tasks = site_of(reply)
         sites[name] = sorted(tasks)
     if len(sites) < settings.min_sites:
@@ -91,44 +84,29 @@ def query_sites(grid: Grid, nodes: list[int], settings: RunSettings) -> dict[str
     return sites
 
 
-def _config(settings: RunSettings, state: RunState, server_round: int) -> ConfigRecord:
-    return ConfigRecord(
-        {
-            "server-round": server_round,
-            "model-config": json.dumps(state.model_config),
-            "local-steps": settings.local_steps,
-            "learning-rate": settings.learning_rate,
-            "proximal-mu": settings.proximal_mu,
-            "seed": settings.seed + server_round,
-        }
+def _content(settings: RunSettings, state: RunState, server_round: int) -> RecordDict:
+    config = RoundConfig(
+        server_round=server_round,
+        architecture=state.model_config,
+        local_steps=settings.local_steps,
+        learning_rate=settings.learning_rate,
+        proximal_mu=settings.proximal_mu,
+        seed=settings.seed + server_round,
     )
-
-
-def _aggregate(
-    settings: RunSettings, reference: dict[str, np.ndarray], accepted: list[SiteUpdate], seed: int
-) -> dict[str, np.ndarray]:
-    privacy = settings.privacy
-    if privacy is not None:
-        accepted = [clip_update(u, reference, privacy.clip) for u in accepted]
-    merged = aggregate_updates(
-        reference, accepted, settings.aggregator, settings.selective, settings.trim_fraction
-    )
-    if privacy is None:
-        return merged
-    counts = group_counts(accepted, list(reference), settings.selective)
-    return add_noise(merged, counts, privacy, np.random.default_rng([settings.seed, seed]))
+    return round_content(state.arrays, config)
 
 
 def train_round(
     grid: Grid, settings: RunSettings, state: RunState, server_round: int
 ) -> dict[str, str]:
-    """One training round; updates ``state.arrays`` in place. Returns rejected sites and why."""
+    """One training round; updates ``state.arrays`` in place. Returns rejected sites and why.
+
+    The replies go through :func:`federation.round_step.round_step`, as in the simulation.
+    """
     nodes = sorted(grid.get_node_ids())
     logger.info("round %d: training on %d sites", server_round, len(nodes))
-    record = RecordDict(
-        {ARRAYS_KEY: to_record(state.arrays), CONFIG_KEY: _config(settings, state, server_round)}
-    )
-    replies = _send(grid, nodes, MessageType.TRAIN, record, settings.round_timeout_s)
+    content = _content(settings, state, server_round)
+    replies = _send(grid, nodes, MessageType.TRAIN, content, settings.round_timeout_s)
     updates = []
     for reply in replies:
         try:
@@ -140,20 +118,9 @@ def train_round(
                 reply.metadata.src_node_id,
                 exc,
             )
-    accepted, rejected = check_updates(
-        updates, state.arrays, UpdateCheck(norm_ratio=settings.norm_ratio)
-    )
-    if len(accepted) < settings.min_sites:
-        logger.warning(
-            "round %d: %d accepted updates, %d required; keeping the previous model",
-            server_round,
-            len(accepted),
-            settings.min_sites,
-        )
-    else:
-        state.arrays = _aggregate(settings, state.arrays, accepted, server_round)
-    logger.info("round %d: aggregated sites %s", server_round, sorted(u.site for u in accepted))
-    return {r.site: r.reason for r in rejected}
+    outcome = round_step(state.arrays, updates, settings.rules, server_round)
+    state.arrays = outcome.arrays
+    return outcome.rejected
 
 
 def evaluate_round(
@@ -161,14 +128,11 @@ def evaluate_round(
 ) -> dict[str, dict[str, float]]:
     """Federated evaluation of the global model: metrics by site name."""
     nodes = sorted(grid.get_node_ids())
-    record = RecordDict(
-        {ARRAYS_KEY: to_record(state.arrays), CONFIG_KEY: _config(settings, state, server_round)}
-    )
+    content = _content(settings, state, server_round)
     out: dict[str, dict[str, float]] = {}
-    for reply in _send(grid, nodes, MessageType.EVALUATE, record, settings.round_timeout_s):
+    for reply in _send(grid, nodes, MessageType.EVALUATE, content, settings.round_timeout_s):
         name, _ = site_of(reply)
-        metrics = reply.content.metric_records[METRICS_KEY]
-        out[name] = {k: float(v) for k, v in metrics.items()}  # type: ignore[arg-type]
+        out[name] = metrics_of(reply)
     return out
 
 
@@ -218,7 +182,7 @@ def run_rounds(
         )
         # Registered first: a checkpoint always has its registry entry. A crash in between
         # repeats the round on resume, and its new entry supersedes the earlier one.
-        checkpoints.save(RoundState(server_round, state.arrays, state.model_config, state.sites))
+        checkpoints.save(state)
         logger.info(
             "round %d done in %.1f s; sites %s",
             server_round,

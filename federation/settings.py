@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from federation.errors import FederationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from federation.errors import FederationError, validation_message
 from federation.privacy import PrivacySettings
-from federation.strategies import Aggregator
+from federation.round_step import RoundRules
+from federation.strategies import Aggregator, UpdateCheck
 
 
 class PromoteChoice(StrEnum):
@@ -19,15 +21,27 @@ class PromoteChoice(StrEnum):
     FINAL = "final"  # the last round's model
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything the ServerApp reads from ``[tool.flwr.app.config]`` (or ``--run-config``)."""
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class RunSettings(BaseModel):
+    """Everything the ServerApp reads from ``[tool.flwr.app.config]`` (or ``--run-config``).
+
+    Typed once, with the keys the config uses (``num-rounds``, ``dp-noise``...): a boolean given
+    as text (``selective="false"``) reads as false, a fractional site count is refused, and an
+    unknown key (a typo) is an error rather than a silent default.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, alias_generator=_kebab, validate_by_name=True, extra="forbid"
+    )
 
     state_dir: Path
     num_rounds: int = 2
     min_sites: int = 2
-    round_timeout_s: float = 300.0
-    connect_timeout_s: float = 120.0
+    round_timeout_s: float = Field(300.0, alias="round-timeout")
+    connect_timeout_s: float = Field(120.0, alias="connect-timeout")
     local_steps: int = 4
     learning_rate: float = 3e-3
     proximal_mu: float = 0.0
@@ -50,24 +64,35 @@ class RunSettings:
     dp_clip: float = 1.0
     dp_delta: float = 1e-5
 
-    def __post_init__(self) -> None:
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _split_filters(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> RunSettings:
         if not self.state_dir.is_absolute():
-            raise FederationError(
+            raise ValueError(
                 f"state-dir must be an absolute path (got {self.state_dir}); the ServerApp "
                 "runs in its own working directory"
             )
         if self.num_rounds < 1 or self.min_sites < 1:
-            raise FederationError("num-rounds and min-sites must be at least 1")
+            raise ValueError("num-rounds and min-sites must be at least 1")
         if self.round_timeout_s <= 0 or self.connect_timeout_s <= 0:
-            raise FederationError("timeouts must be positive")
+            raise ValueError("timeouts must be positive")
         folders = {"promote-to": self.promote_to, "shipped-models": self.shipped_models}
         for key, value in folders.items():
             if value and not Path(value).is_absolute():
-                raise FederationError(f"{key} must be an absolute path (got {value})")
+                raise ValueError(f"{key} must be an absolute path (got {value})")
         if self.spacing_mm <= 0:
-            raise FederationError("spacing-mm must be positive")
+            raise ValueError("spacing-mm must be positive")
         if self.dp_noise < 0 or self.dp_clip <= 0 or not 0 < self.dp_delta < 1:
-            raise FederationError("dp-noise must be >= 0, dp-clip > 0 and dp-delta in (0, 1)")
+            raise ValueError("dp-noise must be >= 0, dp-clip > 0 and dp-delta in (0, 1)")
+        if not self.filters or min(self.filters) < 1:
+            raise ValueError(f"filters must be positive channel counts, got {self.filters}")
+        return self
 
     @property
     def privacy(self) -> PrivacySettings | None:
@@ -76,39 +101,31 @@ class RunSettings:
             return None
         return PrivacySettings(self.dp_clip, self.dp_noise, self.dp_delta)
 
+    @property
+    def rules(self) -> RoundRules:
+        """The round step's rules (gate, checks, aggregation, privacy) of this run."""
+        return RoundRules(
+            min_sites=self.min_sites,
+            aggregator=self.aggregator,
+            selective=self.selective,
+            trim_fraction=self.trim_fraction,
+            check=UpdateCheck(norm_ratio=self.norm_ratio),
+            privacy=self.privacy,
+            seed=self.seed,
+        )
+
     @classmethod
     def from_run_config(cls, config: Mapping[str, object]) -> RunSettings:
-        """Parse the run config (kebab-case keys as in the app's pyproject)."""
+        """Parse the run config (kebab-case keys as in the app's pyproject).
 
-        def get(key: str, default: object) -> object:
-            return config.get(key, default)
-
-        state_dir = str(get("state-dir", ""))
-        if not state_dir:
+        Raises
+        ------
+        FederationError
+            Naming each invalid key and why.
+        """
+        if not config.get("state-dir"):
             raise FederationError('run config needs state-dir="/absolute/path"')
         try:
-            return cls(
-                state_dir=Path(state_dir),
-                num_rounds=int(get("num-rounds", 2)),  # type: ignore[call-overload]
-                min_sites=int(get("min-sites", 2)),  # type: ignore[call-overload]
-                round_timeout_s=float(get("round-timeout", 300.0)),  # type: ignore[arg-type]
-                connect_timeout_s=float(get("connect-timeout", 120.0)),  # type: ignore[arg-type]
-                local_steps=int(get("local-steps", 4)),  # type: ignore[call-overload]
-                learning_rate=float(get("learning-rate", 3e-3)),  # type: ignore[arg-type]
-                proximal_mu=float(get("proximal-mu", 0.0)),  # type: ignore[arg-type]
-                aggregator=Aggregator(str(get("aggregator", "mean"))),
-                selective=bool(get("selective", True)),
-                trim_fraction=float(get("trim-fraction", 0.2)),  # type: ignore[arg-type]
-                norm_ratio=float(get("norm-ratio", 10.0)),  # type: ignore[arg-type]
-                filters=tuple(int(f) for f in str(get("filters", "8,16")).split(",")),
-                seed=int(get("seed", 0)),  # type: ignore[call-overload]
-                promote_to=str(get("promote-to", "")),
-                promote_model=PromoteChoice(str(get("promote-model", "best"))),
-                shipped_models=str(get("shipped-models", "")),
-                spacing_mm=float(get("spacing-mm", 12.0)),  # type: ignore[arg-type]
-                dp_noise=float(get("dp-noise", 0.0)),  # type: ignore[arg-type]
-                dp_clip=float(get("dp-clip", 1.0)),  # type: ignore[arg-type]
-                dp_delta=float(get("dp-delta", 1e-5)),  # type: ignore[arg-type]
-            )
-        except ValueError as exc:
-            raise FederationError(f"invalid run config: {exc}") from exc
+            return cls.model_validate(dict(config))
+        except ValidationError as exc:
+            raise FederationError(f"invalid run config: {validation_message(exc)}") from exc

@@ -1,22 +1,20 @@
 """In-process federated training for experiments (sites simulated, no network).
 
-The server's checks and aggregation rules are applied to sites held as lists of cases.
-Deployment uses the same functions through the Flower app; see :mod:`federation.rounds`.
+Each round ends in :func:`federation.round_step.round_step`, the step the deployed ServerApp
+(:mod:`federation.rounds`) runs: the same update checks, minimum-sites gate, clipping,
+aggregation and DP noise, so an experiment measures the algorithm a centre runs.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from federation.local import LocalTraining, build_model, get_arrays, set_arrays, train_heads
+from federation.local import LocalTraining, get_arrays, set_arrays, train_heads
+from federation.round_step import RoundRules, round_step
 from federation.sites import SiteCase
-from federation.strategies import Aggregator, UpdateCheck, aggregate_updates, check_updates
 from federation.updates import SiteUpdate
-from training.models import ModelConfig, MultiTaskUNet
-
-logger = logging.getLogger(__name__)
+from training.models import ModelConfig, MultiTaskUNet, build_model
 
 
 @dataclass(frozen=True)
@@ -34,13 +32,11 @@ class SimSite:
 
 @dataclass(frozen=True)
 class FederatedPlan:
-    """Rounds and aggregation of a simulated run."""
+    """Rounds, local training and the server's round rules of a simulated run."""
 
     rounds: int
     local: LocalTraining
-    selective: bool = True
-    aggregator: Aggregator = Aggregator.MEAN
-    check: UpdateCheck = field(default_factory=UpdateCheck)
+    rules: RoundRules = field(default_factory=RoundRules)
 
 
 def train_federated(
@@ -58,9 +54,7 @@ def train_federated(
             updates.append(
                 SiteUpdate(site.name, get_arrays(model), len(site.cases), frozenset(site.tasks))
             )
-        accepted, _ = check_updates(updates, arrays, plan.check)
-        arrays = aggregate_updates(arrays, accepted, plan.aggregator, plan.selective)
-        logger.debug("round %d aggregated %d sites", server_round, len(accepted))
+        arrays = round_step(arrays, updates, plan.rules, server_round).arrays
     set_arrays(model, arrays)
     return model
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from federation.errors import FederationError
+from federation.errors import FederationError, validation_message
 from training.phantoms.config import ORGAN_VALUES, PhantomConfig, PhantomModality, Size
 
 if TYPE_CHECKING:
@@ -24,29 +25,46 @@ if TYPE_CHECKING:
 PHANTOM_DATA = "phantom"
 
 
-@dataclass(frozen=True)
-class SiteSpec:
-    """A site's declaration (parsed once from the node config).
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class SiteSpec(BaseModel):
+    """A site's declaration, parsed once from its SuperNode's node config.
 
     Parameters
     ----------
     name
-        Short site name, shown in logs and the model registry (never a patient identifier).
+        Short site name (node config ``site``), shown in logs and the model registry (never a
+        patient identifier).
     tasks
-        Heads the site holds labels for; canonical organ names for ``ct-organs`` sites.
+        Heads the site holds labels for; canonical organ names for ``ct-organs`` sites
+        (node config ``tasks="a,b"``).
     data
         ``"phantom"`` or a folder of training cases.
     """
 
-    name: str
-    tasks: tuple[str, ...]
+    model_config = ConfigDict(
+        frozen=True, alias_generator=_kebab, validate_by_name=True, extra="forbid"
+    )
+
+    name: str = Field("", alias="site")
+    tasks: tuple[str, ...] = ()
     data: str = PHANTOM_DATA
     phantom_seed: int = 0
     phantom_site: int = 1
     cases: int = 2
     spacing_mm: float = 12.0
 
-    def __post_init__(self) -> None:
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _split_tasks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> SiteSpec:
         if not self.name:
             raise FederationError('node config needs site="<name>"')
         if not self.tasks:
@@ -59,20 +77,21 @@ class SiteSpec:
             )
         if self.cases < 1 or self.spacing_mm <= 0:
             raise FederationError(f"site {self.name}: cases and spacing-mm must be positive")
+        return self
 
     @classmethod
     def from_node_config(cls, config: Mapping[str, object]) -> SiteSpec:
-        """Parse ``site``, ``tasks``, ``data``, ``phantom-seed``, ``phantom-site``, ``cases``."""
-        tasks = str(config.get("tasks", ""))
-        return cls(
-            name=str(config.get("site", "")),
-            tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
-            data=str(config.get("data", PHANTOM_DATA)),
-            phantom_seed=int(config.get("phantom-seed", 0)),  # type: ignore[call-overload]
-            phantom_site=int(config.get("phantom-site", 1)),  # type: ignore[call-overload]
-            cases=int(config.get("cases", 2)),  # type: ignore[call-overload]
-            spacing_mm=float(config.get("spacing-mm", 12.0)),  # type: ignore[arg-type]
-        )
+        """Parse the node config (``site``, ``tasks``, ``data``, ``cases``, ``spacing-mm``...).
+
+        Raises
+        ------
+        FederationError
+            Naming each invalid key and why.
+        """
+        try:
+            return cls.model_validate(dict(config))
+        except ValidationError as exc:
+            raise FederationError(f"invalid node config: {validation_message(exc)}") from exc
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.inference.session import Engine
 from service.qc.enum import QcPolicy
+from service.storage.decoded_size import DEFAULT_MAX_DECODED_BYTES
 
 # The repository layout puts the shared data beside the checkout: <repo>/../shared/data.
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +133,14 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     api_port: int = Field(default=8042, ge=1, le=65535, description="HTTP API port.")
+    public_url: str = Field(
+        default="",
+        description=(
+            "The address clients reach the API at (https://host[:port][/prefix]): every URL "
+            "the server hands out (RetrieveURL, BulkDataURI) starts with it, never with the "
+            "request's Host header. Empty: built from the API host, port and TLS settings."
+        ),
+    )
     tls_certfile: Path | None = Field(default=None, description="PEM certificate; enables TLS.")
     tls_keyfile: Path | None = Field(default=None, description="PEM private key for TLS.")
     max_upload_bytes: int = Field(
@@ -147,6 +157,33 @@ class Settings(BaseSettings):
     dicom_allowed_aes: list[str] = Field(
         default_factory=list,
         description="Calling AE titles the SCP accepts; empty means the SCP is not started.",
+    )
+    dicom_acse_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a DICOM connection has to request an association (and to finish a TLS "
+            "handshake); one that stays silent is closed."
+        ),
+    )
+    dicom_network_timeout_s: float = Field(
+        default=60.0, gt=0, description="Seconds an association may stay silent before abort."
+    )
+    dicom_max_associations: int = Field(
+        default=32,
+        ge=1,
+        description=(
+            "Associations the SCP holds at once; more are rejected as transient (local limit "
+            "exceeded) and the sender retries. Connections that never associate do not count."
+        ),
+    )
+    dicom_max_associations_per_peer: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "Connections one IP address may hold at once, associated or not; more are closed "
+            "at once, so one host cannot take the SCP from the others."
+        ),
     )
     dicom_tls_certfile: Path | None = Field(
         default=None, description="PEM certificate of the C-STORE SCP; enables DICOM TLS."
@@ -167,6 +204,16 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=120.0, gt=0, description="Worker lease per heartbeat.")
     job_max_attempts: int = Field(default=3, ge=1, description="Tries before a job fails.")
     worker_poll_s: float = Field(default=1.0, gt=0, description="Idle worker poll interval.")
+    job_memory_limit_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=0,
+        description=(
+            "Memory one job may use: each job runs in a child process whose data segment is "
+            "capped here (and which is stopped past it), so a job that needs more fails as "
+            "'out of memory' and is not retried, while the API and the C-STORE SCP run on. "
+            "0 sets no limit (the job still runs in its own process)."
+        ),
+    )
     min_free_bytes: int = Field(
         default=512 * 1024**2,
         ge=0,
@@ -175,9 +222,51 @@ class Settings(BaseSettings):
             "refused (STOW-RS 507, C-STORE 0xA700), and what is stored stays intact."
         ),
     )
+    max_decoded_instance_bytes: int = Field(
+        default=DEFAULT_MAX_DECODED_BYTES,
+        gt=0,
+        description=(
+            "Largest decoded size of one received instance: Rows x Columns x frames x samples "
+            "x BitsAllocated/8, or the inflated size of a deflated data set. Larger instances "
+            "are refused at ingest (STOW-RS and C-STORE 0xC000), before they can exhaust memory."
+        ),
+    )
     retention_days: float = Field(
         default=30.0, gt=0, description="Finished studies older than this are purged."
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"FEDSEG_PUBLIC_URL {value!r} must be an http(s) URL with a host, "
+                "such as https://fedseg.hospital.example"
+            )
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(
+                f"FEDSEG_PUBLIC_URL {value!r} must have no credentials, query or fragment"
+            )
+        return value.rstrip("/")
+
+    def resolved_public_url(self) -> str:
+        """The base URL of every URL the server hands out (no trailing slash).
+
+        :attr:`public_url` when set; otherwise the API's own address, with the loopback address
+        standing in for a wildcard bind (set ``FEDSEG_PUBLIC_URL`` for clients elsewhere).
+        """
+        if self.public_url:
+            return self.public_url
+        scheme = "https" if self.tls_certfile is not None else "http"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+            self.api_host, self.api_host
+        )
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.api_port}"
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside :attr:`state_dir`."""

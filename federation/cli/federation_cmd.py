@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tomllib
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from federation.deploy import (
     supernode_command,
 )
 from federation.errors import FederationError
+from federation.processes import run_foreground
 from federation.registry import ModelRegistry, RegistryEntry
 
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
@@ -91,10 +91,11 @@ def run_certs(args: argparse.Namespace) -> int:
 
 
 def _exec(command: list[str]) -> int:
+    """Run a Flower command in the foreground; a stop signal stops everything it started."""
     env = dict(os.environ)
     # SuperLink starts flower-superexec from PATH: put this environment's bin first.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(command, env=env, check=False).returncode
+    return run_foreground(command, env)
 
 
 def run_superlink(args: argparse.Namespace) -> int:

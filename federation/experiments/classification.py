@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from federation.experiments.report import RunInfo, table, write_report
-from federation.local import build_model, get_arrays, set_arrays
+from federation.local import get_arrays, set_arrays
 from federation.strategies import aggregate_updates, check_updates
 from federation.updates import SiteUpdate
 from training.data.preprocess import prepare
 from training.metrics.classification import roc_auc
-from training.models import ModelConfig, MultiTaskUNet
+from training.models import ModelConfig, MultiTaskUNet, build_model
 from training.phantoms import make_case
 from training.phantoms.config import PhantomConfig, PhantomModality, Size
 from training.stats.delong import delong_test

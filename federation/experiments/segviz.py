@@ -22,6 +22,7 @@ from pathlib import Path
 
 from federation.experiments.report import RunInfo, mean_sd, table, write_report
 from federation.local import LocalTraining, evaluate_heads, model_config
+from federation.round_step import RoundRules
 from federation.simulation import FederatedPlan, SimSite, train_federated, train_pooled
 from federation.sites import SiteCase, phantom_cases
 from training.phantoms.config import (
@@ -128,7 +129,7 @@ def run_setup(
     )
     out["central"] = evaluate_heads(central, test, organs)
     for method, selective in (("conventional FL", False), ("SegViz", True)):
-        plan = FederatedPlan(rounds=config.rounds, local=local, selective=selective)
+        plan = FederatedPlan(config.rounds, local, RoundRules(selective=selective))
         model = train_federated(sites, model_cfg, plan, config.seed)
         out[method] = evaluate_heads(model, test, organs)
     return out

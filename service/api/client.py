@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pydicom
 
-from service.api.multipart import write_related
+from service.dicomweb.stow_client import StowClient
 from service.errors import FedsegError
 
 
@@ -43,22 +43,23 @@ class ServiceClient:
         return response.json() if response.content else None
 
     def stow(self, paths: Sequence[Path]) -> str:
-        """Store one study's files by STOW-RS; returns its StudyInstanceUID."""
+        """Store one study's files by STOW-RS; returns its StudyInstanceUID.
+
+        Raises
+        ------
+        ServiceClientError
+            If the files are not exactly one study.
+        StowError
+            If the server did not store every file (:mod:`service.dicomweb.stow_client`).
+        """
         if not paths:
             raise ServiceClientError("no DICOM files to send")
         studies = {str(pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in paths}
         if len(studies) != 1:
             raise ServiceClientError(f"send one study at a time, got {len(studies)}")
-        body, content_type = write_related([p.read_bytes() for p in paths], "application/dicom")
-        headers = {"Content-Type": content_type} | self._headers(self.sender_token)
-        response = httpx.post(
-            f"{self.url}/dicomweb/studies",
-            content=body,
-            headers=headers,
-            timeout=self.timeout_s,
-            verify=self.verify,
+        StowClient(f"{self.url}/dicomweb", self.sender_token, self.verify, self.timeout_s).store(
+            paths
         )
-        self._check(response, "STOW-RS")
         return studies.pop()
 
     def queue(self, study_uid: str) -> str:

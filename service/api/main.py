@@ -2,13 +2,13 @@
 
 Routes live in one router per resource (``service/api/routers``); fedseg errors become HTTP
 statuses in one handler here. ``fedseg serve`` runs this app with uvicorn and, by default, an
-in-process worker and DIMSE SCP (see :mod:`service.cli.serve_cmd`).
+in-process worker and DIMSE SCP, wired in :mod:`service.server`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,11 +37,9 @@ from service.config import Settings
 from service.db.migrate import upgrade
 from service.errors import FedsegError
 from service.library_logging import route_library_warnings
+from service.server import Background
 
 logger = logging.getLogger(__name__)
-
-#: Background services started with the app (worker thread, DIMSE SCP); each returns a stopper.
-Background = Callable[[ServerState], Callable[[], None]]
 
 
 def create_app(
@@ -59,6 +57,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServerState.from_settings(settings)
         upgrade(state.engine)
+        if not settings.public_url and settings.api_host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning(
+                "FEDSEG_PUBLIC_URL is not set: RetrieveURLs name %s; set it to the address "
+                "clients use",
+                settings.resolved_public_url(),
+            )
         app.state.server = state
         stoppers = [start(state) for start in background]
         try:

@@ -1,20 +1,13 @@
-"""What the running API holds: settings, database, stores (kept on ``app.state``)."""
+"""What the running API holds: the server's state plus its HTTP half (kept on ``app.state``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.slice_stack import StackCache
-from service.config import Settings
-from service.db.engine import make_engine, session_factory
-from service.inference.store import ModelStore
-from service.jobs.queue import QueuePolicy
-from service.storage.store import InstanceStore
+from service.server import Server
 
 
 @dataclass
@@ -39,36 +32,25 @@ class Metrics:
 
 
 @dataclass
-class ServerState:
-    """Everything a request handler needs, built once per app."""
+class ServerState(Server):
+    """Everything a request handler needs: the :class:`~service.server.Server`, metrics, caches.
 
-    settings: Settings
-    engine: Engine
-    factory: sessionmaker[Session]
-    store: InstanceStore
-    models: ModelStore
-    results_root: Path
-    metrics: Metrics
+    Built once per app by :meth:`Server.from_settings` (which this class inherits).
+    """
+
+    metrics: Metrics = field(default_factory=Metrics)
     #: Display stacks of the dashboard's slice viewer.
     viewer: StackCache = field(default_factory=StackCache)
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ServerState:
-        """Open the database and stores named by ``settings``."""
-        engine = make_engine(settings.resolved_database_url())
-        return cls(
-            settings=settings,
-            engine=engine,
-            factory=session_factory(engine),
-            store=InstanceStore(settings.state_dir / "instances"),
-            models=ModelStore(roots=(settings.model_store, settings.shipped_models)),
-            results_root=settings.state_dir / "results",
-            metrics=Metrics(),
-        )
+    def __post_init__(self) -> None:
+        # A purged job's display stacks go with its results.
+        self.purge_listeners.append(self.viewer.drop)
 
     @property
-    def policy(self) -> QueuePolicy:
-        """The queue policy from the settings."""
-        return QueuePolicy(
-            lease_s=self.settings.job_lease_s, max_attempts=self.settings.job_max_attempts
-        )
+    def dicomweb_url(self) -> str:
+        """The DICOMweb base that RetrieveURL and BulkDataURI values start with.
+
+        Built from the configured public URL (:meth:`Settings.resolved_public_url`), never from
+        the request: a forged ``Host`` header must not reach a URL a client will follow.
+        """
+        return f"{self.settings.resolved_public_url()}/dicomweb"

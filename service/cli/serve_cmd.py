@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
     import uvicorn
 
-    from service.api.main import Background, create_app
-    from service.jobs.background import scp_service, segment_service
+    from service.api.main import create_app
+    from service.server import Background, scp_service, segment_service
 
     settings = get_settings(
         api_host=args.host,

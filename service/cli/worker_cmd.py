@@ -24,16 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Work until SIGINT/SIGTERM."""
-    from service.api.state import ServerState
     from service.db.migrate import upgrade
-    from service.jobs.background import idle_step, worker_context
     from service.jobs.routing import rule_source
-    from service.jobs.runner import segment_runner
+    from service.jobs.runner import isolated_segment_runner
     from service.jobs.worker import work_forever
+    from service.server import Server, idle_step, worker_context
 
     settings = get_settings(state_dir=args.state_dir, database_url=args.database_url)
-    state = ServerState.from_settings(settings)
-    upgrade(state.engine)
+    server = Server.from_settings(settings)
+    upgrade(server.engine)
     stop = threading.Event()
 
     def halt(_signum: int, _frame: FrameType | None) -> None:
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, halt)
     signal.signal(signal.SIGINT, halt)
-    ctx = worker_context(state, segment_runner(settings, rules=rule_source(state.factory)))
-    work_forever(ctx, stop, settings.worker_poll_s, idle_step(state))
+    runner = isolated_segment_runner(settings, rules=rule_source(server.factory))
+    ctx = worker_context(server, runner)
+    work_forever(ctx, stop, settings.worker_poll_s, idle_step(server))
     return 0

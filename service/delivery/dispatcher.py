@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Destination, DestinationKind
 from service.db.models import Delivery, DeliveryState, Instance, InstanceOrigin, Job, utcnow
-from service.delivery.stow_client import stow
+from service.dicomweb.stow_client import StowClient, StowError
 from service.dimse.scu import DeliveryError, send_files
 from service.storage.store import InstanceStore
 
@@ -49,11 +49,20 @@ def schedule(
 
 
 def send(destination: Destination, paths: Sequence[Path], calling_ae: str = "FEDSEG") -> None:
-    """Send files to one destination by its kind."""
+    """Send files to one destination by its kind.
+
+    Raises
+    ------
+    DeliveryError
+        If the destination did not accept every file.
+    """
     if destination.kind is DestinationKind.DIMSE:
         send_files(paths, destination.host, destination.port, destination.ae_title, calling_ae)
-    else:
-        stow(paths, destination.url, destination.bearer_token)
+        return
+    try:
+        StowClient(destination.url, destination.bearer_token).store(paths)
+    except StowError as exc:
+        raise DeliveryError(str(exc)) from exc
 
 
 def _result_files(session: Session, store: InstanceStore, job: Job) -> list[Path]:

@@ -1,7 +1,9 @@
 """The worker: claims jobs, runs the segmentation, stores results and schedules delivery.
 
 The segmentation itself is a :class:`JobRunner` passed in, so the queue mechanics are tested
-with small runners and the server uses :func:`service.jobs.runner.segment_runner`.
+with small runners and the server uses :func:`service.jobs.runner.isolated_segment_runner`
+(each job in a child process under a memory limit). How failures are retried:
+:mod:`service.jobs.failures`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.models import Instance, InstanceOrigin, Job
 from service.errors import FedsegError
 from service.jobs import queue
+from service.jobs.failures import (
+    JobOutOfMemoryError,
+    JobProcessError,
+    is_out_of_memory,
+    out_of_memory_text,
+)
 from service.jobs.intake import enqueue_quiet_studies
 from service.library_logging import library_message
 from service.results.kinds import ResultKind
@@ -131,12 +139,21 @@ def run_job(ctx: WorkerContext, job: Job) -> queue.JobState | None:
         timings = {"segment_s": round(time.perf_counter() - started, 3)}
         results = _collect(ctx, job, out_dir)
     except FedsegError as exc:
-        # The input cannot be segmented: retrying will not help.
+        # The input cannot be segmented, or the job ran out of memory: retrying will not help.
+        if isinstance(exc, JobOutOfMemoryError):
+            logger.error("job %s: %s", job.id, exc)
         return queue.fail(ctx.factory, job.id, ctx.worker_id, str(exc), retry=False)
+    except JobProcessError as exc:
+        logger.error("job %s: %s", job.id, exc)
+        return queue.fail(ctx.factory, job.id, ctx.worker_id, str(exc), retry=True)
     except Exception as exc:
-        logger.exception("job %s crashed", job.id)
         # A library exception may quote a header value: keep patient values out of the job.
         error = f"{type(exc).__name__}: {library_message(exc)}"
+        if is_out_of_memory(exc):  # a runner in this process (tests, embedding code)
+            logger.error("job %s ran out of memory: %s", job.id, error)
+            text = out_of_memory_text(0, error)
+            return queue.fail(ctx.factory, job.id, ctx.worker_id, text, retry=False)
+        logger.exception("job %s crashed", job.id)
         return queue.fail(ctx.factory, job.id, ctx.worker_id, error, retry=True)
     finally:
         beat.stopped.set()

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federation.checkpoint import CheckpointStore, RoundState, model_hash
+from federation.checkpoint import CheckpointStore, RunState, model_hash
 from federation.errors import FederationError
 from federation.registry import ModelRegistry, RegistryEntry, task_metrics
 
 
-def _state(server_round: int, value: float) -> RoundState:
+def _state(server_round: int, value: float) -> RunState:
     arrays = {"encoder.w": np.full((2, 3), value, np.float32), "heads.liver.n": np.array(3)}
-    return RoundState(server_round, arrays, {"heads": {"liver": 2}}, {"a": ["liver"]})
+    return RunState(arrays, {"heads": {"liver": 2}}, {"a": ["liver"]}, server_round)
 
 
 def test_resume_reads_the_newest_complete_round(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_resume_reads_the_newest_complete_round(tmp_path: Path) -> None:
     # An interrupted write leaves only a partial file, which resume ignores.
     (tmp_path / "round-0003.part.npz").write_bytes(b"partial")
     latest = store.latest()
-    assert latest is not None and latest.server_round == 2
+    assert latest is not None and latest.last_round == 2
     np.testing.assert_array_equal(latest.arrays["encoder.w"], np.full((2, 3), 2.0, np.float32))
     assert latest.arrays["heads.liver.n"].dtype == np.array(3).dtype
     assert list(latest.arrays) == ["encoder.w", "heads.liver.n"]

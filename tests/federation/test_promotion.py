@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from federation.errors import PromotionError
-from federation.local import build_model
 from federation.promotion import promote
 from service.inference.store import ModelStore
 from training.export import ExportInfo, export_bundle
-from training.models import ModelConfig
+from training.models import ModelConfig, build_model
 from training.tasks import get_task
 
 

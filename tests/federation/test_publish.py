@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -12,10 +11,10 @@ import pytest
 import torch
 from pydicom.dataset import Dataset
 
-from federation.checkpoint import CheckpointStore, RoundState, model_hash
+from federation.checkpoint import CheckpointStore, RunState, model_hash
 from federation.errors import PromotionError
 from federation.export import ABSENT_LOGIT, MergedOrganHeads
-from federation.local import build_model, get_arrays, model_config
+from federation.local import get_arrays, model_config
 from federation.publish import choose_entry, publish_run
 from federation.registry import ModelRegistry, RegistryEntry
 from federation.settings import PromoteChoice, RunSettings
@@ -25,6 +24,7 @@ from service.inference.bundle import ModelBundle
 from service.inference.pipeline import Segmenter
 from service.inference.session import Device, SessionOptions
 from service.inference.store import ModelStore
+from training.models import build_model
 from training.phantoms import make_case
 
 HEADS = ("liver", "spleen")
@@ -49,7 +49,7 @@ def _finished_run(state_dir: Path, rounds: list[dict[str, float]], seed: int) ->
         model = build_model(model_config(HEADS, (4, 8)), seed + number)
         arrays = get_arrays(model)
         checkpoints.save(
-            RoundState(number, arrays, model.config.as_dict(), {"a": ["liver"], "b": ["spleen"]})
+            RunState(arrays, model.config.as_dict(), {"a": ["liver"], "b": ["spleen"]}, number)
         )
         registry.register(_entry(number, metrics, model_hash(arrays)))
     return RunSettings(state_dir=state_dir, promote_to=str(state_dir.parent / "store"))
@@ -131,9 +131,9 @@ def test_promoted_only_when_not_worse(tmp_path: Path) -> None:
 def test_gate_compares_with_the_shipped_models_the_service_also_reads(tmp_path: Path) -> None:
     shipped = tmp_path / "shipped"
     good = _finished_run(tmp_path / "old", [{"liver": 0.9, "spleen": 0.9}], 0)
-    publish_run(dataclasses.replace(good, promote_to=str(shipped)))
+    publish_run(good.model_copy(update={"promote_to": str(shipped)}))
     run = _finished_run(tmp_path / "run", [{"liver": 0.5, "spleen": 0.5}], 5)
-    decision = publish_run(dataclasses.replace(run, shipped_models=str(shipped)))
+    decision = publish_run(run.model_copy(update={"shipped_models": str(shipped)}))
     assert not decision.promote and decision.current_version == "1.0.0"
     assert ModelStore(roots=(tmp_path / "store",)).bundles() == []
 

@@ -17,11 +17,12 @@ import pytest
 
 from federation.checkpoint import CheckpointStore
 from federation.export import export_merged_bundle
-from federation.local import build_model, model_config
+from federation.local import model_config
 from federation.sites import site_task
 from service.inference.store import ModelStore
 from tests.federation.deployment import Pilot
 from training.export import ExportInfo
+from training.models import build_model
 
 SITES = {"a": ("liver", 1), "b": ("spleen", 2)}
 RUN = 'min-sites=2 local-steps=1 filters="4,8" round-timeout=60 connect-timeout=60'

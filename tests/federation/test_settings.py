@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,50 @@ def test_bad_run_config(config: dict[str, object], message: str) -> None:
         RunSettings.from_run_config(config)
 
 
+def test_every_key_of_the_app_defaults_is_a_setting() -> None:
+    app = Path(__file__).resolve().parents[2] / "federation" / "app" / "pyproject.toml"
+    defaults = tomllib.loads(app.read_text())["tool"]["flwr"]["app"]["config"]
+    settings = RunSettings.from_run_config(defaults)
+    assert settings.round_timeout_s == defaults["round-timeout"]
+    assert settings.selective is defaults["selective"]
+
+
+def test_text_booleans_and_numbers_are_typed_not_truthy() -> None:
+    # `--run-config 'selective="false"'` arrives as text; bool("false") would be True.
+    settings = RunSettings.from_run_config({"state-dir": "/x", "selective": "false"})
+    assert settings.selective is False and settings.rules.selective is False
+    assert RunSettings.from_run_config({"state-dir": "/x", "selective": "true"}).selective
+    typed = RunSettings.from_run_config({"state-dir": "/x", "min-sites": "3", "dp-noise": "0.5"})
+    assert typed.rules.min_sites == 3 and typed.rules.privacy is not None
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"selective": "maybe"}, "selective: Input should be a valid boolean"),
+        ({"min-sites": 2.5}, "min-sites: Input should be a valid integer"),
+        ({"num-round": 3}, "num-round: Extra inputs are not permitted"),
+        ({"filters": "8,x"}, "filters"),
+    ],
+)
+def test_run_config_errors_name_the_key(config: dict[str, object], message: str) -> None:
+    with pytest.raises(FederationError, match=message):
+        RunSettings.from_run_config({"state-dir": "/x", **config})
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"cases": 1.5}, "cases: Input should be a valid integer"),
+        ({"case": 2}, "case: Extra inputs are not permitted"),
+        ({"spacing-mm": "fine"}, "spacing-mm"),
+    ],
+)
+def test_node_config_errors_name_the_key(config: dict[str, object], message: str) -> None:
+    with pytest.raises(FederationError, match=message):
+        SiteSpec.from_node_config({"site": "a", "tasks": "liver", **config})
+
+
 def test_site_declaration() -> None:
     spec = SiteSpec.from_node_config({"site": "a", "tasks": "liver, spleen", "cases": 1})
     assert spec.tasks == ("liver", "spleen")
@@ -58,6 +103,6 @@ def test_site_declaration() -> None:
 
 
 def test_data_folder_without_cases_is_refused(tmp_path: Path) -> None:
-    spec = SiteSpec("a", ("liver",), data=str(tmp_path))
+    spec = SiteSpec(name="a", tasks=("liver",), data=str(tmp_path))
     with pytest.raises(FederationError, match="no training cases"):
         load_site_cases(spec)

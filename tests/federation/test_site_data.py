@@ -16,9 +16,10 @@ import pydicom
 import pytest
 
 from federation.errors import FederationError
-from federation.local import LocalTraining, build_model, model_config, train_heads
+from federation.local import LocalTraining, model_config, train_heads
 from federation.sites import SiteSpec, load_site_cases
 from tests.federation.deployment import Pilot
+from training.models import build_model
 from training.phantoms import PhantomConfig, generate_dataset
 from training.phantoms.config import PhantomModality, Size
 from training.phantoms.rtstruct import write_phantom_rtstructs

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from bench.fuzz_reader import seed_series
 from bench.fuzz_stow import fuzz_client
-from service.api.multipart import write_related
 from service.auth.tokens import Role
 from service.db.models import Instance
+from service.dicomweb.multipart import write_related
 from tests.service.api.conftest import Api
 
 DataDir = Callable[[str], Path]

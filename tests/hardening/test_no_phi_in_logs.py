@@ -19,10 +19,10 @@ import pydicom
 import pytest
 
 from bench.load_test import SOURCE_SERIES, make_studies, running_service, wait_for_jobs
-from service.api.multipart import write_related
 from service.audit import QueryRedactingFilter, redact_access_log
 from service.auth.tokens import Role
 from service.config import Settings
+from service.dicomweb.multipart import write_related
 from service.jobs.runner import segment_runner
 from service.jobs.worker import WorkerContext, work_once
 from tests.service.api.conftest import Api, api_settings

@@ -21,7 +21,7 @@ from service.auth.tokens import Role, create_token
 from service.config import Destination, Settings
 from service.inference.bundle import save_bundle
 from service.inference.store import ModelStore
-from service.jobs.background import scp_service, segment_service
+from service.server import scp_service, segment_service
 from tests.dciodvfy import assert_valid
 from tests.dcmtk import dcmtk
 from tests.requirements import missing

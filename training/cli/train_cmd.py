@@ -113,8 +113,7 @@ def run_classifier(args: argparse.Namespace) -> int:
     from training.data.phantom_cases import lesion_classes, phantom_sources
     from training.data.preprocess import prepare
     from training.engine.classify import LesionSet, lesion_cube, train_classifier
-    from training.engine.loop import build_model
-    from training.models import ModelConfig
+    from training.models import ModelConfig, build_model
     from training.tasks import LESION_CLASSES, TaskName, get_task
 
     task = get_task(TaskName.MR_TUMOUR)
@@ -176,8 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from training.data.cases import discover_cases, load_case
     from training.data.preprocess import Prepared, prepare
     from training.engine import train
-    from training.engine.loop import build_model
-    from training.models import ModelConfig
+    from training.models import ModelConfig, build_model
     from training.tasks import get_task
 
     task = get_task(args.task)

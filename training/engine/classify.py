@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 
 from training.engine.checkpoint import save_checkpoint
 from training.engine.config import TrainConfig
+from training.engine.step import StepSettings, train_step
 from training.metrics.classification import roc_auc
 from training.models import MultiTaskUNet
 from training.models.unet import CLASSIFIER_NAME
@@ -115,6 +117,11 @@ def _augment(cubes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _class_loss(model: MultiTaskUNet, cubes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the lesion-class head (every cube is labelled)."""
+    return torch.nn.functional.cross_entropy(model.classify(cubes), labels)
+
+
 def train_classifier(
     model: MultiTaskUNet,
     train_set: LesionSet,
@@ -130,6 +137,7 @@ def train_classifier(
     rng = np.random.default_rng(config.seed)
     params = list(model.encoder.parameters()) + list(model.classifier.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    step_settings = StepSettings(grad_clip=config.grad_clip)
     result = ClassifierResult(-1.0, 0, 0, 0.0, "")
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,17 +146,13 @@ def train_classifier(
     while result.steps < config.steps:
         pick = rng.integers(len(train_set.labels), size=config.batch_size)
         cubes = torch.from_numpy(_augment(train_set.cubes[pick], rng))
-        loss = torch.nn.functional.cross_entropy(
-            model.classify(cubes), torch.from_numpy(train_set.labels[pick])
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        labels = torch.from_numpy(train_set.labels[pick])
+        loss = train_step(optimizer, partial(_class_loss, model, cubes, labels), step_settings)
         result.steps += 1
         if result.steps % config.validate_every == 0 or result.steps == config.steps:
             metric, value = score(model, validation)
             result.metric = metric
-            result.history.append({"step": float(result.steps), "loss": loss.item(), metric: value})
+            result.history.append({"step": float(result.steps), "loss": loss, metric: value})
             if value > result.best_score:
                 result.best_score, result.best_step = value, result.steps
                 save_checkpoint(

@@ -22,6 +22,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     dice_weight: float = 1.0
+    #: Clip the gradient norm to this each step (nnU-Net uses 12); None: no clipping.
+    grad_clip: float | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -33,6 +35,8 @@ class TrainConfig:
             raise ValueError("foreground ratio must lie in [0, 1]")
         if not 0 <= self.flip_prob <= 1:
             raise ValueError("flip probability must lie in [0, 1]")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError("gradient clipping norm must be positive")
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,10 @@ from training.data.preprocess import Prepared
 from training.engine.checkpoint import read_checkpoint, save_checkpoint
 from training.engine.config import TrainConfig
 from training.engine.inference import predict_labels
+from training.engine.step import HeadTarget, StepSettings, partial_label_loss, train_step
 from training.losses import LabelSupervision, MarginalLoss
 from training.metrics import dice
-from training.models import ModelConfig, MultiTaskUNet
+from training.models import MultiTaskUNet
 from training.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -42,13 +44,6 @@ class TrainResult:
     seconds: float
     device: str
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def build_model(config: ModelConfig, seed: int) -> MultiTaskUNet:
-    """A freshly initialised model; the seed is used without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MultiTaskUNet(config)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,33 +74,6 @@ def validation_dice(
 
 def _supervision(mask: torch.Tensor) -> list[LabelSupervision]:
     return [LabelSupervision.of(torch.nonzero(row).flatten().tolist()) for row in mask]
-
-
-def deep_supervision_loss(
-    loss_fn: MarginalLoss,
-    outputs: Sequence[torch.Tensor],
-    label: torch.Tensor,
-    supervision: Sequence[LabelSupervision],
-) -> torch.Tensor:
-    """Loss of the full-size logits plus, halved per level, of the coarser outputs (nnU-Net).
-
-    ``outputs[0]`` is full size and ``outputs[n]`` is ``2**n`` times smaller on each axis; its
-    target is the label map subsampled by the same factor (nearest, as nnU-Net does). With one
-    output this is the plain loss.
-    """
-    weights = [0.5**level for level in range(len(outputs))]
-    total = sum(weights)
-    loss = outputs[0].new_zeros(())
-    for level, (logits, weight) in enumerate(zip(outputs, weights, strict=True)):
-        step = 2**level
-        target = label[..., ::step, ::step, ::step]
-        if target.shape[-3:] != logits.shape[-3:]:
-            raise ValueError(
-                f"deep-supervision output {level} is {tuple(logits.shape[-3:])}, "
-                f"labels subsampled by {step} are {tuple(target.shape[-3:])}"
-            )
-        loss = loss + weight / total * loss_fn(logits.float(), target, supervision)
-    return loss
 
 
 def train(
@@ -145,6 +113,7 @@ def train(
     )
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    step_settings = StepSettings(amp=use_amp, grad_clip=config.grad_clip)
     loss_fn = MarginalLoss(task.num_classes, dice_weight=config.dice_weight)
     result = TrainResult(best_dice=-1.0, best_step=0, steps=0, seconds=0.0, device=str(device))
     last = out_dir / "last.pt"
@@ -165,20 +134,21 @@ def train(
     model.train()
     while result.steps < config.steps:
         batch = next(batches)
-        image, label = batch["image"].to(device), batch["label"].to(device)
-        with torch.autocast(device.type, enabled=use_amp):
-            outputs = model.segment(image, head)
-        loss = deep_supervision_loss(loss_fn, outputs, label, _supervision(batch["annotated"]))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        image = batch["image"].to(device)
+        target = HeadTarget(batch["label"].to(device), _supervision(batch["annotated"]))
+        loss = train_step(
+            optimizer,
+            partial(partial_label_loss, model, image, {head: target}, loss_fn),
+            step_settings,
+            scaler,
+            device.type,
+        )
         scheduler.step()
         result.steps += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", val_dice=f"{max(result.best_dice, 0):.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}", val_dice=f"{max(result.best_dice, 0):.3f}")
         if result.steps % config.validate_every == 0 or result.steps == config.steps:
-            _validate(model, task, val_cases or train_cases, device, result, out_dir, loss.item())
+            _validate(model, task, val_cases or train_cases, device, result, out_dir, loss)
             result.seconds = time.perf_counter() - started
             save_checkpoint(
                 last,

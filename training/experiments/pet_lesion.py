@@ -45,10 +45,10 @@ from training.engine.calibration import (
 )
 from training.engine.checkpoint import load_model, save_checkpoint
 from training.engine.config import TrainConfig
-from training.engine.loop import TrainResult, build_model, train
+from training.engine.loop import TrainResult, train
 from training.metrics.pet import pet_relative_errors
 from training.metrics.segmentation import score_label
-from training.models import ModelConfig, MultiTaskUNet
+from training.models import ModelConfig, MultiTaskUNet, build_model
 from training.stats import paired_wilcoxon
 from training.tasks import TASKS, TaskName
 

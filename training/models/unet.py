@@ -154,3 +154,10 @@ class MultiTaskUNet(nn.Module):
         for name, tensor in self.state_dict().items():
             groups.setdefault(self.group_of(name), {})[name] = tensor
         return groups
+
+
+def build_model(config: ModelConfig, seed: int) -> MultiTaskUNet:
+    """A freshly initialised model; the seed is used without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MultiTaskUNet(config)

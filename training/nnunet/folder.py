@@ -145,6 +145,12 @@ def _checkpoints(
         if p.is_dir() and (m := _FOLD.match(p.name)) and (p / checkpoint.file_name).is_file()
     }
     if folds is None:
+        if not present and (path / "fold_all" / checkpoint.file_name).is_file():
+            raise ModelBundleError(
+                f"{path / 'fold_all' / checkpoint.file_name}: a model trained on all cases "
+                "(fold 'all') is not supported yet (the recipe numbers folds); train or pass a "
+                "numbered fold"
+            )
         if not present:
             other = "final" if checkpoint is CheckpointChoice.BEST else "best"
             raise ModelBundleError(

@@ -151,6 +151,11 @@ def _export_folds(
                 f"{path}: trainer_name {checkpoint.trainer_name!r} differs from fold "
                 f"{next(iter(folder.checkpoints))}'s {trainer!r}"
             )
+        if trainer and checkpoint.mirror_axes != mirror:
+            raise ModelBundleError(
+                f"{path}: inference_allowed_mirroring_axes {list(checkpoint.mirror_axes)} differ "
+                f"from the other folds' {list(mirror)}"
+            )
         trainer, mirror = checkpoint.trainer_name, checkpoint.mirror_axes
         network = build_network(
             folder.plans, folder.plans_path, folder.dataset, folder.configuration, checkpoint
@@ -180,9 +185,7 @@ def _model_entry(
     from importlib.metadata import version
 
     folds, trainer, mirror = _export_folds(folder, staging, subfolder)
-    checkpoint = load_checkpoint(next(iter(folder.checkpoints.values())))
-    entry = model_recipe(folder, checkpoint, label_map)
-    entry["trainer"], entry["mirror_axes"] = trainer, list(mirror)
+    entry = model_recipe(folder, trainer, mirror, label_map)
     entry["folds"] = folds
     entry["provenance"] = {
         "nnunetv2": version("nnunetv2"),
@@ -324,6 +327,7 @@ def import_model(folders: Sequence[Path], out: Path, options: ImportOptions) -> 
     maps = [labels.add_model(f.dataset, str(f.dataset_path)) for f in opened]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is read by the service's user
     try:
         models = []
         used: set[str] = set()

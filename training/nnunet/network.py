@@ -14,6 +14,7 @@ import io
 import logging
 import pydoc
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,13 @@ def export_onnx(network: torch.nn.Module, channels: int, patch_size: tuple[int, 
     """``network`` as ONNX: input ``[N, channels, *patch_size]``, output ``[N, K, *patch_size]``."""
     example = torch.zeros(1, channels, *patch_size)
     buffer = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Tracing nnU-Net's networks warns about shape checks (constant for a fixed patch), the
+        # legacy exporter's deprecation, and instance norm exported "with train=True", which is
+        # what instance norm does at inference too (it normalises with the input's statistics).
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*instance_norm.*", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
             network,
             (example,),

@@ -83,6 +83,8 @@ SPECS: dict[str, PhantomModelSpec] = {
         PhantomModelSpec(
             "totalseg", 904, PhantomModality.CT, trainer="nnUNetTrainerNoMirroring", old_format=True
         ),
+        # shipped in models/nnunet-phantom by ``make models``: more cases and iterations
+        PhantomModelSpec("demo", 905, PhantomModality.CT, train_cases=12, epochs=40),
     )
 }
 

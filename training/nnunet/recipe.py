@@ -15,7 +15,6 @@ from typing import Any
 
 from service.errors import ModelBundleError
 from training.nnunet.folder import ModelFolder
-from training.nnunet.network import Checkpoint
 
 #: nnU-Net's normalisation schemes the service implements (default_normalization_schemes.py).
 KNOWN_SCHEMES = (
@@ -128,9 +127,12 @@ def ignore_label(dataset: dict[str, Any]) -> int | None:
 
 
 def model_recipe(
-    folder: ModelFolder, checkpoint: Checkpoint, label_map: dict[int, int]
+    folder: ModelFolder, trainer: str, mirror_axes: tuple[int, ...], label_map: dict[int, int]
 ) -> dict[str, Any]:
     """The manifest's ``nnunet.models[i]`` entry without ``folds`` and ``provenance``.
+
+    ``trainer`` and ``mirror_axes`` are the checkpoints' ``trainer_name`` and
+    ``inference_allowed_mirroring_axes``.
 
     Raises
     ------
@@ -156,7 +158,7 @@ def model_recipe(
     return {
         "name": str(folder.plans.get("dataset_name") or folder.dataset.get("name") or "nnunet"),
         "configuration": folder.configuration,
-        "trainer": checkpoint.trainer_name,
+        "trainer": trainer,
         "plans_name": str(folder.plans.get("plans_name", "nnUNetPlans")),
         "transpose_forward": forward,
         "transpose_backward": backward,
@@ -170,7 +172,7 @@ def model_recipe(
         "gaussian": True,
         "gaussian_sigma_scale": GAUSSIAN_SIGMA_SCALE,
         "gaussian_value_scaling_factor": GAUSSIAN_VALUE_SCALING_FACTOR,
-        "mirror_axes": list(checkpoint.mirror_axes),
+        "mirror_axes": list(mirror_axes),
         "labels": folder.dataset["labels"],
         "regions_class_order": None if order is None else [int(v) for v in order],
         "ignore_label": ignore_label(folder.dataset),

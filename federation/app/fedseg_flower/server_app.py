@@ -7,11 +7,12 @@ import logging
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from federation.checkpoint import CheckpointStore
-from federation.local import build_model, get_arrays, model_config
+from federation.checkpoint import CheckpointStore, RunState
+from federation.local import get_arrays, model_config
 from federation.publish import publish_run
-from federation.rounds import RunState, query_sites, run_rounds, wait_for_sites
+from federation.rounds import query_sites, run_rounds, wait_for_sites
 from federation.settings import RunSettings
+from training.models import build_model
 
 app = ServerApp()
 logger = logging.getLogger("fedseg.federation")
@@ -21,8 +22,8 @@ def _initial_state(grid: Grid, settings: RunSettings) -> RunState:
     latest = CheckpointStore(settings.state_dir / "checkpoints").latest()
     nodes = wait_for_sites(grid, settings)
     if latest is not None:
-        logger.info("resuming after round %d", latest.server_round)
-        return RunState(latest.arrays, latest.model_config, latest.sites, latest.server_round)
+        logger.info("resuming after round %d", latest.last_round)
+        return latest
     sites = query_sites(grid, nodes, settings)
     heads = sorted({t for tasks in sites.values() for t in tasks})
     model = build_model(model_config(heads, settings.filters), settings.seed)

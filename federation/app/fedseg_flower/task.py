@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
-from flwr.app import ConfigRecord, MetricRecord, RecordDict
+from flwr.app import RecordDict
 
-from federation.local import (
-    LocalTraining,
-    evaluate_heads,
-    get_arrays,
-    set_arrays,
-    train_heads,
-)
+from federation.local import LocalTraining, evaluate_heads, get_arrays, set_arrays, train_heads
 from federation.records import (
-    ARRAYS_KEY,
-    CONFIG_KEY,
-    METRICS_KEY,
-    SITE_KEY,
-    from_record,
-    site_record,
-    to_record,
+    RoundConfig,
+    arrays_of,
+    declaration_content,
+    evaluate_reply,
+    round_config_of,
+    train_reply,
 )
 from federation.sites import SiteSpec, load_site_cases
 from training.models import ModelConfig, MultiTaskUNet
@@ -29,13 +21,13 @@ from training.models import ModelConfig, MultiTaskUNet
 
 def declaration(spec: SiteSpec) -> RecordDict:
     """The reply to the server's query: the site's name and tasks."""
-    return RecordDict({SITE_KEY: site_record(spec.name, spec.tasks)})
+    return declaration_content(spec.name, spec.tasks)
 
 
-def _model(content: RecordDict) -> tuple[MultiTaskUNet, ConfigRecord]:
-    config = content.config_records[CONFIG_KEY]
-    model = MultiTaskUNet(ModelConfig.from_dict(json.loads(str(config["model-config"]))))
-    set_arrays(model, from_record(content.array_records[ARRAYS_KEY]))
+def _model(content: RecordDict) -> tuple[MultiTaskUNet, RoundConfig]:
+    config = round_config_of(content)
+    model = MultiTaskUNet(ModelConfig.from_dict(config.architecture))
+    set_arrays(model, arrays_of(content))
     return model, config
 
 
@@ -45,19 +37,13 @@ def train(spec: SiteSpec, content: RecordDict) -> RecordDict:
     heads = [t for t in spec.tasks if t in model.heads]
     cases = load_site_cases(spec)
     settings = LocalTraining(
-        steps=int(config["local-steps"]),  # type: ignore[arg-type]
-        learning_rate=float(config["learning-rate"]),  # type: ignore[arg-type]
-        proximal_mu=float(config["proximal-mu"]),  # type: ignore[arg-type]
-        seed=int(config["seed"]),  # type: ignore[arg-type]
+        steps=config.local_steps,
+        learning_rate=config.learning_rate,
+        proximal_mu=config.proximal_mu,
+        seed=config.seed,
     )
     loss = train_heads(model, cases, heads, settings)
-    return RecordDict(
-        {
-            ARRAYS_KEY: to_record(get_arrays(model)),
-            METRICS_KEY: MetricRecord({"num-examples": len(cases), "train-loss": loss}),
-            SITE_KEY: site_record(spec.name, spec.tasks),
-        }
-    )
+    return train_reply(spec.name, spec.tasks, get_arrays(model), len(cases), loss)
 
 
 def evaluate(spec: SiteSpec, content: RecordDict) -> RecordDict:
@@ -66,14 +52,7 @@ def evaluate(spec: SiteSpec, content: RecordDict) -> RecordDict:
     heads = [t for t in spec.tasks if t in model.heads]
     cases = load_site_cases(spec)
     scores = evaluate_heads(model, cases, heads)
-    metrics: dict[str, int | float | list[int] | list[float]] = {"num-examples": len(cases)}
-    for head, values in scores.items():
-        if values:
-            metrics[f"dice/{head}"] = float(sum(values) / len(values))
-            metrics[f"n/{head}"] = len(values)
-    return RecordDict(
-        {METRICS_KEY: MetricRecord(metrics), SITE_KEY: site_record(spec.name, spec.tasks)}
-    )
+    return evaluate_reply(spec.name, spec.tasks, scores, len(cases))
 
 
 def site_spec(node_config: Mapping[str, object]) -> SiteSpec:

@@ -24,7 +24,7 @@ from service.api.deps import Reader, Sender, SessionDep, StateDep, audit_access
 from service.api.job_files import find_job, result_file
 from service.api.redaction import Redactor, server_redactor
 from service.api.responses import AUTH, errors
-from service.api.routers.dicomweb import store_body
+from service.api.stow_body import store_body
 from service.auth.tokens import Principal, Role
 from service.db.models import Delivery, Instance, Job
 from service.errors import ConflictError, FedsegError, NotFoundError

@@ -139,7 +139,7 @@ def search(
     key = {qido.Level.STUDY: "StudyInstanceUID", qido.Level.SERIES: "SeriesInstanceUID",
            qido.Level.INSTANCE: "SOPInstanceUID"}[level]  # fmt: skip
     wanted = {e[key] for e in matched}
-    base = str(request.base_url).rstrip("/") + "/dicomweb"
+    base = state.dicomweb_url
     # Counts describe whole entities, not just the instances that matched a lower-level key.
     entities = [e for e in _entities(level, flat, base) if e[key] in wanted]
     page = entities[query.offset : query.offset + query.limit]

@@ -22,10 +22,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from sqlalchemy import select
 
 from service.api.deps import Reader, StateDep, audit_access
-from service.api.multipart import write_related
 from service.api.responses import AUTH, errors
 from service.api.state import ServerState
 from service.db.models import Instance
+from service.dicomweb.multipart import write_related
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 

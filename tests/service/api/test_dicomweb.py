@@ -9,9 +9,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from service.api.multipart import write_related
 from service.auth.tokens import Role
 from service.db.models import AuditEvent, Instance, Job
+from service.dicomweb.multipart import write_related
 from service.jobs.worker import WorkerContext, work_once
 from tests.service.api.conftest import Api
 from tests.service.jobs.support import threshold_seg_runner, write_ct_study

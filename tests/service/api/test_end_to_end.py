@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from service.api.multipart import write_related
 from service.auth.tokens import Role
 from service.config import Settings
+from service.dicomweb.multipart import write_related
 from service.inference.bundle import save_bundle
 from service.inference.store import ModelStore
 from tests.dciodvfy import assert_valid

@@ -11,10 +11,10 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
-from service.api.multipart import write_related
 from service.auth.tokens import Role, create_token
 from service.config import Settings
 from service.db.models import AuditEvent
+from service.dicomweb.multipart import write_related
 from service.inference.bundle import save_bundle
 from service.inference.store import ModelStore
 from service.jobs.routing import rule_source

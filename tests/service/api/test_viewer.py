@@ -12,11 +12,11 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from service.api.multipart import write_related
 from service.auth.tokens import Role
 from service.config import Settings
 from service.db.models import AuditEvent
 from service.dicom.volume import read_volume
+from service.dicomweb.multipart import write_related
 from service.masks.seg_reader import read_seg
 from service.pet.suv import to_suv
 from tests.service.api.conftest import Api, api_settings

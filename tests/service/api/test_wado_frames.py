@@ -12,9 +12,9 @@ from pydicom.encaps import generate_frames
 from pydicom.pixels import pack_bits
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from service.api.multipart import related_boundary
 from service.api.routers.wado_frames import frames_of, metadata_json
 from service.auth.tokens import Role
+from service.dicomweb.multipart import related_boundary
 from service.storage.ingest import ingest
 from tests.service.api.conftest import Api
 

@@ -7,11 +7,11 @@ import signal
 import time
 from pathlib import Path
 
-from service.api.state import ServerState
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.models import Job, JobState
 from service.jobs.intake import enqueue_study
+from service.server import Server
 from service.storage.ingest import ingest
 from tests.service.cli.server_process import fedseg_env, running
 from tests.service.web.support import PET_STUDY, DataDir, install_suv_threshold_model
@@ -23,7 +23,7 @@ def test_worker_runs_a_queued_job(tmp_path: Path, data_dir: DataDir) -> None:
         state_dir=Path(env["FEDSEG_STATE_DIR"]), model_store=Path(env["FEDSEG_MODEL_STORE"])
     )
     install_suv_threshold_model(settings, tmp_path)
-    state = ServerState.from_settings(settings)
+    state = Server.from_settings(settings)
     upgrade(state.engine)
     with state.factory() as session, session.begin():
         outcomes = [

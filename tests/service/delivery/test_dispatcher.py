@@ -5,7 +5,9 @@ import subprocess
 from pathlib import Path
 
 import pydicom
+from sqlalchemy import select
 
+from service.auth.tokens import Role
 from service.config import Destination
 from service.db.models import Delivery, DeliveryState, Instance, Job
 from service.delivery.dispatcher import DeliveryPolicy, deliver_due, schedule
@@ -14,8 +16,10 @@ from service.jobs.worker import WorkerContext, work_once
 from service.storage.ingest import ingest
 from service.storage.store import InstanceStore
 from tests.dcmtk import dcmtk
+from tests.service.api.conftest import api_settings
 from tests.service.dimse.test_scp import free_port, wait_for_port
 from tests.service.jobs.support import sqlite_db, threshold_seg_runner, write_ct_study
+from tests.service.live_api import live_api
 
 
 def _finished_job(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -112,3 +116,25 @@ def test_a_result_uid_now_filed_under_another_study_is_never_delivered(tmp_path:
         (row,) = session.query(Delivery).all()
     assert row.state == DeliveryState.FAILED
     assert "no longer stored as results of study" in (row.last_error or "")
+
+
+def test_results_arrive_at_a_stow_rs_endpoint(tmp_path: Path) -> None:
+    factory, store, job_id = _finished_job(tmp_path)
+    with live_api(api_settings(tmp_path / "peer")) as peer:
+        destination = Destination(
+            name="archive",
+            kind="stowrs",
+            url=f"{peer.url}/dicomweb",
+            bearer_token=peer.tokens[Role.SENDER],
+        )
+        refused = Destination(name="no-token", kind="stowrs", url=f"{peer.url}/dicomweb")
+        schedule(factory, job_id, [destination, refused])
+        deliver_due(factory, store, [destination, refused], DeliveryPolicy(max_attempts=1))
+        with peer.state.factory() as session:
+            modalities = session.scalars(select(Instance.modality)).all()
+    assert modalities == ["SEG"]
+    with factory() as session:
+        rows = {row.destination: row for row in session.query(Delivery).all()}
+    assert rows["archive"].state == DeliveryState.DELIVERED
+    assert rows["no-token"].state == DeliveryState.FAILED
+    assert "answered 401" in (rows["no-token"].last_error or "")

@@ -96,12 +96,11 @@ def test_retention_must_be_positive() -> None:
 
 
 def test_worker_idle_step_purges_at_most_once_per_interval(tmp_path: Path) -> None:
-    from service.api.state import ServerState
     from service.config import Settings
     from service.db.migrate import upgrade
-    from service.jobs.background import retention_step
+    from service.server import Server, retention_step
 
-    state = ServerState.from_settings(Settings(state_dir=tmp_path / "state", retention_days=30))
+    state = Server.from_settings(Settings(state_dir=tmp_path / "state", retention_days=30))
     upgrade(state.engine)
     first = _receive(state.factory, state.store, tmp_path, "first")
     _age(state.factory, first)

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from service.api.multipart import write_related
 from service.api.state import ServerState
 from service.config import Settings
 from service.dicom.image_writer import PetAcquisition, SeriesSpec, write_series
 from service.dicom.volume import Volume, read_volume
+from service.dicomweb.multipart import write_related
 from service.inference.bundle import save_bundle
 from service.inference.store import ModelStore
 from service.jobs.intake import enqueue_study

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.api.multipart import write_related
 from service.auth.tokens import Role, create_token
 from service.dicom.volume import Volume, read_volume
+from service.dicomweb.multipart import write_related
 from service.masks.seg_reader import read_seg
 from service.pet.suv import to_suv
 from tests.service.web.browser import CHROMIUM, CHROMIUM_ARGS, Server, coloured, require_browser

@@ -11,8 +11,7 @@ import pytest
 from service.cli.main import main
 from training.engine import TrainConfig, load_model
 from training.engine.classify import LesionSet, lesion_cube, score, train_classifier
-from training.engine.loop import build_model
-from training.models import ModelConfig
+from training.models import ModelConfig, build_model
 from training.phantoms import PhantomConfig, generate_dataset
 from training.phantoms.config import PhantomModality, Size
 

@@ -7,8 +7,7 @@ import torch
 
 from service.inference.sliding_window import SlidingWindowConfig, sliding_window
 from training.engine import predict_labels
-from training.engine.loop import build_model
-from training.models import ModelConfig
+from training.models import ModelConfig, build_model
 
 
 def test_predict_labels_equals_the_service_sliding_window() -> None:

@@ -9,10 +9,10 @@ import torch
 from service.imaging.resample import Grid
 from training.data.preprocess import Prepared
 from training.engine import TrainConfig, load_model, predict_labels, train
-from training.engine.loop import build_model, deep_supervision_loss
+from training.engine.step import deep_supervision_loss
 from training.losses import LabelSupervision, MarginalLoss
 from training.metrics import dice
-from training.models import ModelConfig
+from training.models import ModelConfig, build_model
 from training.models.blocks import SegmentationHead
 from training.tasks import TASKS, TaskName
 

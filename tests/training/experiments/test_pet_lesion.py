@@ -17,9 +17,8 @@ from training.engine.calibration import (
     fold_threshold,
     largest_component,
 )
-from training.engine.loop import build_model
 from training.experiments import pet_lesion
-from training.models import ModelConfig
+from training.models import ModelConfig, build_model
 
 
 def _cases(root: Path, n: int) -> Path:

@@ -5,7 +5,9 @@ nnU-Net's fingerprint extractor, planner, preprocessor and trainer make four mod
 model (z-score), a region model (sigmoid, ``regions_class_order``) and an old-format-plans
 ``nnUNetTrainerNoMirroring`` model laid out as TotalSegmentator's. Building them takes about a
 minute on two cores (two builder processes, one thread each), so they are made once per session
-and shared by the importer tests and the parity tests.
+and shared by the importer tests and the parity tests. To iterate locally, build them once
+(``python -m training.nnunet.phantom_models --root DIR --model ct --model mr --model regions
+--model totalseg``) and point ``FEDSEG_TEST_NNUNET_MODELS`` at ``DIR``.
 """
 
 from __future__ import annotations
@@ -52,9 +54,14 @@ def _need_nnunet() -> None:
 def nnunet_models(tmp_path_factory: pytest.TempPathFactory) -> ReferenceModels:
     """Build the reference models (once per session)."""
     _need_nnunet()
-    from training.nnunet.phantom_models import SPECS
+    prebuilt = os.environ.get("FEDSEG_TEST_NNUNET_MODELS")
+    root = Path(prebuilt) if prebuilt else tmp_path_factory.mktemp("nnunet-models")
+    if not prebuilt:
+        _build(root)
+    return _models(root)
 
-    root = tmp_path_factory.mktemp("nnunet-models")
+
+def _build(root: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     logs = []
     processes = []
@@ -75,6 +82,11 @@ def nnunet_models(tmp_path_factory: pytest.TempPathFactory) -> ReferenceModels:
         if code != 0:
             tail = log.read_text(errors="replace")[-3000:]
             pytest.fail(f"building the reference nnU-Net models failed ({log}):\n{tail}")
+
+
+def _models(root: Path) -> ReferenceModels:
+    from training.nnunet.phantom_models import SPECS
+
     results = root / "results"
 
     def trained(key: str) -> Path:

@@ -185,3 +185,13 @@ def test_export_that_differs_from_torch_is_refused(tmp_path: Path) -> None:
     assert check_parity(first, data, 1, (8, 8, 8), tmp_path) < 1e-4
     with pytest.raises(ModelBundleError, match=r"the ONNX export differs from torch by up to"):
         check_parity(second, data, 1, (8, 8, 8), tmp_path)
+
+
+def test_fold_all_is_refused_clearly(nnunet_models: ReferenceModels, tmp_path: Path) -> None:
+    folder = _copy(nnunet_models.ct, tmp_path)
+    shutil.rmtree(folder / "fold_1")
+    (folder / "fold_0").rename(folder / "fold_all")
+    with pytest.raises(
+        ModelBundleError, match=r"fold_all/checkpoint_final\.pth: a model trained on all cases"
+    ):
+        import_model([folder], tmp_path / "out", ImportOptions())

@@ -1,0 +1,1 @@
+"""Federated nnU-Net: the pooled fingerprint the sites plan from."""

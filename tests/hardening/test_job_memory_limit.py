@@ -1,0 +1,101 @@
+"""A real job that needs more memory than its limit fails alone: the API and SCP answer on.
+
+The model's grid is 0.02 mm, so the 24 × 18 × 12 mm phantom CT resampled to it needs 2.4 GiB
+in one array: what a decompression bomb or a huge series does to a job. The server runs its
+real worker (each job in a child process) and its real C-STORE SCP, on a 1 GiB job limit.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from service.auth.tokens import Role
+from service.config import Settings
+from service.db.models import JobState
+from service.inference.bundle import save_bundle
+from service.inference.store import ModelStore
+from service.server import scp_service, segment_service
+from service.storage.ingest import ingest
+from tests.service.api.conftest import api_settings
+from tests.service.dimse.test_scp import free_port
+from tests.service.inference.conftest import pointwise_model, threshold_manifest
+from tests.service.jobs.support import write_ct_study
+from tests.service.live_api import live_api
+
+LIMIT = 1024**3
+
+
+def _install_fine_grid_model(settings: Settings, folder: Path) -> None:
+    manifest = threshold_manifest(
+        name="ct-fine-grid",
+        modality="CT",
+        normalisation={"kind": "ct-window", "low": 0.0, "high": 200.0},
+        spacing=(0.02, 0.02, 0.02),
+    )
+    model = pointwise_model(np.array([[-1.0], [1.0]]), np.array([0.45, -0.45]))
+    bundle = save_bundle(folder / "bundle", model, manifest)
+    ModelStore(roots=(settings.model_store,)).install(bundle.path)
+
+
+def _echo(port: int) -> int:
+    ae = AE(ae_title="PACS")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="FEDSEG")
+    assert assoc.is_established, "the SCP no longer accepts associations"
+    status = assoc.send_c_echo()
+    assoc.release()
+    return int(status.Status)
+
+
+def test_a_job_over_its_memory_limit_fails_once_while_the_server_answers(tmp_path: Path) -> None:
+    settings = api_settings(
+        tmp_path,
+        job_memory_limit_bytes=LIMIT,
+        job_max_attempts=3,
+        worker_poll_s=0.2,
+        dicom_port=free_port(),
+        dicom_allowed_aes=["PACS"],
+    )
+    _install_fine_grid_model(settings, tmp_path)
+    files = write_ct_study(tmp_path / "ct")
+    with live_api(settings, (segment_service(), scp_service)) as api:
+        with api.state.factory() as session, session.begin():
+            study = ingest(session, api.state.store, files[0].read_bytes(), "stow:live-sender")
+            for path in files[1:]:
+                ingest(session, api.state.store, path.read_bytes(), "stow:live-sender")
+        created = httpx.post(
+            f"{api.url}/v1/jobs",
+            json={"study_instance_uid": study.study_instance_uid},
+            headers=api.headers(Role.SENDER),
+            timeout=30,
+        )
+        assert created.status_code == 202, created.text
+        job_url = f"{api.url}/v1/jobs/{created.json()['id']}"
+        reader = api.headers(Role.READER)
+        states: list[str] = []
+        answered_while_running = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            health = httpx.get(f"{api.url}/healthz", timeout=10)
+            job = httpx.get(job_url, headers=reader, timeout=10).json()
+            states.append(job["state"])
+            if job["state"] == JobState.RUNNING.value and health.status_code == 200:
+                answered_while_running += 1
+            if job["state"] in (JobState.FAILED.value, JobState.SUCCEEDED.value):
+                break
+            time.sleep(0.1)
+        assert answered_while_running > 0, f"no answer while the job ran: {states}"
+        assert job["state"] == JobState.FAILED.value, job
+        assert job["attempts"] == 1, "an out-of-memory job must not be retried"
+        assert job["error"].startswith("out of memory"), job["error"]
+        assert "1.0 GiB (FEDSEG_JOB_MEMORY_LIMIT_BYTES)" in job["error"]
+        assert "MemoryError" in job["error"]
+        # The process that holds the API and the SCP lives on and serves.
+        assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
+        assert _echo(settings.dicom_port) == 0x0000

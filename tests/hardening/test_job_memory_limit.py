@@ -7,11 +7,17 @@ real worker (each job in a child process) and its real C-STORE SCP, on a 1 GiB j
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -53,6 +59,43 @@ def _echo(port: int) -> int:
     return int(status.Status)
 
 
+@contextmanager
+def _health_poller(url: str) -> Iterator[list[tuple[datetime, int]]]:
+    """Poll ``/healthz`` without pause in a thread; yields the (time, status) answers so far."""
+    answers: list[tuple[datetime, int]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                status = client.get(f"{url}/healthz").status_code
+                answers.append((datetime.now(UTC), status))
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def _wait_finished(job_url: str, headers: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = httpx.get(job_url, headers=headers, timeout=30).json()
+        if job["state"] in (JobState.FAILED.value, JobState.SUCCEEDED.value):
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"the job at {job_url} did not finish within 120 s")
+
+
+def _utc(stamp: str) -> datetime:
+    """An API timestamp as an aware UTC datetime (SQLite hands them back without a zone)."""
+    value = datetime.fromisoformat(stamp)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def test_a_job_over_its_memory_limit_fails_once_while_the_server_answers(tmp_path: Path) -> None:
     settings = api_settings(
         tmp_path,
@@ -77,20 +120,12 @@ def test_a_job_over_its_memory_limit_fails_once_while_the_server_answers(tmp_pat
         )
         assert created.status_code == 202, created.text
         job_url = f"{api.url}/v1/jobs/{created.json()['id']}"
-        reader = api.headers(Role.READER)
-        states: list[str] = []
-        answered_while_running = 0
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            health = httpx.get(f"{api.url}/healthz", timeout=10)
-            job = httpx.get(job_url, headers=reader, timeout=10).json()
-            states.append(job["state"])
-            if job["state"] == JobState.RUNNING.value and health.status_code == 200:
-                answered_while_running += 1
-            if job["state"] in (JobState.FAILED.value, JobState.SUCCEEDED.value):
-                break
-            time.sleep(0.1)
-        assert answered_while_running > 0, f"no answer while the job ran: {states}"
+        with _health_poller(api.url) as answers:
+            job = _wait_finished(job_url, api.headers(Role.READER))
+        started, finished = (_utc(job[key]) for key in ("started_at", "finished_at"))
+        during = [status for at, status in answers if started <= at <= finished]
+        assert during, f"no /healthz poll fell inside the job's run ({started} to {finished})"
+        assert set(status for _, status in answers) == {200}
         assert job["state"] == JobState.FAILED.value, job
         assert job["attempts"] == 1, "an out-of-memory job must not be retried"
         assert job["error"].startswith("out of memory"), job["error"]

@@ -2,8 +2,11 @@
 # Rebuild the default model bundles shipped in models/ (see models/README.md).
 #   ct-organs, mr-tumour: demonstration models trained on fedseg's own phantoms;
 #   pet-lesion: trained on the real sts-pet data (patient-level split of the pet-lesion
-#   experiment, docs/experiments/pet-lesion.md).
-# Usage: bash scripts/build_models.sh [ct-organs|mr-tumour|pet-lesion ...]   (default: all)
+#   experiment, docs/experiments/pet-lesion.md);
+#   nnunet-phantom: a small nnU-Net v2 model made by nnU-Net's own planner and trainer on the
+#   phantoms, imported with `fedseg import nnunet` (docs/models.md).
+# Usage: bash scripts/build_models.sh [ct-organs|mr-tumour|pet-lesion|nnunet-phantom ...]
+#        (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${FEDSEG_BUILD:-build/models}"
@@ -13,7 +16,7 @@ version="${FEDSEG_MODEL_VERSION:-0.1.0}"
 # OMP_NUM_THREADS=1 on a shared 2-core CPU.
 declare -A steps=([ct-organs]=1600 [mr-tumour]=500)
 declare -A lr=([ct-organs]=1e-2 [mr-tumour]=1e-2)
-tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(ct-organs mr-tumour pet-lesion)
+tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(ct-organs mr-tumour pet-lesion nnunet-phantom)
 mkdir -p "$work"
 export PYTHONUNBUFFERED=1
 
@@ -23,8 +26,31 @@ phantoms() {
       --size small --modalities ct,mr --full-labels
 }
 
+nnunet_phantom() {
+  # nnU-Net's fingerprint, planner, preprocessor and trainer (plans shrunk to 8-32 features, a
+  # 16x24x24 patch; 400 iterations) on 12 tiny phantom CTs: training/nnunet/phantom_models.py.
+  rm -rf "$work/nnunet-phantom"
+  OMP_NUM_THREADS=1 python -m training.nnunet.phantom_models --root "$work/nnunet-phantom" --model demo
+  cat > "$work/nnunet-phantom/intended-use.json" <<'JSON'
+{"statement": "demonstration only; not for clinical use: a tiny nnU-Net trained on synthetic phantoms, never validated on patients",
+ "research_only": true, "modality": "CT", "body_regions": ["thorax", "abdomen"],
+ "training_data": {"kind": "synthetic", "cases": 12,
+   "sources": ["fedseg phantoms (seed 2026, size tiny: 32x32 matrix, 12-16 mm slices), 11 training and 1 validation case per nnU-Net's split; built by scripts/build_models.sh nnunet-phantom"]}}
+JSON
+  rm -rf models/nnunet-phantom
+  fedseg import nnunet "$work/nnunet-phantom/results/Dataset905_PhantomDemo" \
+    --out models/nnunet-phantom --name nnunet-phantom --version "$version" \
+    --description "nnU-Net v2 (3d_fullres, nnUNetTrainer, fold 0) trained on fedseg phantoms: liver, spleen, lungs" \
+    --intended-use "$work/nnunet-phantom/intended-use.json"
+}
+
 for task in "${tasks[@]}"; do
   start=$(date +%s)
+  if [ "$task" = nnunet-phantom ]; then
+    nnunet_phantom
+    echo "$task: $(( $(date +%s) - start )) s on $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p'))"
+    continue
+  fi
   source_run="$work/$task"
   task_version="$version"
   export_args=()

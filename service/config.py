@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.inference.session import Engine
 from service.qc.enum import QcPolicy
 
 # The repository layout puts the shared data beside the checkout: <repo>/../shared/data.
@@ -107,6 +108,13 @@ class Settings(BaseSettings):
         description=(
             "onnxruntime intra-op threads of each model session (fedseg segment, the server's "
             "workers); 0 lets onnxruntime use one per physical core."
+        ),
+    )
+    inference_engine: Engine = Field(
+        default=Engine.ONNXRUNTIME,
+        description=(
+            "Engine that runs the networks: onnxruntime (CPU, CUDA, TensorRT) or openvino (CPU). "
+            "Verified at load: an engine or device that does not run as asked is an error."
         ),
     )
 

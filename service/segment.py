@@ -23,9 +23,9 @@ from service.dicom.volume import Discovery, Volume, discover, load_volume
 from service.errors import FedsegError, ModelBundleError
 from service.inference.bundle import ModelBundle
 from service.inference.manifest import Manifest, NormalisationKind
-from service.inference.pipeline import Segmenter
+from service.inference.pipeline import ModelSegmenter, open_segmenter
 from service.inference.preprocess import model_values
-from service.inference.session import Device, SessionOptions
+from service.inference.session import Device, Engine, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
 from service.pet.body_size import SuvType
@@ -59,6 +59,7 @@ class SegmentOptions:
     models: tuple[str, ...] = ()  # names or bundle folders; empty: every installed model
     any_folder: bool = True  # bundle folders outside the stores (a local user); server: False
     device: Device = Device.AUTO
+    engine: Engine | None = None  # None: the settings' inference_engine (segment_study)
     fast: bool = False  # less window overlap, for a quick look
     mirror_tta: bool = False  # average over mirrored inputs (slower, smoother)
     batch_size: int = 2
@@ -147,14 +148,18 @@ class StudySegmenter:
     def __init__(self, bundles: Sequence[ModelBundle], options: SegmentOptions) -> None:
         self.options = options
         threads = options.threads or 0
-        session = SessionOptions(device=options.device, intra_op_threads=threads)
+        session = SessionOptions(
+            device=options.device,
+            engine=options.engine or Engine.ONNXRUNTIME,
+            intra_op_threads=threads,
+        )
         self.segmenters = [
-            Segmenter(b, session, batch_size=options.batch_size, mirror_tta=options.mirror_tta)
+            open_segmenter(b, session, batch_size=options.batch_size, mirror_tta=options.mirror_tta)
             for b in bundles
         ]
         if options.fast:
             for segmenter in self.segmenters:
-                segmenter.window = replace(segmenter.window, overlap=0.25)
+                segmenter.use_fast_tiling()
 
     def run(
         self,
@@ -209,7 +214,7 @@ class StudySegmenter:
         self,
         volume: Volume,
         labels: np.ndarray,
-        segmenter: Segmenter,
+        segmenter: ModelSegmenter,
         out_dir: Path,
         result: SeriesResult,
         qc: SeriesQc,
@@ -229,7 +234,8 @@ class StudySegmenter:
         # The values the model saw are the ones to measure (PET: SUVs, converted once), unless
         # the results ask for another SUV type than the model's.
         same_unit = volume.modality != "PT" or (
-            manifest.normalisation.kind is NormalisationKind.SUV
+            manifest.normalisation is not None
+            and manifest.normalisation.kind is NormalisationKind.SUV
             and SuvType(manifest.normalisation.suv_type) is output.suv_type
         )
         # The label map itself: the writers cut one structure at a time out of it.
@@ -242,7 +248,7 @@ class StudySegmenter:
     def _one(
         self,
         candidate: Candidate,
-        segmenter: Segmenter,
+        segmenter: ModelSegmenter,
         out_dir: Path,
         timings: dict[str, float],
         progress: Progress | None,
@@ -289,7 +295,9 @@ class StudySegmenter:
 
 def _qc_values(manifest: Manifest, volume: Volume) -> bool:
     """Whether the model values are in the unit QC judges (PET: only SUV)."""
-    return volume.modality != "PT" or manifest.normalisation.kind is NormalisationKind.SUV
+    return volume.modality != "PT" or (
+        manifest.normalisation is not None and manifest.normalisation.kind is NormalisationKind.SUV
+    )
 
 
 def _series_qc(
@@ -365,6 +373,8 @@ def segment_study(
     """
     if options.threads is None:
         options = replace(options, threads=settings.inference_threads)
+    if options.engine is None:
+        options = replace(options, engine=settings.inference_engine)
     start = time.perf_counter()
     found = discover(inputs, settings)
     names = options.models

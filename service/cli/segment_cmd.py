@@ -13,7 +13,7 @@ from tqdm import tqdm
 from service.cli import structure_table
 from service.cli.output_options import add_formats_argument
 from service.config import get_settings
-from service.inference.session import Device
+from service.inference.session import Device, Engine
 from service.inference.sliding_window import Progress
 from service.qc.enum import QcPolicy
 from service.qc.report import qc_lines
@@ -48,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="where the model runs: auto takes a GPU when onnxruntime offers one, else the "
         "CPU; cuda fails when no GPU can be used (default: auto)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=[e.value for e in Engine],
+        default=None,
+        help="inference engine: onnxruntime (CPU, CUDA, TensorRT) or openvino (CPU); checked "
+        "at load, an engine or device that does not run as asked is an error (default: "
+        "FEDSEG_INFERENCE_ENGINE, else onnxruntime)",
     )
     parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
@@ -103,10 +111,11 @@ def _bar_factory(quiet: bool) -> Callable[[str], Progress]:
 
 def run(args: argparse.Namespace) -> int:
     """Segment and print a summary; exit 1 when a series failed."""
-    settings = get_settings(inference_threads=args.threads)
+    settings = get_settings(inference_threads=args.threads, inference_engine=args.engine)
     options = SegmentOptions(
         models=tuple(args.model),
         device=Device(args.device),
+        engine=settings.inference_engine,
         fast=args.fast,
         mirror_tta=args.tta,
         threads=settings.inference_threads,

@@ -1,5 +1,9 @@
 """Model bundles: a folder with ``model.onnx``, ``manifest.json`` and ``checksums.sha256``.
 
+An nnU-Net bundle (``"runtime": "nnunet-v2"``) holds one ONNX file per model and fold instead of
+``model.onnx``, at the relative paths its ``nnunet`` block names; the checksums cover them and
+the manifest, and each file must also match the ``onnx_sha256`` the manifest records.
+
 Bundles are the only thing passed from training to the service. Loading verifies the checksums
 and the manifest before any voxel is touched, so a truncated copy or an edited manifest is
 refused instead of producing silently wrong contours.
@@ -15,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service.errors import ModelBundleError
-from service.inference.manifest import Manifest
+from service.inference.manifest import Manifest, Runtime
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -32,9 +36,35 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def bundle_files(manifest: Manifest) -> tuple[str, ...]:
+    """The files a bundle's checksums cover: the manifest and its network file(s)."""
+    if manifest.nnunet is None:
+        return _COVERED
+    onnx = [fold.onnx for model in manifest.nnunet.models for fold in model.folds]
+    return (MANIFEST_FILE, *dict.fromkeys(onnx))
+
+
+def _parse_manifest(path: Path) -> Manifest:
+    try:
+        return Manifest.model_validate(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ModelBundleError(f"{path}: invalid manifest: {exc}") from exc
+
+
 def write_checksums(folder: Path) -> Path:
     """Write ``checksums.sha256`` (``sha256sum`` format) for the bundle's files."""
-    lines = [f"{sha256(folder / name)}  {name}" for name in _COVERED]
+    names: tuple[str, ...] = _COVERED
+    if (folder / MANIFEST_FILE).is_file():
+        data = json.loads((folder / MANIFEST_FILE).read_text())
+        if isinstance(data, dict) and data.get("runtime") == Runtime.NNUNET_V2.value:
+            # Read leniently: the manifest is validated by load(), which names what is wrong.
+            onnx = [
+                str(fold.get("onnx"))
+                for model in data.get("nnunet", {}).get("models", [])
+                for fold in model.get("folds", [])
+            ]
+            names = (MANIFEST_FILE, *dict.fromkeys(o for o in onnx if (folder / o).is_file()))
+    lines = [f"{sha256(folder / name)}  {name}" for name in names]
     path = folder / CHECKSUM_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -62,13 +92,25 @@ class ModelBundle:
 
     @property
     def model_path(self) -> Path:
-        """The ONNX network."""
+        """The ONNX network (fedseg's own recipe; an nnU-Net bundle has :meth:`fold_paths`)."""
         return self.path / MODEL_FILE
+
+    def fold_paths(self) -> list[list[Path]]:
+        """An nnU-Net bundle's ONNX files: per model, per fold, in manifest order."""
+        recipe = self.manifest.nnunet
+        if recipe is None:
+            return []
+        return [[self.path / fold.onnx for fold in model.folds] for model in recipe.models]
 
     @property
     def checksum(self) -> str:
-        """SHA-256 of the model file (identifies the exact weights)."""
-        return _read_checksums(self.path)[MODEL_FILE]
+        """SHA-256 identifying the exact weights.
+
+        The model file's, or for an nnU-Net bundle the manifest's (which records every fold's
+        ONNX sha256).
+        """
+        name = MODEL_FILE if self.manifest.nnunet is None else MANIFEST_FILE
+        return _read_checksums(self.path)[name]
 
     @classmethod
     def load(cls, path: Path | str) -> ModelBundle:
@@ -83,22 +125,34 @@ class ModelBundle:
         if not folder.is_dir():
             raise ModelBundleError(f"{folder}: model bundle folder not found")
         sums = _read_checksums(folder)
-        for name in _COVERED:
-            file = folder / name
-            if not file.is_file():
-                raise ModelBundleError(f"{folder}: {name} missing")
-            if name not in sums:
-                raise ModelBundleError(f"{folder}: {CHECKSUM_FILE} has no entry for {name}")
-            if sha256(file) != sums[name]:
-                raise ModelBundleError(
-                    f"{file}: checksum does not match {CHECKSUM_FILE}; the file was changed or "
-                    "damaged. Re-copy or re-export the bundle."
-                )
-        try:
-            manifest = Manifest.model_validate(json.loads((folder / MANIFEST_FILE).read_text()))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise ModelBundleError(f"{folder / MANIFEST_FILE}: invalid manifest: {exc}") from exc
+        _verify(folder, MANIFEST_FILE, sums)
+        manifest = _parse_manifest(folder / MANIFEST_FILE)
+        for name in bundle_files(manifest):
+            _verify(folder, name, sums)
+        if manifest.nnunet is not None:
+            for i, model in enumerate(manifest.nnunet.models):
+                for j, fold in enumerate(model.folds):
+                    if sums[fold.onnx] != fold.onnx_sha256:
+                        raise ModelBundleError(
+                            f"{folder / fold.onnx}: sha256 differs from the manifest's "
+                            f"nnunet.models[{i}].folds[{j}].onnx_sha256; re-import the model"
+                        )
         return cls(path=folder, manifest=manifest)
+
+
+def _verify(folder: Path, name: str, sums: dict[str, str]) -> None:
+    file = folder / name
+    if not file.resolve().is_relative_to(folder.resolve()):
+        raise ModelBundleError(f"{folder}: {name} lies outside the bundle folder")
+    if not file.is_file():
+        raise ModelBundleError(f"{folder}: {name} missing")
+    if name not in sums:
+        raise ModelBundleError(f"{folder}: {CHECKSUM_FILE} has no entry for {name}")
+    if sha256(file) != sums[name]:
+        raise ModelBundleError(
+            f"{file}: checksum does not match {CHECKSUM_FILE}; the file was changed or "
+            "damaged. Re-copy or re-export the bundle."
+        )
 
 
 def save_bundle(folder: Path, model_bytes: bytes, manifest: Manifest) -> ModelBundle:

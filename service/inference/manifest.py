@@ -16,11 +16,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    InstanceOf,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
+from service.inference.nnunet.recipe import NnunetRecipe
 from service.labels.registry import LabelEntry, LabelTable
 from service.qc.intended_use import IntendedUse
 
@@ -66,6 +69,24 @@ class NormalisationKind(StrEnum):
     CT_WINDOW = "ct-window"  # clip HU to [low, high], scale to [0, 1]
     SUV = "suv"  # PET converted to SUV (type in `suv_type`), divided by (high - low), no clip
     ZSCORE = "z-score"  # (x - mean) / std over the foreground (x > min) of each volume
+
+
+class Runtime(StrEnum):
+    """Which recipe runs a bundle's network."""
+
+    FEDSEG = "fedseg"  # fedseg's own U-Net recipe: spacing, normalisation, patch_size fields
+    NNUNET_V2 = "nnunet-v2"  # nnU-Net v2's recipe, in the ``nnunet`` block
+
+
+#: Fields of fedseg's own recipe; an nnU-Net bundle carries its recipe in ``nnunet`` instead.
+_FEDSEG_RECIPE_FIELDS = (
+    "spacing",
+    "orientation",
+    "normalisation",
+    "patch_size",
+    "overlap",
+    "activation",
+)
 
 
 class Activation(StrEnum):
@@ -163,10 +184,11 @@ class Manifest(BaseModel):
     description: str = ""
     intended_use: IntendedUse  # see service.qc.intended_use for the block's schema
     labels: list[dict[str, Any]]  # the label table entries (service/labels format)
-    spacing: tuple[float, float, float]
+    runtime: Runtime = Runtime.FEDSEG
+    spacing: tuple[float, float, float] | None = None  # required for runtime fedseg
     orientation: str = "LPS"
-    normalisation: Normalisation
-    patch_size: tuple[int, int, int]
+    normalisation: Normalisation | None = None  # required for runtime fedseg
+    patch_size: tuple[int, int, int] | None = None  # required for runtime fedseg
     overlap: float = Field(default=0.5, ge=0, lt=1)
     activation: Activation = Activation.SOFTMAX
     input_channels: int = Field(default=1, ge=1)
@@ -174,6 +196,18 @@ class Manifest(BaseModel):
     series: list[SeriesRule] = Field(default_factory=list)
     provenance: Provenance
     onnx_opset: int = Field(ge=17)
+    #: nnU-Net's recipe (runtime nnunet-v2): service.inference.nnunet.recipe.NnunetRecipe
+    nnunet: InstanceOf[NnunetRecipe] | None = None
+
+    @field_validator("nnunet", mode="before")
+    @classmethod
+    def _nnunet_block(cls, value: Any) -> Any:
+        # The recipe's own reader names the failing field's path (nnunet.models[0]...).
+        return NnunetRecipe.from_dict(value) if isinstance(value, dict) else value
+
+    @field_serializer("nnunet")
+    def _nnunet_json(self, value: NnunetRecipe | None) -> dict[str, Any] | None:
+        return None if value is None else value.as_dict()
 
     @field_validator("manifest_version")
     @classmethod
@@ -200,17 +234,57 @@ class Manifest(BaseModel):
 
     @field_validator("spacing")
     @classmethod
-    def _positive_spacing(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(v <= 0 for v in value):
+    def _positive_spacing(
+        cls, value: tuple[float, float, float] | None
+    ) -> tuple[float, float, float] | None:
+        if value is not None and any(v <= 0 for v in value):
             raise ValueError(f"spacing must be positive, got {value}")
         return value
 
     @field_validator("patch_size")
     @classmethod
-    def _positive_patch(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
-        if any(v < 1 for v in value):
+    def _positive_patch(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and any(v < 1 for v in value):
             raise ValueError(f"patch_size must be positive, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _check_runtime(self) -> Manifest:
+        if self.runtime is Runtime.FEDSEG:
+            missing = [
+                k for k in ("spacing", "normalisation", "patch_size") if getattr(self, k) is None
+            ]
+            if missing:
+                raise ValueError(f"runtime fedseg needs the field(s) {', '.join(missing)}")
+            if self.nnunet is not None:
+                raise ValueError('an "nnunet" block needs "runtime": "nnunet-v2"')
+            return self
+        if self.nnunet is None:
+            raise ValueError('runtime nnunet-v2 needs the "nnunet" block (the nnU-Net recipe)')
+        extra = [k for k in _FEDSEG_RECIPE_FIELDS if k in self.model_fields_set]
+        if extra:
+            raise ValueError(
+                f"runtime nnunet-v2 carries its recipe in the nnunet block; remove the field(s) "
+                f"{', '.join(extra)} of fedseg's own recipe"
+            )
+        if self.input_channels != len(self.nnunet.channels):
+            raise ValueError(
+                f"input_channels {self.input_channels} differs from the "
+                f"{len(self.nnunet.channels)} channels of nnunet.channels"
+            )
+        numbers = {int(item.get("number", 0)) for item in self.labels}
+        produced = self.nnunet.label_numbers
+        if produced - numbers:
+            raise ValueError(
+                f"nnunet label_map produces label number(s) {sorted(produced - numbers)} that "
+                "the labels list does not have"
+            )
+        if numbers - produced:
+            raise ValueError(
+                f"label number(s) {sorted(numbers - produced)} of the labels list are produced by "
+                "no model's nnunet label_map"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_intended_modality(self) -> Manifest:
@@ -237,6 +311,21 @@ class Manifest(BaseModel):
         return LabelTable(
             task=self.task, labels=tuple(LabelEntry.from_dict(item) for item in self.labels)
         )
+
+    @property
+    def fedseg_recipe(
+        self,
+    ) -> tuple[tuple[float, float, float], Normalisation, tuple[int, int, int]]:
+        """Spacing, normalisation and patch size of fedseg's own recipe.
+
+        Raises
+        ------
+        ValueError
+            For an nnU-Net bundle, which has no such recipe.
+        """
+        if self.spacing is None or self.normalisation is None or self.patch_size is None:
+            raise ValueError(f"{self.name} is a {self.runtime.value} bundle, not fedseg's recipe")
+        return self.spacing, self.normalisation, self.patch_size
 
     @property
     def num_classes(self) -> int:

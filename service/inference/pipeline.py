@@ -1,47 +1,49 @@
-"""Segment one volume with one bundle: prepare → sliding window → map back → clean up."""
+"""Segment one volume with one bundle: prepare → sliding window → map back → clean up.
+
+:class:`Segmenter` runs fedseg's own U-Net recipe; :func:`open_segmenter` returns the segmenter
+a bundle's ``runtime`` asks for (this one, or nnU-Net's), behind one interface.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
 from service.dicom.volume import Volume
 from service.errors import ModelBundleError
 from service.inference.bundle import ModelBundle
-from service.inference.manifest import Activation
+from service.inference.manifest import Activation, Runtime
+from service.inference.nnunet.segmenter import NnunetSegmenter
 from service.inference.postprocess import clean_labels, to_source_labels
 from service.inference.preprocess import prepare
-from service.inference.session import OnnxModel, SessionOptions
+from service.inference.segmenter import ModelSegmenter, Segmentation, run_on_zero_patch
+from service.inference.session import SessionOptions, check_self_contained, open_model
 from service.inference.sliding_window import (
     Progress,
     SlidingWindowConfig,
     mirrored,
     sliding_window,
 )
-from service.labels.registry import LabelTable
+
+__all__ = ["ModelSegmenter", "Segmentation", "Segmenter", "open_segmenter"]
 
 
-@dataclass
-class Segmentation:
-    """A label map on the source volume's grid, with what produced it."""
-
-    labels: np.ndarray  # uint8 on the source grid, values from `table`
-    table: LabelTable
-    values: np.ndarray  # the physical values the model saw (HU, SUV, MR units)
-    provider: str
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def present(self) -> list[str]:
-        """Names of the labels that have at least one voxel."""
-        # One comparison per label: np.unique would sort the whole volume.
-        return [e.name for e in self.table.labels if np.any(self.labels == e.number)]
+def open_segmenter(
+    bundle: ModelBundle,
+    options: SessionOptions | None = None,
+    batch_size: int = 2,
+    mirror_tta: bool = False,
+) -> ModelSegmenter:
+    """The segmenter for ``bundle``'s runtime, its network(s) loaded in the chosen engine."""
+    if bundle.manifest.runtime is Runtime.NNUNET_V2:
+        return NnunetSegmenter(bundle, options, batch_size=batch_size, mirror_tta=mirror_tta)
+    return Segmenter(bundle, options, batch_size=batch_size, mirror_tta=mirror_tta)
 
 
-class Segmenter:
-    """A bundle loaded into an onnxruntime session, ready to segment volumes."""
+class Segmenter(ModelSegmenter):
+    """A fedseg-recipe bundle loaded into its engine, ready to segment volumes."""
 
     def __init__(
         self,
@@ -51,15 +53,20 @@ class Segmenter:
         mirror_tta: bool = False,
     ) -> None:
         manifest = bundle.manifest
+        if manifest.runtime is not Runtime.FEDSEG:
+            raise ModelBundleError(
+                f"{bundle.path}: a {manifest.runtime.value} bundle; load it with open_segmenter"
+            )
+        _, _, patch_size = manifest.fedseg_recipe
         if manifest.activation is not Activation.SOFTMAX:
             raise ModelBundleError(
                 f"{bundle.path}: activation {manifest.activation.value} is not supported by this "
                 "engine; export the model with softmax (one channel per label plus background)"
             )
         self.bundle = bundle
-        self.model = OnnxModel(bundle.model_path, options)
+        self.model = open_model(bundle.model_path, options)
         self.window = SlidingWindowConfig(
-            patch_size=manifest.patch_size, overlap=manifest.overlap, batch_size=batch_size
+            patch_size=patch_size, overlap=manifest.overlap, batch_size=batch_size
         )
         self.mirror_tta = mirror_tta
 
@@ -67,6 +74,24 @@ class Segmenter:
     def provider(self) -> str:
         """The execution provider the session actually runs on."""
         return self.model.provider
+
+    def use_fast_tiling(self) -> None:
+        """Window overlap 0.25 instead of the manifest's, for a quick look."""
+        self.window = replace(self.window, overlap=0.25)
+
+    def smoke_test(self) -> None:
+        """Load the network from its own bytes and run it once on a zero patch.
+
+        Raises
+        ------
+        ModelBundleError
+            If it does not load alone, fails, or returns the wrong shape or non-finite values.
+        """
+        manifest = self.bundle.manifest
+        check_self_contained(self.bundle.model_path)
+        patch = np.zeros((1, manifest.input_channels, *self.window.patch_size), dtype=np.float32)
+        expected = (1, manifest.num_classes, *self.window.patch_size)
+        run_on_zero_patch(self.model.predict, patch, expected, f"{len(manifest.labels)} labels")
 
     def segment(
         self, volume: Volume, progress: Progress | None = None, values: np.ndarray | None = None

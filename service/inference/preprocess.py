@@ -59,9 +59,12 @@ class Normaliser:
         return ((values - float(foreground.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
-def model_values(volume: Volume, normalisation: Normalisation) -> np.ndarray:
-    """The physical values a model works on: HU/MR units as read, PET converted to SUV."""
-    if normalisation.kind is NormalisationKind.SUV:
+def model_values(volume: Volume, normalisation: Normalisation | None) -> np.ndarray:
+    """The physical values a model works on: HU/MR units as read, PET converted to SUV.
+
+    ``normalisation`` is None for an nnU-Net bundle, which sees the values as read.
+    """
+    if normalisation is not None and normalisation.kind is NormalisationKind.SUV:
         from service.pet.body_size import SuvType
         from service.pet.suv import to_suv
 
@@ -106,9 +109,10 @@ def reoriented_grid(grid: Grid, step: Reorientation) -> Grid:
 
 def prepare(volume: Volume, manifest: Manifest, values: np.ndarray | None = None) -> PreparedInput:
     """Reorient, resample and normalise a volume for ``manifest``'s network."""
-    values = model_values(volume, manifest.normalisation) if values is None else values
-    resampled, grid = to_model_grid(values, volume.affine, manifest.spacing, manifest.orientation)
-    image = Normaliser(manifest.normalisation)(resampled)[None]
+    spacing, normalisation, _ = manifest.fedseg_recipe
+    values = model_values(volume, normalisation) if values is None else values
+    resampled, grid = to_model_grid(values, volume.affine, spacing, manifest.orientation)
+    image = Normaliser(normalisation)(resampled)[None]
     return PreparedInput(image=image, grid=grid, values=values)
 
 

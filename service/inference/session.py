@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -19,6 +20,13 @@ from service.errors import ConfigurationError, ModelBundleError
 logger = logging.getLogger(__name__)
 
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class Engine(StrEnum):
+    """Which inference library runs the network."""
+
+    ONNXRUNTIME = "onnxruntime"  # CPU, CUDA, TensorRT
+    OPENVINO = "openvino"  # CPU only here (Intel's runtime; also fast on AMD's AVX2/AVX-512)
 
 
 class Device(StrEnum):
@@ -34,6 +42,7 @@ class SessionOptions:
     """Threading and device options for an inference session."""
 
     device: Device = Device.AUTO
+    engine: Engine = Engine.ONNXRUNTIME
     intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
     inter_op_threads: int = 0
     use_tensorrt: bool = False
@@ -47,6 +56,36 @@ class SessionOptions:
                 f"thread counts must be 0 (onnxruntime's default) or positive, got intra-op "
                 f"{self.intra_op_threads} and inter-op {self.inter_op_threads}"
             )
+        object.__setattr__(self, "engine", Engine(self.engine))
+        object.__setattr__(self, "device", Device(self.device))
+
+
+class InferenceModel(Protocol):
+    """A loaded network, whatever the engine: ``predict`` and where it actually runs."""
+
+    provider: str  # e.g. CPUExecutionProvider, CUDAExecutionProvider, OpenVINO:CPU
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Run the network on a ``(B, C, X, Y, Z)`` float32 batch; returns its first output."""
+        ...
+
+
+def open_model(path: Path, options: SessionOptions | None = None) -> InferenceModel:
+    """Load ``path`` in the engine ``options`` asks for, verified to run where it was asked.
+
+    Raises
+    ------
+    ConfigurationError
+        If the engine is not installed, or cannot run on the requested device.
+    ModelBundleError
+        If the engine cannot load the network.
+    """
+    options = options or SessionOptions()
+    if options.engine is Engine.OPENVINO:
+        from service.inference.openvino_engine import OpenVinoModel
+
+        return OpenVinoModel(path, options)
+    return OnnxModel(path, options)
 
 
 def _onnxruntime():  # type: ignore[no-untyped-def]

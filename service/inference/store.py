@@ -18,17 +18,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from service.errors import ModelBundleError, ModelConflictError, NotFoundError
-from service.inference.bundle import ModelBundle
+from service.inference.bundle import CHECKSUM_FILE, ModelBundle, bundle_files
 from service.inference.manifest import check_store_name
-from service.inference.pipeline import Segmenter
-from service.inference.session import Device, SessionOptions, check_self_contained
+from service.inference.pipeline import open_segmenter
+from service.inference.session import Device, SessionOptions
 
 logger = logging.getLogger(__name__)
-
-_BUNDLE_FILES = ("model.onnx", "manifest.json", "checksums.sha256")
 
 
 def _version_key(version: str) -> tuple[tuple[int, str], ...]:
@@ -43,42 +39,25 @@ def _visible(manifest: Path, root: Path) -> bool:
 
 
 def smoke_test(bundle: ModelBundle) -> None:
-    """Load the bundle's network on the CPU and run it once on a zero patch.
+    """Load the bundle's network(s) on the CPU and run each once on a zero patch.
 
-    The network must load from its own bytes and then as the jobs load it, so a file that is
-    not ONNX, an operator onnxruntime does not know (custom ops) and weights kept outside
-    ``model.onnx`` (external data, which a bundle never carries) fail here instead of in the
-    first job.
+    The networks must load from their own bytes and then as the jobs load them, so a file that
+    is not ONNX, an operator onnxruntime does not know (custom ops) and weights kept outside the
+    ONNX file (external data, which a bundle never carries) fail here instead of in the first
+    job.
 
     Raises
     ------
     ModelBundleError
-        If the network does not load, fails to run, or returns the wrong shape or non-finite
+        If a network does not load, fails to run, or returns the wrong shape or non-finite
         values for the manifest's patch size and labels.
     """
     manifest = bundle.manifest
     name = f"{manifest.name} {manifest.version}"
     try:
-        check_self_contained(bundle.model_path)
-        segmenter = Segmenter(bundle, SessionOptions(device=Device.CPU, allow_spinning=False))
-        patch = np.zeros((1, manifest.input_channels, *manifest.patch_size), dtype=np.float32)
-        output = np.asarray(segmenter.model.predict(patch))
+        open_segmenter(bundle, SessionOptions(device=Device.CPU, allow_spinning=False)).smoke_test()
     except ModelBundleError as exc:
         raise ModelBundleError(f"{name} cannot be installed: {exc}") from exc
-    except Exception as exc:  # onnxruntime raises its own types at run time
-        raise ModelBundleError(
-            f"{name} cannot be installed: one inference on a zero patch of "
-            f"{manifest.input_channels}x{'x'.join(map(str, manifest.patch_size))} failed: {exc}"
-        ) from exc
-    expected = (1, manifest.num_classes, *manifest.patch_size)
-    if output.shape != expected:
-        raise ModelBundleError(
-            f"{name} cannot be installed: the network returned shape {output.shape} for one "
-            f"patch, the manifest implies {expected} (background plus {len(manifest.labels)} "
-            "labels on the patch grid); re-export the model or fix the manifest"
-        )
-    if not np.isfinite(output).all():
-        raise ModelBundleError(f"{name} cannot be installed: it returned NaN or inf on a patch")
 
 
 @dataclass(frozen=True)
@@ -196,7 +175,8 @@ class ModelStore:
         # does not run is never visible to a job.
         staging = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
         try:
-            for file in _BUNDLE_FILES:
+            for file in (*bundle_files(bundle.manifest), CHECKSUM_FILE):
+                (staging / file).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(bundle.path / file, staging / file)
             smoke_test(ModelBundle.load(staging))
             staging.rename(target)

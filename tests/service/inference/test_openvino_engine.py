@@ -1,0 +1,68 @@
+"""OpenVINO as the second CPU engine: chosen by a setting, verified at load."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.config import Settings
+from service.errors import ConfigurationError
+from service.inference.bundle import ModelBundle
+from service.inference.pipeline import open_segmenter
+from service.inference.session import Device, Engine, SessionOptions, open_model
+from tests.requirements import missing
+
+
+def _require_openvino() -> None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        missing("openvino (fedseg[cpu]) is needed for the OpenVINO engine tests")
+
+
+def test_openvino_runs_the_network_like_onnxruntime(make_bundle: Callable[..., Path]) -> None:
+    _require_openvino()
+    path = ModelBundle.load(make_bundle()).model_path
+    batch = np.random.default_rng(0).normal(size=(2, 1, 16, 16, 16)).astype(np.float32)
+    ov = open_model(path, SessionOptions(device=Device.CPU, engine=Engine.OPENVINO))
+    ort = open_model(path, SessionOptions(device=Device.CPU))
+    assert ov.provider == "OpenVINO:CPU"
+    assert ort.provider == "CPUExecutionProvider"
+    np.testing.assert_allclose(ov.predict(batch), ort.predict(batch), rtol=1e-5, atol=1e-5)
+
+
+def test_openvino_runs_the_threads_asked_for(make_bundle: Callable[..., Path]) -> None:
+    _require_openvino()
+    path = ModelBundle.load(make_bundle()).model_path
+    model = open_model(
+        path, SessionOptions(device=Device.CPU, engine=Engine.OPENVINO, intra_op_threads=1)
+    )
+    assert model.threads == 1  # type: ignore[attr-defined]
+
+
+def test_a_gpu_with_openvino_fails_loudly(make_bundle: Callable[..., Path]) -> None:
+    _require_openvino()
+    bundle = ModelBundle.load(make_bundle())
+    with pytest.raises(ConfigurationError, match=r"cuda.*openvino.*CPU only"):
+        open_segmenter(bundle, SessionOptions(device=Device.CUDA, engine=Engine.OPENVINO))
+
+
+def test_segmenter_reports_the_engine_that_runs(make_bundle: Callable[..., Path]) -> None:
+    _require_openvino()
+    bundle = ModelBundle.load(make_bundle())
+    segmenter = open_segmenter(bundle, SessionOptions(device=Device.CPU, engine=Engine.OPENVINO))
+    assert segmenter.provider == "OpenVINO:CPU"
+    segmenter.smoke_test()
+
+
+def test_engine_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDSEG_INFERENCE_ENGINE", "openvino")
+    assert Settings().inference_engine is Engine.OPENVINO
+    monkeypatch.setenv("FEDSEG_INFERENCE_ENGINE", "tensorflow")
+    with pytest.raises(ValueError, match="inference_engine"):
+        Settings()
+    with pytest.raises(ValueError, match="tensorflow"):
+        SessionOptions(engine="tensorflow")  # type: ignore[arg-type]

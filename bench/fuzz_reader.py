@@ -1,8 +1,12 @@
 """Mutation fuzzing of the DICOM volume reader with real files from the shared data.
 
 Each input is a small real series (three consecutive slices) in which one file is damaged:
-bytes flipped, inserted, deleted or truncated, or a header element replaced by a hostile value
-(wrong VR-length strings, NaN/huge numbers, wrong pixel description, broken transfer syntax).
+bytes flipped, inserted, deleted or truncated, a header element replaced by a hostile value
+(wrong VR-length strings, NaN/huge numbers, wrong pixel description, broken transfer syntax),
+a decompression bomb (a deflated data set inflating to 64 MiB, an RLE or native header
+declaring up to 65535 x 65535 pixels or 4096 frames), an invalid UID (``../``, ``/``, NUL,
+10,000 characters, leading zeros, empty components) or an indexed value the store cannot hold
+(NUL, over-long Modality or PatientID); see :mod:`bench.hostile_dicom`.
 :func:`service.dicom.volume.read_volume` must either return a volume or raise a
 :class:`service.errors.FedsegError`; any other exception is a crash.
 
@@ -27,6 +31,13 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from bench.fuzz_cli import fuzz_main
+from bench.hostile_dicom import (
+    INVALID_UIDS,
+    INVALID_VALUES,
+    deflate_bomb,
+    giant_rle,
+    with_raw_value,
+)
 from service.dicom.volume import read_volume
 from service.errors import FedsegError
 
@@ -198,6 +209,37 @@ def _set_raw(ds: Dataset, keyword: str, value: object, rng: random.Random) -> No
     ds[tag] = element
 
 
+#: Inflated sizes of the deflate bombs; the STOW-RS fuzzer's limit lies between them.
+BOMB_INFLATED_BYTES: tuple[int, ...] = (4 * 1024**2, 64 * 1024**2)
+
+
+def _bomb(data: bytes, rng: random.Random) -> bytes:
+    # Small enough to build fast, large enough to cross the STOW-RS fuzzer's 16 MiB limit.
+    kind = rng.choice(["deflate", "rle", "rle-frames", "native-header"])
+    if kind == "deflate":
+        return deflate_bomb(data, rng.choice(BOMB_INFLATED_BYTES), level=rng.choice([1, 9]))
+    if kind == "rle":
+        side = rng.choice([65535, 16384, 4096])
+        return giant_rle(data, rows=side, columns=side)
+    if kind == "rle-frames":
+        return giant_rle(data, rows=512, columns=512, frames=rng.choice([2, 64, 4096]))
+    # An uncompressed header that declares far more pixels than it carries.
+    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    ds.Rows, ds.Columns = rng.choice([(65535, 65535), (8192, 8192), (1, 65535)])
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    return buffer.getvalue()
+
+
+def _invalid_uid(data: bytes, rng: random.Random) -> bytes:
+    keyword = rng.choice(["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"])
+    return with_raw_value(data, keyword, rng.choice(INVALID_UIDS))
+
+
+def _invalid_value(data: bytes, rng: random.Random) -> bytes:
+    return with_raw_value(data, *rng.choice(INVALID_VALUES))
+
+
 MUTATORS: dict[str, Callable[[bytes, random.Random], bytes]] = {
     "flip": _flip_bytes,
     "header-flip": _header_flip,
@@ -205,6 +247,9 @@ MUTATORS: dict[str, Callable[[bytes, random.Random], bytes]] = {
     "insert": _insert,
     "delete": _delete,
     "element": _element,
+    "bomb": _bomb,
+    "invalid-uid": _invalid_uid,
+    "invalid-vr": _invalid_value,
 }
 
 

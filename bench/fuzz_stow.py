@@ -1,9 +1,11 @@
 """Mutation fuzzing of STOW-RS: damaged real instances and hostile multipart bodies.
 
 Each input is one ``POST /dicomweb/studies`` to the real FastAPI app (in-process, through
-Starlette's TestClient, with a sender token): either a well-formed multipart body whose DICOM
-parts are damaged like :mod:`bench.fuzz_reader` damages them, or a body whose framing is
-broken (wrong or missing boundary, wrong media types, truncated, random bytes). The service
+Starlette's TestClient, with a sender token): a well-formed multipart body whose DICOM parts
+are damaged like :mod:`bench.fuzz_reader` damages them (decompression bombs, invalid UIDs and
+values included), a real series re-sent with its SOP Instance UIDs under another study or
+patient, or a body whose framing is broken (wrong or missing boundary, wrong media types,
+truncated, random bytes). The service
 must answer every input with a 2xx or a 4xx; any 5xx (or an exception escaping the app) is a
 failure.
 
@@ -14,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import io
 import random
 import tempfile
 import time
@@ -22,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydicom
 from fastapi.testclient import TestClient
 
 from bench.fuzz_cli import fuzz_main
@@ -116,16 +120,45 @@ def _framing(seeds: Sequence[list[bytes]], rng: random.Random) -> StowInput:
     return StowInput(body, content_type, "framing:" + kind)
 
 
+def _identity_clash(seeds: Sequence[list[bytes]], rng: random.Random) -> StowInput:
+    """A seed re-sent with its SOP Instance UIDs but another study, patient or both."""
+    files = list(rng.choice(seeds))
+    kind = rng.choice(["study", "patient", "study+patient", "changed"])
+    index = rng.randrange(len(files))
+    ds = pydicom.dcmread(io.BytesIO(files[index]), force=True)
+    if "study" in kind:
+        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.10.1.{rng.randrange(1, 10**6)}"
+    if "patient" in kind:
+        ds.PatientID = f"FUZZ{rng.randrange(10**6)}"
+    if kind == "changed":  # same study and patient: allowed, replaces the stored instance
+        ds.SeriesDescription = f"fuzz {rng.randrange(10**6)}"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    files[index] = buffer.getvalue()
+    body, content_type = write_related(files, "application/dicom")
+    return StowInput(body, content_type, "identity:" + kind)
+
+
 GENERATORS: tuple[Callable[[Sequence[list[bytes]], random.Random], StowInput], ...] = (
     _dicom_parts,
     _dicom_parts,
     _dicom_parts,
+    _dicom_parts,
+    _dicom_parts,
+    _identity_clash,
+    _framing,
     _framing,
 )
 
+#: The app's decoded-size limit in the fuzz run: between the bombs' 4 and 64 MiB, so both
+#: sides of the check are exercised.
+FUZZ_MAX_DECODED_BYTES = 16 * 1024**2
+
 
 def make_input(seeds: Sequence[list[bytes]], rng: random.Random) -> StowInput:
-    """One STOW-RS request, three in four with damaged DICOM, one in four with broken framing."""
+    """One STOW-RS request: five in eight with damaged DICOM (including decompression bombs and
+    invalid UIDs or values), one in eight re-using stored SOP Instance UIDs in another study or
+    for another patient, two in eight with broken framing."""
     return rng.choice(GENERATORS)(seeds, rng)
 
 
@@ -167,6 +200,7 @@ def run(data_root: Path, n: int, seed: int) -> StowReport:
             shipped_models=Path(tmp) / "shipped",
             quiet_period_s=3600,
             max_upload_bytes=20_000_000,
+            max_decoded_instance_bytes=FUZZ_MAX_DECODED_BYTES,
         )
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             token = sender_token(client.app.state.server)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ subsampling amplification is claimed): ``eps = min_a T a / (2 s^2) + log(1/delta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,11 +51,12 @@ def add_noise(
     contributors: dict[str, int],
     settings: PrivacySettings,
     rng: np.random.Generator,
+    group_of: Callable[[str], str] = parameter_group,
 ) -> dict[str, np.ndarray]:
     """Gaussian noise on every float parameter whose group had contributors this round."""
     out = {}
     for name, array in aggregated.items():
-        count = contributors.get(parameter_group(name), 0)
+        count = contributors.get(group_of(name), 0)
         if count and np.issubdtype(array.dtype, np.floating):
             std = settings.noise_multiplier * settings.clip / count
             out[name] = (array + rng.normal(0.0, std, array.shape)).astype(array.dtype)
@@ -74,10 +75,13 @@ def epsilon(rounds: int, noise_multiplier: float, delta: float) -> float:
 
 
 def group_counts(
-    updates: Sequence[SiteUpdate], names: Sequence[str], selective: bool
+    updates: Sequence[SiteUpdate],
+    names: Sequence[str],
+    selective: bool,
+    group_of: Callable[[str], str] = parameter_group,
 ) -> dict[str, int]:
     """How many updates contribute to each parameter group."""
     from federation.strategies.segviz import contributors
 
-    groups = {parameter_group(n) for n in names}
+    groups = {group_of(n) for n in names}
     return {g: len(contributors(g, updates, selective)) for g in groups}

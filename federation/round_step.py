@@ -18,14 +18,14 @@ Order of a round:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from federation.privacy import PrivacySettings, add_noise, clip_update, group_counts
 from federation.strategies import Aggregator, UpdateCheck, aggregate_updates, check_updates
-from federation.updates import Arrays, SiteUpdate
+from federation.updates import Arrays, SiteUpdate, parameter_group
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,11 @@ class RoundOutcome:
 
 
 def round_step(
-    reference: Arrays, updates: Sequence[SiteUpdate], rules: RoundRules, server_round: int
+    reference: Arrays,
+    updates: Sequence[SiteUpdate],
+    rules: RoundRules,
+    server_round: int,
+    group_of: Callable[[str], str] = parameter_group,
 ) -> RoundOutcome:
     """The global model after one round, from the model it started at and the sites' updates.
 
@@ -94,6 +98,9 @@ def round_step(
         Checks, gate, aggregation and privacy of the run.
     server_round
         1-based round number (seeds the DP noise).
+    group_of
+        Parameter group of an array name (``"shared"`` or ``"task:<name>"``); the default is
+        fedseg's multi-task U-Net's, :mod:`federation.nnunet.aggregation` gives nnU-Net's.
     """
     accepted, rejections = check_updates(updates, reference, rules.check)
     names = tuple(sorted(u.site for u in accepted))
@@ -111,11 +118,11 @@ def round_step(
     if privacy is not None:
         accepted = [clip_update(u, reference, privacy.clip) for u in accepted]
     merged = aggregate_updates(
-        reference, accepted, rules.aggregator, rules.selective, rules.trim_fraction
+        reference, accepted, rules.aggregator, rules.selective, rules.trim_fraction, group_of
     )
     if privacy is not None:
-        counts = group_counts(accepted, list(reference), rules.selective)
+        counts = group_counts(accepted, list(reference), rules.selective, group_of)
         rng = np.random.default_rng([rules.seed, server_round])
-        merged = add_noise(merged, counts, privacy, rng)
+        merged = add_noise(merged, counts, privacy, rng, group_of)
     logger.info("round %d: aggregated sites %s", server_round, list(names))
     return RoundOutcome(merged, names, rejected, aggregated=True)

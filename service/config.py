@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.inference.session import Engine
 from service.qc.enum import QcPolicy
+from service.storage.decoded_size import DEFAULT_MAX_DECODED_BYTES
 
 # The repository layout puts the shared data beside the checkout: <repo>/../shared/data.
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -219,6 +220,15 @@ class Settings(BaseSettings):
         description=(
             "Free disk space kept in the state folder: received data that would leave less is "
             "refused (STOW-RS 507, C-STORE 0xA700), and what is stored stays intact."
+        ),
+    )
+    max_decoded_instance_bytes: int = Field(
+        default=DEFAULT_MAX_DECODED_BYTES,
+        gt=0,
+        description=(
+            "Largest decoded size of one received instance: Rows x Columns x frames x samples "
+            "x BitsAllocated/8, or the inflated size of a deflated data set. Larger instances "
+            "are refused at ingest (STOW-RS and C-STORE 0xC000), before they can exhaust memory."
         ),
     )
     retention_days: float = Field(

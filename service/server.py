@@ -198,6 +198,7 @@ def scp_service(server: Server) -> Callable[[], None]:
         settings.dicom_port,
         tuple(settings.dicom_allowed_aes),
         min_free_bytes=settings.min_free_bytes,
+        max_decoded_bytes=settings.max_decoded_instance_bytes,
         tls=_dimse_tls(settings),
         max_associations=settings.dicom_max_associations,
         max_associations_per_peer=settings.dicom_max_associations_per_peer,

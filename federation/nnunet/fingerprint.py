@@ -8,7 +8,8 @@ cropping and the median relative size after cropping. A site sends, for its case
   ``w`` (bin ``b`` holds values in ``[b w, (b + 1) w)``; only non-empty bins travel), the
   sample count, mean and sum of squared deviations, and the minimum and maximum;
 - histograms of the spacings (bins of ``spacing_bin`` mm per axis, jointly), of the shapes
-  after cropping (``shape_bin`` voxels) and of the relative sizes (``relative_bin``).
+  after cropping (``shape_bin`` voxels), of the (spacing, shape) pairs, and of the relative
+  sizes (``relative_bin``).
 
 No per-case value leaves a site. The server merges the histograms by adding counts, and the
 means and squared deviations with Chan et al.'s pairwise update, so:
@@ -204,6 +205,9 @@ class SiteFingerprint:
     shapes: Mapping[tuple[int, ...], int] = field(default_factory=dict)
     #: Relative-size-after-cropping bin -> cases.
     relative_sizes: Mapping[int, int] = field(default_factory=dict)
+    #: Joint (spacing bins, shape bins) -> cases: nnU-Net's planner resamples each case's
+    #: shape with that case's spacing, so it needs the pairs, not only the two marginals.
+    geometry: Mapping[tuple[int, ...], int] = field(default_factory=dict)
 
     @classmethod
     def of_cases(
@@ -221,6 +225,7 @@ class SiteFingerprint:
         spacings: Counter[tuple[int, ...]] = Counter()
         shapes: Counter[tuple[int, ...]] = Counter()
         relative: Counter[int] = Counter()
+        geometry: Counter[tuple[int, ...]] = Counter()
         samples: list[list[np.ndarray]] = []
         count = 0
         for spacing, shape, size, intensities in cases:
@@ -229,14 +234,19 @@ class SiteFingerprint:
             samples = samples or [[] for _ in intensities]
             for channel, values in zip(samples, intensities, strict=True):
                 channel.append(np.asarray(values, dtype=np.float64))
-            spacings[_binned(spacing, bins.spacing)] += 1
-            shapes[_binned([float(s) for s in shape], float(bins.shape))] += 1
+            spacing_bins = _binned(spacing, bins.spacing)
+            shape_bins = _binned([float(s) for s in shape], float(bins.shape))
+            spacings[spacing_bins] += 1
+            shapes[shape_bins] += 1
+            geometry[spacing_bins + shape_bins] += 1
             relative[math.floor(size / bins.relative)] += 1
             count += 1
         if not count:
             raise ValueError("a site fingerprint needs at least one case")
         channels = tuple(ChannelSummary.of(np.concatenate(c), bins.intensity) for c in samples)
-        return cls(bins, count, channels, dict(spacings), dict(shapes), dict(relative))
+        return cls(
+            bins, count, channels, dict(spacings), dict(shapes), dict(relative), dict(geometry)
+        )
 
     def merge(self, other: SiteFingerprint) -> SiteFingerprint:
         """Both sites' cases together.
@@ -257,6 +267,7 @@ class SiteFingerprint:
             dict(Counter(self.spacings) + Counter(other.spacings)),
             dict(Counter(self.shapes) + Counter(other.shapes)),
             dict(Counter(self.relative_sizes) + Counter(other.relative_sizes)),
+            dict(Counter(self.geometry) + Counter(other.geometry)),
         )
 
     def as_json(self) -> dict[str, object]:
@@ -273,6 +284,7 @@ class SiteFingerprint:
             "spacings": [[list(k), n] for k, n in self.spacings.items()],
             "shapes": [[list(k), n] for k, n in self.shapes.items()],
             "relative_sizes": [[k, n] for k, n in self.relative_sizes.items()],
+            "geometry": [[list(k), n] for k, n in self.geometry.items()],
         }
 
     @classmethod
@@ -292,25 +304,38 @@ class SiteFingerprint:
             spacings={tuple(k): int(n) for k, n in data["spacings"]},  # type: ignore[attr-defined]
             shapes={tuple(k): int(n) for k, n in data["shapes"]},  # type: ignore[attr-defined]
             relative_sizes={int(k): int(n) for k, n in data["relative_sizes"]},  # type: ignore[attr-defined]
+            geometry={tuple(k): int(n) for k, n in data.get("geometry", [])},  # type: ignore[attr-defined]
         )
 
     def nnunet_fingerprint(self) -> dict[str, object]:
         """The fingerprint in nnU-Net's ``dataset_fingerprint.json`` form, for its planner.
 
         Spacings and shapes are listed once per case at their bin centres (shapes rounded to
-        whole voxels), in sorted order: the planner uses only their distribution.
+        whole voxels), as (spacing, shape) pairs from the joint histogram: the planner uses
+        their distribution and resamples each shape with its own spacing. Without the joint
+        histogram (a fingerprint from before it), the marginals are listed in sorted order.
         """
         spacing_width, shape_width = self.bins.spacing, self.bins.shape
-        spacings = [
-            [(b + 0.5) * spacing_width for b in key]
-            for key in sorted(self.spacings)
-            for _ in range(self.spacings[key])
-        ]
-        shapes = [
-            [round((b + 0.5) * shape_width - 0.5) for b in key]
-            for key in sorted(self.shapes)
-            for _ in range(self.shapes[key])
-        ]
+
+        def spacing_of(key: Sequence[int]) -> list[float]:
+            return [(b + 0.5) * spacing_width for b in key]
+
+        def shape_of(key: Sequence[int]) -> list[int]:
+            return [round((b + 0.5) * shape_width - 0.5) for b in key]
+
+        if self.geometry:
+            pairs = [
+                (spacing_of(key[: len(key) // 2]), shape_of(key[len(key) // 2 :]))
+                for key in sorted(self.geometry)
+                for _ in range(self.geometry[key])
+            ]
+            spacings = [p[0] for p in pairs]
+            shapes = [p[1] for p in pairs]
+        else:
+            spacings = [
+                spacing_of(key) for key in sorted(self.spacings) for _ in range(self.spacings[key])
+            ]
+            shapes = [shape_of(key) for key in sorted(self.shapes) for _ in range(self.shapes[key])]
         # A relative size is at most 1 (nothing cropped): the bin of 1 is clipped to it.
         sizes = np.repeat(
             [min((b + 0.5) * self.bins.relative, 1.0) for b in sorted(self.relative_sizes)],

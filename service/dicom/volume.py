@@ -146,6 +146,28 @@ def _int_or_none(value: object) -> int | None:
         return None
 
 
+def _too_large(stack: Stack, limit: int, name: str) -> str | None:
+    """Why one file of ``stack`` is too large to decode (16-bit pixels), or None.
+
+    A few kilobytes of RLE can declare 65535 x 65535 pixels or thousands of frames; decoding
+    them would exhaust memory (issue 17, item 3). Intake refuses such instances; this bounds
+    files read from a folder the same way, from the headers alone.
+    """
+    frames: dict[Path, int] = {}
+    for plane in stack.planes:
+        frames[plane.path] = frames.get(plane.path, 0) + 1
+    path, count = max(frames.items(), key=lambda item: item[1])
+    first = stack.planes[0]
+    size = 2 * first.rows * first.columns * count
+    if size <= limit:
+        return None
+    return (
+        f"{name}: {path.name} holds {count} plane(s) of {first.rows} x {first.columns} "
+        f"pixels, {size} bytes decoded, more than the {limit}-byte limit for one instance; "
+        "raise FEDSEG_MAX_DECODED_INSTANCE_BYTES if such images are expected"
+    )
+
+
 def plan_stack(stack: Stack, settings: Settings) -> VolumePlan:
     """Check a stack's geometry and decide how it becomes a volume."""
     geometry = measure(stack)
@@ -154,6 +176,7 @@ def plan_stack(stack: Stack, settings: Settings) -> VolumePlan:
     error: str | None = None
     regular = True
     shape = (stack.planes[0].columns, stack.planes[0].rows, len(stack.planes))
+    error = _too_large(stack, settings.max_decoded_instance_bytes, name)
     gaps = geometry.missing_slice_gaps()
     deviation = geometry.grid_deviation()
     if gaps.size:
@@ -162,7 +185,7 @@ def plan_stack(stack: Stack, settings: Settings) -> VolumePlan:
             f"expected {geometry.median_step:.2f})"
             for k in gaps[:3]
         )
-        error = (
+        error = error or (
             f"{name}: {int(gaps.size)} gap(s) look like missing slices: {where}. "
             "Resend the complete series."
         )

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.dimse.admission import Admission, GuardedServer
 from service.errors import ConfigurationError
+from service.storage.decoded_size import DEFAULT_MAX_DECODED_BYTES
 from service.storage.errors import InstanceRejectedError, InsufficientStorageError
 from service.storage.ingest import ingest
 from service.storage.store import InstanceStore
@@ -48,6 +49,8 @@ class ScpConfig:
     allowed_aes: tuple[str, ...]
     #: Free disk space the store keeps; C-STOREs that would leave less get 0xA700.
     min_free_bytes: int = 0
+    #: Largest decoded size of one instance; larger ones get 0xC000 (see service.storage).
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
     #: DICOM TLS (PS3.15 B.1): a server context from :func:`tls_context`, or None for plain TCP.
     tls: ssl.SSLContext | None = None
     #: Concurrent associations accepted; more are rejected as transient (the sender retries).
@@ -99,7 +102,7 @@ def tls_context(certfile: Path, keyfile: Path, cafile: Path | None = None) -> ss
 
 
 def _store_handler(
-    factory: sessionmaker[Session], store: InstanceStore, min_free_bytes: int = 0
+    factory: sessionmaker[Session], store: InstanceStore, config: ScpConfig
 ) -> Callable[[evt.Event], int]:
     def handle(event: evt.Event) -> int:
         calling = event.assoc.requestor.ae_title.strip()
@@ -109,7 +112,14 @@ def _store_handler(
             return CANNOT_UNDERSTAND
         try:
             with factory() as session, session.begin():
-                ingest(session, store, data, f"dimse:{calling}", min_free_bytes=min_free_bytes)
+                ingest(
+                    session,
+                    store,
+                    data,
+                    f"dimse:{calling}",
+                    min_free_bytes=config.min_free_bytes,
+                    max_decoded_bytes=config.max_decoded_bytes,
+                )
         except InstanceRejectedError:
             return CANNOT_UNDERSTAND
         except InsufficientStorageError:
@@ -140,7 +150,7 @@ def start_scp(
     server = ae.make_server(
         (config.host, config.port),
         evt_handlers=[
-            (evt.EVT_C_STORE, _store_handler(factory, store, config.min_free_bytes)),
+            (evt.EVT_C_STORE, _store_handler(factory, store, config)),
             (evt.EVT_REQUESTED, admission.on_requested),
         ],
         server_class=GuardedServer,

@@ -26,9 +26,11 @@ anonymised archives. Unknown regions or check names, and a range whose ``min`` e
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from service.errors import ModelBundleError
 from service.qc.enum import ApplicabilityCheck, BodyRegion
 
 RESEARCH_USE_ONLY = "RESEARCH USE ONLY"
@@ -124,3 +126,17 @@ class IntendedUse(BaseModel):
             f"trained on {self.training_data.describe()}",
         ]
         return "; ".join(parts)
+
+
+def read_intended_use(path: Path) -> IntendedUse:
+    """Read an intended-use block from a JSON file (``--intended-use`` of export and import).
+
+    Raises
+    ------
+    ModelBundleError
+        If the file cannot be read or is not a valid intended-use block; names the file.
+    """
+    try:
+        return IntendedUse.model_validate_json(path.read_text())
+    except (OSError, ValidationError) as exc:
+        raise ModelBundleError(f"--intended-use {path}: {exc}") from exc

@@ -50,7 +50,8 @@ def test_stow_answers_507_when_full_and_keeps_what_it_has(api: Api, data_dir: Da
     before = _stored_digests(api)
 
     # The disk is now "full": the reserve is larger than the free space.
-    api.state.settings.min_free_bytes = shutil.disk_usage(api.state.store.root).free + 1
+    # The whole disk's size: above the free space whatever other processes free meanwhile.
+    api.state.settings.min_free_bytes = shutil.disk_usage(api.state.store.root).total
     body, content_type = write_related(files[5:], "application/dicom")
     full = api.client.post(
         "/dicomweb/studies", content=body, headers={"Content-Type": content_type} | headers
@@ -74,7 +75,7 @@ def test_c_store_answers_out_of_resources_when_full(tmp_path: Path, data_dir: Da
     _, factory = sqlite_db(tmp_path)
     store = InstanceStore(tmp_path / "store")
     port = free_port()
-    reserve = shutil.disk_usage(tmp_path).free + 1
+    reserve = shutil.disk_usage(tmp_path).total  # free + 1 raced with other processes freeing space
     stop = start_scp(
         ScpConfig("FEDSEG", "127.0.0.1", port, ("PACS",), min_free_bytes=reserve), factory, store
     )

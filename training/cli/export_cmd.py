@@ -75,16 +75,9 @@ def run(args: argparse.Namespace) -> int:
     postprocessing = Postprocessing(
         largest_component=list(args.largest_component), min_component_ml=args.min_component_ml
     )
-    intended_use = None
-    if args.intended_use is not None:
-        from pydantic import ValidationError
+    from service.qc.intended_use import read_intended_use
 
-        from service.qc.intended_use import IntendedUse
-
-        try:
-            intended_use = IntendedUse.model_validate_json(args.intended_use.read_text())
-        except (OSError, ValidationError) as exc:
-            raise ModelBundleError(f"--intended-use {args.intended_use}: {exc}") from exc
+    intended_use = None if args.intended_use is None else read_intended_use(args.intended_use)
     info = ExportInfo(
         intended_use=intended_use,
         version=args.version,

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service.errors import ModelBundleError
-
 _CHECKPOINTS = ("final", "best")
 
 
@@ -86,19 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Import and print where the bundle went."""
-    from pydantic import ValidationError
-
     from service.labels.registry import load_table
-    from service.qc.intended_use import IntendedUse
+    from service.qc.intended_use import read_intended_use
     from training.nnunet.folder import CheckpointChoice
     from training.nnunet.importer import ImportOptions, import_model
 
-    intended_use = None
-    if args.intended_use is not None:
-        try:
-            intended_use = IntendedUse.model_validate_json(args.intended_use.read_text())
-        except (OSError, ValidationError) as exc:
-            raise ModelBundleError(f"--intended-use {args.intended_use}: {exc}") from exc
+    intended_use = None if args.intended_use is None else read_intended_use(args.intended_use)
     options = ImportOptions(
         folds=tuple(args.folds) if args.folds else None,
         checkpoint=CheckpointChoice(args.checkpoint),

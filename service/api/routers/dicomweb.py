@@ -13,7 +13,7 @@ from service.api.deps import Reader, Sender, StateDep, audit_access
 from service.api.responses import AUTH, errors
 from service.api.routers.wado_frames import metadata_json
 from service.api.state import ServerState
-from service.api.stow_body import store_body
+from service.api.stow_body import failure_warning, store_body
 from service.auth.tokens import Principal
 from service.db.models import Instance
 from service.dicomweb.multipart import write_related
@@ -55,7 +55,8 @@ async def stow(request: Request, principal: Sender, state: StateDep) -> Response
         if not failed
         else (status.HTTP_202_ACCEPTED if stored else status.HTTP_409_CONFLICT)
     )
-    return Response(json.dumps(body), status_code=code, media_type=DICOM_JSON)
+    headers = failure_warning(failed, len(stored) + len(failed))
+    return Response(json.dumps(body), status_code=code, media_type=DICOM_JSON, headers=headers)
 
 
 def _instances(state: ServerState, study: str | None, series: str | None = None) -> list[Instance]:

@@ -20,7 +20,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 # Heavy imports live in the functions: each job process re-imports this ``__main__`` module
 # (multiprocessing's rule), and the figure should be the job's cost, not this script's.
@@ -35,10 +34,10 @@ def overhead(folder: Path, repeat: int) -> dict[str, float]:
     from service.jobs.runner import isolated_segment_runner, segment_runner
     from tests.hardening.test_job_memory_limit import LIMIT
     from tests.service.api.conftest import api_settings
-    from tests.service.jobs.support import write_ct_study
+    from tests.service.jobs.support import install_ct_threshold, write_ct_study
 
     settings = api_settings(folder, job_memory_limit_bytes=LIMIT)
-    _install_threshold_model(settings, folder)
+    install_ct_threshold(settings, folder)
     files = write_ct_study(folder / "ct", slices=16)
     runners = {
         "in_process_s": segment_runner(settings),
@@ -61,74 +60,20 @@ def overhead(folder: Path, repeat: int) -> dict[str, float]:
     return medians | {"first_child_process_s": round(first_child, 3)}
 
 
-def _install_threshold_model(settings: Any, folder: Path) -> None:
-    import numpy as np
-
-    from service.inference.bundle import save_bundle
-    from service.inference.store import ModelStore
-    from tests.service.inference.conftest import pointwise_model, threshold_manifest
-
-    manifest = threshold_manifest(
-        name="ct-threshold",
-        modality="CT",
-        normalisation={"kind": "ct-window", "low": 0.0, "high": 200.0},
-        spacing=(1.5, 1.5, 3.0),
-    )
-    model = pointwise_model(np.array([[-1.0], [1.0]]), np.array([0.45, -0.45]))
-    bundle = save_bundle(folder / "bundle", model, manifest)
-    ModelStore(roots=(settings.model_store,)).install(bundle.path)
-
-
 def protection(folder: Path) -> dict[str, object]:
     """A job over its limit, and the API's answers meanwhile."""
-    import httpx
-
     from service.auth.tokens import Role
-    from service.server import scp_service, segment_service
-    from service.storage.ingest import ingest
-    from tests.hardening.test_job_memory_limit import LIMIT, _install_fine_grid_model
-    from tests.service.api.conftest import api_settings
-    from tests.service.dimse.test_scp import free_port
-    from tests.service.jobs.support import write_ct_study
-    from tests.service.live_api import live_api
+    from tests.hardening.test_job_memory_limit import health_poller, over_limit_job, wait_finished
 
-    settings = api_settings(
-        folder,
-        job_memory_limit_bytes=LIMIT,
-        worker_poll_s=0.2,
-        dicom_port=free_port(),
-        dicom_allowed_aes=["PACS"],
-    )
-    _install_fine_grid_model(settings, folder)
-    files = write_ct_study(folder / "ct")
-    with live_api(settings, (segment_service(), scp_service)) as api:
-        with api.state.factory() as session, session.begin():
-            outcomes = [ingest(session, api.state.store, f.read_bytes(), "stow:live-sender")
-                        for f in files]  # fmt: skip
-        job_id = httpx.post(
-            f"{api.url}/v1/jobs",
-            json={"study_instance_uid": outcomes[0].study_instance_uid},
-            headers=api.headers(Role.SENDER),
-        ).json()["id"]
-        answered, slowest = 0, 0.0
-        while True:
-            start = time.perf_counter()
-            ok = httpx.get(f"{api.url}/healthz", timeout=30).status_code == 200
-            slowest = max(slowest, time.perf_counter() - start)
-            job = httpx.get(
-                f"{api.url}/v1/jobs/{job_id}", headers=api.headers(Role.READER), timeout=30
-            ).json()
-            answered += ok and job["state"] == "running"
-            if job["state"] in ("failed", "succeeded"):
-                break
-            time.sleep(0.05)
+    with over_limit_job(folder) as (api, _, job_url), health_poller(api.url) as answers:
+        job = wait_finished(job_url, api.headers(Role.READER))
     return {
         "state": job["state"],
         "attempts": job["attempts"],
         "error": job["error"],
-        "segment_s": job["timings"],
-        "healthz_answered_while_running": answered,
-        "slowest_healthz_s": round(slowest, 3),
+        "healthz_answers": len(answers),
+        "healthz_not_200": sum(status != 200 for _, status, _ in answers),
+        "slowest_healthz_s": round(max(seconds for _, _, seconds in answers), 3),
         "server_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 

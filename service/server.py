@@ -170,6 +170,7 @@ def segment_service(options: SegmentOptions | None = None) -> Background:
     def start(server: Server) -> Callable[[], None]:
         rules = rule_source(server.factory)
         runner = isolated_segment_runner(server.settings, options, rules)
+        runner.start_fork_server()
         return worker_service(runner)(server)
 
     return start

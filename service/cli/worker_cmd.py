@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, halt)
     signal.signal(signal.SIGINT, halt)
     runner = isolated_segment_runner(settings, rules=rule_source(server.factory))
+    runner.start_fork_server()
     ctx = worker_context(server, runner)
     work_forever(ctx, stop, settings.worker_poll_s, idle_step(server))
     return 0

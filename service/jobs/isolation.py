@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import resource
 import signal
 import threading
@@ -79,11 +80,14 @@ class IsolatedRunner:
         if self.limit_bytes < 0:
             raise ValueError("the job memory limit is a byte count, or 0 for none")
 
+    def start_fork_server(self) -> None:
+        """Start the fork server now, so the first job does not wait for its imports."""
+        _context()
+        multiprocessing.forkserver.ensure_running()
+
     def __call__(self, inputs: Sequence[Path], out_dir: Path, progress: Progress) -> None:
         """Run the job in a child; raise what it raised, classified."""
-        context = multiprocessing.get_context("forkserver")
-        # The fork server imports the pipeline once; each job forks from it, ready to run.
-        context.set_forkserver_preload(list(PRELOAD))
+        context = _context()
         reader, writer = context.Pipe(duplex=False)
         child = context.Process(
             target=_child_main,
@@ -109,6 +113,13 @@ class IsolatedRunner:
                 child.kill()
             child.join()
         _raise_for(report, killed_rss, child.exitcode, self.limit_bytes)
+
+
+def _context() -> multiprocessing.context.ForkServerContext:
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports the pipeline once; each job forks from it, ready to run.
+    context.set_forkserver_preload(list(PRELOAD))
+    return context
 
 
 def _follow(

@@ -100,7 +100,7 @@ def segment_runner(
 
 def isolated_segment_runner(
     settings: Settings, options: SegmentOptions | None = None, rules: RuleSource | None = None
-) -> JobRunner:
+) -> IsolatedRunner:
     """A runner that segments each job in a child process under the job memory limit.
 
     What the server and ``fedseg worker`` run: a job that runs out of memory, or crashes,

@@ -12,37 +12,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import uvicorn
 
 from service.api.main import create_app
 from service.auth.tokens import Role, create_token
 from service.config import Destination, Settings
-from service.inference.bundle import save_bundle
-from service.inference.store import ModelStore
 from service.server import scp_service, segment_service
 from tests.dciodvfy import assert_valid
 from tests.dcmtk import dcmtk
 from tests.requirements import missing
 from tests.service.dimse.test_scp import free_port, wait_for_port
-from tests.service.inference.conftest import pointwise_model, threshold_manifest
-from tests.service.jobs.support import write_ct_study
+from tests.service.jobs.support import install_ct_threshold, write_ct_study
 
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 RESULT_MODALITIES = ("SEG", "RTSTRUCT", "SR")
-
-
-def _install_ct_threshold(settings: Settings, folder: Path) -> None:
-    manifest = threshold_manifest(
-        name="ct-threshold",
-        modality="CT",
-        normalisation={"kind": "ct-window", "low": 0.0, "high": 200.0},
-        spacing=(1.5, 1.5, 3.0),
-    )
-    model = pointwise_model(np.array([[-1.0], [1.0]]), np.array([0.45, -0.45]))
-    bundle = save_bundle(folder / "bundle", model, manifest)
-    ModelStore(roots=(settings.model_store,)).install(bundle.path)
 
 
 def _found(orthanc_url: str, modality: str) -> list[str]:
@@ -108,7 +92,7 @@ def test_studies_from_orthanc_and_storescu_return_seg_rtstruct_sr(
             Destination(name="orthanc", kind="dimse", port=orthanc["dicom"], ae_title="ORTHANC")
         ],
     )
-    _install_ct_threshold(settings, tmp_path)
+    install_ct_threshold(settings, tmp_path)
     app = create_app(settings, (segment_service(), scp_service))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning")

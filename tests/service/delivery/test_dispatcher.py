@@ -11,29 +11,21 @@ from service.auth.tokens import Role
 from service.config import Destination
 from service.db.models import Delivery, DeliveryState, Instance, Job
 from service.delivery.dispatcher import DeliveryPolicy, deliver_due, schedule
-from service.jobs.queue import QueuePolicy, enqueue
+from service.jobs.queue import QueuePolicy
 from service.jobs.worker import WorkerContext, work_once
 from service.storage.ingest import ingest
-from service.storage.store import InstanceStore
 from tests.dcmtk import dcmtk
 from tests.service.api.conftest import api_settings
 from tests.service.dimse.test_scp import free_port, wait_for_port
-from tests.service.jobs.support import sqlite_db, threshold_seg_runner, write_ct_study
+from tests.service.jobs.support import queued_ct_job, threshold_seg_runner, write_ct_study
 from tests.service.live_api import live_api
 
 
 def _finished_job(tmp_path: Path):  # type: ignore[no-untyped-def]
-    _, factory = sqlite_db(tmp_path)
-    store = InstanceStore(tmp_path / "store")
-    files = write_ct_study(tmp_path / "ct")
-    with factory() as session, session.begin():
-        for path in files:
-            ingest(session, store, path.read_bytes(), "test")
-    study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
-    job, _ = enqueue(factory, study, "k", QueuePolicy())
+    factory, store, job_id = queued_ct_job(tmp_path, QueuePolicy())
     ctx = WorkerContext(factory, store, tmp_path / "results", threshold_seg_runner)
     assert work_once(ctx)
-    return factory, store, job.id
+    return factory, store, job_id
 
 
 def test_results_arrive_at_a_dcmtk_storescp(tmp_path: Path) -> None:

@@ -13,16 +13,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.config import Settings
 from service.db.engine import make_engine, session_factory
 from service.db.migrate import upgrade
 from service.dicom.image_writer import SeriesSpec, write_series
 from service.dicom.volume import read_volume
+from service.inference.bundle import save_bundle
+from service.inference.store import ModelStore
+from service.jobs.queue import QueuePolicy, enqueue
 from service.results.provenance import AlgorithmIdentity
 from service.results.seg_writer import write_seg
+from service.storage.ingest import ingest
+from service.storage.store import InstanceStore
 from tests.requirements import missing
+from tests.service.inference.conftest import pointwise_model, threshold_manifest
 
 POSTGRES_URL = os.environ.get(
     "FEDSEG_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -75,3 +83,39 @@ def threshold_seg_runner(inputs: Sequence[Path], out_dir: Path, progress: object
     (out_dir / "measurements.json").write_text(json.dumps({"voxels": int(labels.sum())}))
     if callable(progress):
         progress("segment", 1.0)
+
+
+def queued_ct_job(
+    folder: Path, policy: QueuePolicy
+) -> tuple[sessionmaker[Session], InstanceStore, str]:
+    """A database and store under ``folder`` holding a phantom CT study and its queued job.
+
+    Returns the session factory, the store and the job id.
+    """
+    _, factory = sqlite_db(folder)
+    store = InstanceStore(folder / "store")
+    files = write_ct_study(folder / "ct")
+    with factory() as session, session.begin():
+        for path in files:
+            ingest(session, store, path.read_bytes(), "test")
+    study = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    job, _ = enqueue(factory, study, "key", policy)
+    return factory, store, job.id
+
+
+def install_ct_threshold(
+    settings: Settings,
+    folder: Path,
+    name: str = "ct-threshold",
+    spacing: tuple[float, float, float] = (1.5, 1.5, 3.0),
+) -> None:
+    """Install a CT bundle segmenting values above 90 HU (a 1×1×1 convolution), on ``spacing``."""
+    manifest = threshold_manifest(
+        name=name,
+        modality="CT",
+        normalisation={"kind": "ct-window", "low": 0.0, "high": 200.0},
+        spacing=spacing,
+    )
+    model = pointwise_model(np.array([[-1.0], [1.0]]), np.array([0.45, -0.45]))
+    bundle = save_bundle(folder / f"bundle-{name}", model, manifest)
+    ModelStore(roots=(settings.model_store,)).install(bundle.path)

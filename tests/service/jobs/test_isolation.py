@@ -6,16 +6,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
-from service.db.models import Instance, Job, JobState
+from service.db.models import Job, JobState
 from service.errors import FedsegError
 from service.jobs.failures import JobOutOfMemoryError, JobProcessError
 from service.jobs.isolation import IsolatedRunner
-from service.jobs.queue import QueuePolicy, enqueue
+from service.jobs.queue import QueuePolicy
 from service.jobs.worker import JobRunner, WorkerContext, work_once
-from service.storage.ingest import ingest
-from service.storage.store import InstanceStore
 from tests.service.jobs.runners import (
     allocating_runner,
     crashing_runner,
@@ -23,7 +20,7 @@ from tests.service.jobs.runners import (
     refusing_runner,
     shared_memory_runner,
 )
-from tests.service.jobs.support import sqlite_db, threshold_seg_runner, write_ct_study
+from tests.service.jobs.support import queued_ct_job, threshold_seg_runner, write_ct_study
 
 #: Room for the child's interpreter, numpy and onnxruntime, far below what the runners ask.
 LIMIT = 768 * 1024**2
@@ -78,21 +75,13 @@ def test_negative_limit_is_refused() -> None:
 
 
 def _job_after(tmp_path: Path, runner: JobRunner) -> Job:
-    _, factory = sqlite_db(tmp_path)
-    store = InstanceStore(tmp_path / "store")
-    files = write_ct_study(tmp_path / "ct")
-    with factory() as session, session.begin():
-        for path in files:
-            ingest(session, store, path.read_bytes(), "test")
-        study = session.scalars(select(Instance.study_instance_uid)).first()
-    assert study is not None
     policy = QueuePolicy(max_attempts=3)
-    job, _ = enqueue(factory, study, "key", policy)
+    factory, store, job_id = queued_ct_job(tmp_path, policy)
     ctx = WorkerContext(factory, store, tmp_path / "results", runner, policy=policy)
     while work_once(ctx):
         pass
     with factory() as session:
-        done = session.get(Job, job.id)
+        done = session.get(Job, job_id)
     assert done is not None
     return done
 

@@ -13,9 +13,16 @@ from service.qc.intended_use import read_intended_use
 
 def test_a_valid_file_reads(tmp_path: Path) -> None:
     path = tmp_path / "use.json"
-    path.write_text(json.dumps({"modality": "CT", "statement": "adult abdominal CT"}))
+    block = {
+        "modality": "CT",
+        "statement": "adult abdominal CT",
+        "body_regions": ["abdomen"],
+        "training_data": {"kind": "real", "cases": 120, "sources": ["centre A, 2019-2024"]},
+    }
+    path.write_text(json.dumps(block))
     use = read_intended_use(path)
     assert use.modality == "CT" and use.statement == "adult abdominal CT"
+    assert use.training_data.cases == 120
     assert use.research_only  # the default stays on unless the file says otherwise
 
 

@@ -106,24 +106,55 @@ def git_commit(repo: Path | None = None) -> str:
 
 
 def network_onnx_bytes(
-    network: torch.nn.Module, in_channels: int, patch_size: tuple[int, int, int]
+    network: torch.nn.Module,
+    in_channels: int,
+    patch_size: tuple[int, ...],
+    *,
+    input_name: str = "image",
+    output_name: str = "logits",
+    dynamic_spatial: bool = True,
 ) -> bytes:
-    """Serialise a network of one image input to ONNX, dynamic batch and spatial axes."""
+    """Serialise a network of one image input to ONNX with a dynamic batch axis.
+
+    fedseg's own networks also get dynamic spatial axes; nnU-Net bundles keep their fixed patch
+    (``dynamic_spatial=False``), which is what nnU-Net's sliding window feeds them.
+    """
     example = torch.zeros(1, in_channels, *patch_size)
-    axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
+    axes = {0: "batch", 2: "x", 3: "y", 4: "z"} if dynamic_spatial else {0: "batch"}
     buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
             network,
             (example,),
             buffer,  # type: ignore[arg-type]  # the legacy exporter writes to file objects
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": axes, "logits": axes},
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: axes, output_name: axes},
             opset_version=OPSET,
             dynamo=False,
         )
     return buffer.getvalue()
+
+
+def torch_and_onnx_outputs(
+    network: torch.nn.Module,
+    data: bytes,
+    in_channels: int,
+    patch_size: tuple[int, ...],
+    *,
+    input_name: str = "image",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``network``'s torch output and the ONNX model's on the same random batch of two."""
+    import onnxruntime
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, in_channels, *patch_size, generator=generator)
+    with torch.no_grad():
+        expected = network(x).numpy()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(None, {input_name: x.numpy()})[0]
+    return expected, got
 
 
 def onnx_difference(
@@ -134,14 +165,7 @@ def onnx_difference(
     seed: int = 0,
 ) -> float:
     """Largest |torch − onnxruntime| output difference of ``network`` on a random input."""
-    import onnxruntime
-
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, in_channels, *patch_size, generator=generator)
-    with torch.no_grad():
-        expected = network(x).numpy()
-    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": x.numpy()})[0]
+    expected, got = torch_and_onnx_outputs(network, data, in_channels, patch_size, seed=seed)
     return float(np.max(np.abs(got - expected)))
 
 

@@ -32,11 +32,10 @@ from service.inference.manifest import label_dicts
 from service.labels.registry import LabelTable
 from service.qc.enum import BodyRegion
 from service.qc.intended_use import IntendedUse, TrainingData, TrainingDataKind
-from training.export import git_commit
+from training.export import OPSET, git_commit
 from training.nnunet.folder import CheckpointChoice, ModelFolder, open_model_folder
 from training.nnunet.labels import BundleLabels, LabelCoder
 from training.nnunet.network import (
-    OPSET,
     build_network,
     check_parity,
     export_onnx,

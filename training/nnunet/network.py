@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import io
 import logging
 import pydoc
 import re
@@ -23,10 +22,10 @@ import numpy as np
 import torch
 
 from service.errors import ModelBundleError
+from training.export import network_onnx_bytes, torch_and_onnx_outputs
 
 logger = logging.getLogger(__name__)
 
-OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 #: ONNX and torch logits must agree within ``atol + rtol * |torch|`` on random input; float32
@@ -185,26 +184,21 @@ def build_network(
 
 def export_onnx(network: torch.nn.Module, channels: int, patch_size: tuple[int, ...]) -> bytes:
     """``network`` as ONNX: input ``[N, channels, *patch_size]``, output ``[N, K, *patch_size]``."""
-    example = torch.zeros(1, channels, *patch_size)
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         # Tracing nnU-Net's networks warns about shape checks (constant for a fixed patch), the
         # legacy exporter's deprecation, and instance norm exported "with train=True", which is
         # what instance norm does at inference too (it normalises with the input's statistics).
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*instance_norm.*", category=UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
+        return network_onnx_bytes(
             network,
-            (example,),
-            buffer,  # type: ignore[arg-type]  # the legacy exporter writes to file objects
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
+            channels,
+            patch_size,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            dynamic_spatial=False,
         )
-    return buffer.getvalue()
 
 
 def check_parity(
@@ -222,14 +216,9 @@ def check_parity(
     ModelBundleError
         If any logit differs by more than ``PARITY_ATOL + PARITY_RTOL * |torch|``.
     """
-    import onnxruntime
-
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, channels, *patch_size, generator=generator)
-    with torch.no_grad():
-        expected = network(x).numpy()
-    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = session.run(None, {INPUT_NAME: x.numpy()})[0]
+    expected, got = torch_and_onnx_outputs(
+        network, data, channels, patch_size, input_name=INPUT_NAME, seed=seed
+    )
     if got.shape != expected.shape:
         raise ModelBundleError(
             f"{source}: ONNX output shape {got.shape} differs from torch's {expected.shape}"

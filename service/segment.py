@@ -346,7 +346,7 @@ def _series_qc(
     )
 
 
-def _result(plan: object, bundle: ModelBundle, verdict: Applicability) -> SeriesResult:
+def _result(plan: VolumePlan, bundle: ModelBundle, verdict: Applicability) -> SeriesResult:
     attributes = SeriesAttributes.of(plan)
     manifest = bundle.manifest
     return SeriesResult(
@@ -355,7 +355,7 @@ def _result(plan: object, bundle: ModelBundle, verdict: Applicability) -> Series
         task=manifest.task,
         model=manifest.name,
         model_version=manifest.version,
-        warnings=list(plan.warnings),  # type: ignore[attr-defined]
+        warnings=list(plan.warnings),
         intended_use=manifest.intended_use.summary(),
         applicability=verdict.as_dict(),
     )

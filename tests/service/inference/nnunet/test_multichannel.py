@@ -112,7 +112,7 @@ def _network(plan: dict[str, Any], seed: int) -> Any:
     pet = resample(
         pet_array(pet_affine()),
         Grid((28, 20, 7), pet_affine()),
-        Grid(volume.array.shape, volume.affine),  # type: ignore[arg-type]
+        Grid(volume.array.shape, volume.affine),
     )
     ct = (np.clip(volume.array, -900, 400) - CT_STATS["mean"]) / CT_STATS["std"]
     pet = (pet - pet.mean()) / pet.std()
@@ -135,9 +135,7 @@ def pet_ct_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     networks = [_network(plan, seed) for seed in (21, 22)]
     states = [copy.deepcopy(n.state_dict()) for n in networks]
     bundle = _import_bundle(tmp_path_factory.mktemp("pet-ct-nnunet"), networks, plan, dataset)
-    return TinyModel(
-        plans=plan, dataset=dataset, states=states, network=networks[0], bundle=bundle
-    )
+    return TinyModel(plans=plan, dataset=dataset, states=states, network=networks[0], bundle=bundle)
 
 
 @dataclass
@@ -176,7 +174,10 @@ def _select(model: TinyModel, study: Study) -> Selection:
     return select_series(study.found.plans, [ModelBundle.load(model.bundle)], force=True)
 
 
-def test_pet_ct_labels_equal_nnunet_predictor(pet_ct_model: TinyModel, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mirroring", [False, True])
+def test_pet_ct_labels_equal_nnunet_predictor(
+    pet_ct_model: TinyModel, tmp_path: Path, mirroring: bool
+) -> None:
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
     from nnunetv2.postprocessing.remove_connected_components import (
         remove_all_but_largest_component_from_segmentation,
@@ -192,7 +193,7 @@ def test_pet_ct_labels_equal_nnunet_predictor(pet_ct_model: TinyModel, tmp_path:
     ct = load_volume(candidate.plan)
     pet = secondary_values(candidate.secondary[0], ct, bundle.manifest)
     assert pet.shape == ct.array.shape
-    segmenter = open_segmenter(bundle, SessionOptions(device=Device.CPU), mirror_tta=False)
+    segmenter = open_segmenter(bundle, SessionOptions(device=Device.CPU), mirror_tta=mirroring)
     labels = segmenter.segment(ct, None, ct.array, [pet]).labels
 
     paths = [
@@ -201,13 +202,14 @@ def test_pet_ct_labels_equal_nnunet_predictor(pet_ct_model: TinyModel, tmp_path:
     ]
     data, properties = SimpleITKIO().read_images([str(p) for p in paths])
     assert data.shape[0] == 2
-    predictor = pet_ct_model.predictor(use_mirroring=False)
+    predictor = pet_ct_model.predictor(use_mirroring=mirroring)
     expected = predictor.predict_single_npy_array(data, properties, None, None, False)
     expected = remove_all_but_largest_component_from_segmentation(expected, [1])
     expected = np.asarray(expected).transpose(2, 1, 0)
 
     assert labels.shape == expected.shape
-    assert float(np.mean(labels == expected)) >= 0.999
+    equal = float(np.mean(labels == expected))
+    assert equal >= 0.999
     for value in (1, 2, 3):
         a, b = labels == value, expected == value
         assert b.any(), f"label {value} absent from nnU-Net's result: the test would be weak"

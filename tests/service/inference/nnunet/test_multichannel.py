@@ -11,6 +11,8 @@ module (one tiny export, a few seconds).
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +25,7 @@ from service.config import Settings
 from service.dicom.image_writer import PetAcquisition, SeriesSpec, write_series
 from service.dicom.volume import Discovery, Volume, discover, load_volume
 from service.imaging.resample import Grid, resample
-from service.inference.bundle import ModelBundle
+from service.inference.bundle import ModelBundle, write_checksums
 from service.inference.pipeline import open_segmenter
 from service.inference.session import Device, SessionOptions
 from service.nifti import write_nifti
@@ -38,7 +40,9 @@ from .conftest import (
     _import_bundle,
     ct_volume,
     dataset_json,
+    manifest_data,
     plans,
+    recipe_block,
     require_nnunet,
 )
 
@@ -138,6 +142,31 @@ def pet_ct_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return TinyModel(plans=plan, dataset=dataset, states=states, network=networks[0], bundle=bundle)
 
 
+@pytest.fixture(scope="module")
+def selection_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-channel bundle for the selection step alone (no torch): its ONNX file is never
+    opened, since selection reads only the manifest."""
+    onnx = b"selection reads only the manifest"
+    fold = {
+        "fold": 0,
+        "onnx": "m/fold_0.onnx",
+        "onnx_sha256": hashlib.sha256(onnx).hexdigest(),
+        "checkpoint": "checkpoint_final.pth",
+        "checkpoint_sha256": "0" * 64,
+    }
+    block = recipe_block([fold])
+    block["channels"].append({"name": "PET", "modality": "PT"})
+    model = block["models"][0]
+    model["normalisation"].append({"scheme": "ZScoreNormalization", "use_mask_for_norm": False})
+    folder = tmp_path_factory.mktemp("selection")
+    (folder / "m").mkdir()
+    (folder / "m/fold_0.onnx").write_bytes(onnx)
+    manifest = {**manifest_data(block), "input_channels": 2}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_checksums(folder)
+    return folder
+
+
 @dataclass
 class Study:
     folder: Path
@@ -170,8 +199,8 @@ def write_study(folder: Path, pets: list[tuple[str, np.ndarray]], with_ct: bool 
     return Study(folder, discover([folder], Settings()))
 
 
-def _select(model: TinyModel, study: Study) -> Selection:
-    return select_series(study.found.plans, [ModelBundle.load(model.bundle)], force=True)
+def _select(bundle: Path, study: Study) -> Selection:
+    return select_series(study.found.plans, [ModelBundle.load(bundle)], force=True)
 
 
 @pytest.mark.parametrize("mirroring", [False, True])
@@ -187,7 +216,7 @@ def test_pet_ct_labels_equal_nnunet_predictor(
     bundle = ModelBundle.load(pet_ct_model.bundle)
     assert bundle.manifest.nnunet is not None
     assert [c.modality for c in bundle.manifest.nnunet.channels] == ["CT", "PT"]
-    (candidate,) = _select(pet_ct_model, study).candidates
+    (candidate,) = _select(pet_ct_model.bundle, study).candidates
     assert candidate.plan.modality == "CT"
     assert [p.modality for p in candidate.secondary] == ["PT"]
     ct = load_volume(candidate.plan)
@@ -234,38 +263,49 @@ def test_study_pipeline_records_the_secondary_series(
     assert series.present
 
 
-def test_the_pet_covering_the_ct_is_chosen(pet_ct_model: TinyModel, tmp_path: Path) -> None:
+def test_the_pet_covering_the_ct_is_chosen(selection_bundle: Path, tmp_path: Path) -> None:
     # Series 2 lies 40 mm beside the CT, series 3 over it: 3 wins despite its number.
     study = write_study(
         tmp_path / "study", [(FRAME, pet_affine(shift_mm=40.0)), (FRAME, pet_affine())]
     )
-    (candidate,) = _select(pet_ct_model, study).candidates
+    (candidate,) = _select(selection_bundle, study).candidates
     assert [p.stack.series_instance_uid for p in candidate.secondary] == [f"{STUDY}.3"]
+    # In the other order the covering one still wins (not the first or last found).
+    study = write_study(
+        tmp_path / "swapped", [(FRAME, pet_affine()), (FRAME, pet_affine(shift_mm=40.0))]
+    )
+    (candidate,) = _select(selection_bundle, study).candidates
+    assert [p.stack.series_instance_uid for p in candidate.secondary] == [f"{STUDY}.2"]
 
 
 def test_a_study_without_pet_is_refused_naming_the_channel(
-    pet_ct_model: TinyModel, tmp_path: Path
+    selection_bundle: Path, tmp_path: Path
 ) -> None:
     study = write_study(tmp_path / "study", [])
-    selection = _select(pet_ct_model, study)
+    selection = _select(selection_bundle, study)
     assert not selection.candidates
     (refused,) = selection.refused
     assert "channel 1 (PET, modality PT)" in refused.reason
     assert "no PT series" in refused.reason
+
+
+def test_the_refusal_is_the_series_error(pet_ct_model: TinyModel, tmp_path: Path) -> None:
+    study = write_study(tmp_path / "study", [])
     bundle = ModelBundle.load(pet_ct_model.bundle)
     options = SegmentOptions(device=Device.CPU, force=True)
     result = StudySegmenter([bundle], options).run_found(study.found, tmp_path / "out", Settings())
     (series,) = result.series
     assert result.failed
-    assert series.error == refused.reason
+    assert series.modality == "CT"
+    assert series.error is not None and "channel 1 (PET, modality PT)" in series.error
 
 
 def test_a_pet_in_another_frame_of_reference_is_refused(
-    pet_ct_model: TinyModel, tmp_path: Path
+    selection_bundle: Path, tmp_path: Path
 ) -> None:
     other = "1.2.826.0.1.3680043.8.498.99"
     study = write_study(tmp_path / "study", [(other, pet_affine())])
-    selection = _select(pet_ct_model, study)
+    selection = _select(selection_bundle, study)
     assert not selection.candidates
     (refused,) = selection.refused
     assert "channel 1 (PET, modality PT)" in refused.reason

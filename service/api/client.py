@@ -109,13 +109,16 @@ class ServiceClient:
 
 def format_measurements(reports: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of segment measurements (no patient identifiers)."""
-    lines = [f"{'modality':<8} {'segment':<16} {'volume mL':>10} {'mean':>9} {'SUVmax':>8}"]
+    header = f"{'model':<28} {'modality':<8} {'segment':<16} {'volume mL':>10} {'mean':>9}"
+    lines = [header + f" {'SUVmax':>8}"]
     for report in reports:
+        # Several models may run on one series (e.g. two CT organ models): name each row's.
+        model = str(report.get("algorithm", ""))
         for segment in report.get("segments", []):
             intensity = segment.get("intensity") or {}
             pet = segment.get("pet") or {}
             lines.append(
-                f"{report.get('modality', ''):<8} {segment['name']:<16} "
+                f"{model:<28} {report.get('modality', ''):<8} {segment['name']:<16} "
                 f"{_num(segment.get('volume_ml')):>10} {_num(intensity.get('mean')):>9} "
                 f"{_num(pet.get('suv_max')):>8}"
             )

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from service.config import Settings
-from service.dicom.volume import Discovery, Volume, discover, load_volume
+from service.dicom.volume import Discovery, Volume, VolumePlan, discover, load_volume
 from service.errors import FedsegError, ModelBundleError
+from service.imaging.resample import Grid, resample
 from service.inference.bundle import ModelBundle
 from service.inference.manifest import Manifest, NormalisationKind
 from service.inference.pipeline import ModelSegmenter, open_segmenter
@@ -39,6 +40,7 @@ from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
 from service.selection import (
     Candidate,
+    Refused,
     Rule,
     SeriesAttributes,
     Skipped,
@@ -89,6 +91,8 @@ class SeriesResult:
     skipped: bool = False  # outside the model's intended use, not segmented
     applicability: dict[str, object] = field(default_factory=dict)
     qc: dict[str, object] | None = None  # service.qc.report.SeriesQc.as_dict()
+    # Series of a multi-channel model's channels 1, 2, … (resampled onto this one's grid).
+    secondary_series: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -186,7 +190,7 @@ class StudySegmenter:
         timings["read"] = read_s
         bundles = [s.bundle for s in self.segmenters]
         selection = select_series(found.plans, bundles, self.options.force)
-        if not selection.candidates and not selection.skipped:
+        if not selection.candidates and not selection.skipped and not selection.refused:
             modalities = sorted({p.modality for p in found.plans}) or ["no images"]
             models = ", ".join(f"{b.manifest.name} ({b.manifest.modality})" for b in bundles)
             raise FedsegError(
@@ -195,6 +199,7 @@ class StudySegmenter:
             )
         policy = self.options.qc_policy or settings.qc_policy
         results = [_skipped(s) for s in selection.skipped]
+        results.extend(_refused(r) for r in selection.refused)
         by_bundle = {id(s.bundle): s for s in self.segmenters}
         total = len(selection.candidates)
         for index, candidate in enumerate(selection.candidates, start=1):
@@ -268,12 +273,16 @@ class StudySegmenter:
             )
             verdict = confirm(candidate, volume, body)
             result.applicability = verdict.as_dict()
-            timings["read"] += time.perf_counter() - start
             if not verdict.runs:
+                timings["read"] += time.perf_counter() - start
                 result.skipped = True
                 result.warnings.extend(_skip_messages(verdict))
                 return result
-            segmentation = segmenter.segment(volume, progress, values)
+            secondary = [secondary_values(p, volume, manifest) for p in candidate.secondary]
+            result.secondary_series = [p.stack.series_instance_uid for p in candidate.secondary]
+            timings["read"] += time.perf_counter() - start
+            segmentation = segmenter.segment(volume, progress, values, secondary)
+            del secondary
             for stage, seconds in segmentation.timings.items():
                 timings[stage] += seconds
             result.timings = {k: round(v, 3) for k, v in segmentation.timings.items()}
@@ -291,6 +300,21 @@ class StudySegmenter:
             logger.error("series %s: %s", candidate.plan.stack.series_instance_uid, exc)
             result.error = str(exc)
         return result
+
+
+def secondary_values(plan: VolumePlan, primary: Volume, manifest: Manifest) -> np.ndarray:
+    """A further channel's model values, resampled (linear) onto the primary's grid.
+
+    The values follow :func:`model_values` with the bundle's normalisation, as channel 0's do:
+    an nnU-Net bundle (no fedseg normalisation) sees every channel as read (HU, PET in its
+    stored unit). Outside the series' extent the channel takes its lowest value.
+    """
+    volume = load_volume(plan)
+    values = model_values(volume, manifest.normalisation)
+    source = Grid(shape=volume.array.shape, affine=volume.affine)
+    target = Grid(shape=primary.array.shape, affine=primary.affine)
+    fill = float(values.min()) if values.size else 0.0
+    return resample(np.asarray(values, dtype=np.float32), source, target, order=1, fill=fill)
 
 
 def _qc_values(manifest: Manifest, volume: Volume) -> bool:
@@ -322,8 +346,8 @@ def _series_qc(
     )
 
 
-def _result(plan: object, bundle: ModelBundle, verdict: Applicability) -> SeriesResult:
-    attributes = SeriesAttributes.of(plan)  # type: ignore[arg-type]
+def _result(plan: VolumePlan, bundle: ModelBundle, verdict: Applicability) -> SeriesResult:
+    attributes = SeriesAttributes.of(plan)
     manifest = bundle.manifest
     return SeriesResult(
         series_instance_uid=attributes.series_instance_uid,
@@ -331,7 +355,7 @@ def _result(plan: object, bundle: ModelBundle, verdict: Applicability) -> Series
         task=manifest.task,
         model=manifest.name,
         model_version=manifest.version,
-        warnings=list(plan.warnings),  # type: ignore[attr-defined]
+        warnings=list(plan.warnings),
         intended_use=manifest.intended_use.summary(),
         applicability=verdict.as_dict(),
     )
@@ -346,6 +370,13 @@ def _skipped(skipped: Skipped) -> SeriesResult:
     result = _result(skipped.plan, skipped.bundle, skipped.applicability)
     result.skipped = True
     result.warnings.extend(_skip_messages(skipped.applicability))
+    return result
+
+
+def _refused(refused: Refused) -> SeriesResult:
+    """The result of a primary series a multi-channel model lacks another channel's series for."""
+    result = _result(refused.plan, refused.bundle, Applicability(()))
+    result.error = refused.reason
     return result
 
 

@@ -11,6 +11,12 @@ Used by ``fedseg segment`` and the server's workers alike, on the headers read o
    the header, here; body part and what the image shows once the volume is read
    (:func:`confirm`). A series outside the intended use is skipped with its reasons, unless
    the request forces it.
+4. **Further channels** of a multi-channel model (an nnU-Net PET/CT model: channel 0 CT,
+   channel 1 PET): the series selected above is channel 0, the primary, whose grid the output
+   lies on. Each other channel takes a series of that channel's modality in the same study and
+   the same FrameOfReferenceUID (:func:`secondary_series`); without one the primary is refused,
+   naming the channel. When several match, the one whose extent covers most of the primary's
+   is chosen, then the higher number of slices, then the lower SeriesInstanceUID.
 
 Routing rules and manifest series rules are one kind of criteria with one meaning
 (:class:`~service.inference.manifest.SeriesRule`): modality equal (case-insensitive),
@@ -22,9 +28,12 @@ case-insensitive). An empty criterion matches any series.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
+from service.dicom.planes import derived_study_uid
 from service.dicom.volume import Volume, VolumePlan
 from service.inference.bundle import ModelBundle
 from service.inference.manifest import SeriesRule
@@ -102,11 +111,16 @@ def series_rules_select(bundle: ModelBundle, series: SeriesAttributes) -> bool:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A series one model will segment, with the header half of its intended-use verdict."""
+    """A series one model will segment, with the header half of its intended-use verdict.
+
+    ``secondary`` are the series of the model's further input channels (channel 1, 2, …),
+    empty for a one-channel model; ``plan`` is channel 0, the primary.
+    """
 
     plan: VolumePlan
     bundle: ModelBundle
     applicability: Applicability
+    secondary: tuple[VolumePlan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,11 +133,106 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A primary series a multi-channel model cannot run on: a channel has no series."""
+
+    plan: VolumePlan
+    bundle: ModelBundle
+    reason: str
+
+
+@dataclass(frozen=True)
 class Selection:
     """The outcome of the header half of the selection."""
 
     candidates: list[Candidate]
     skipped: list[Skipped]
+    refused: list[Refused] = field(default_factory=list)
+
+
+def _study_uid(plan: VolumePlan) -> str:
+    header = plan.header
+    return str(header.get("StudyInstanceUID", "")).strip() or derived_study_uid(header)
+
+
+def _frame_uid(plan: VolumePlan) -> str:
+    return str(plan.header.get("FrameOfReferenceUID", "")).strip()
+
+
+def _bounds(plan: VolumePlan) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest patient coordinates of the stack's voxel centres (x, y, z), mm."""
+    corners = np.array(
+        [
+            [i, j, k, 1.0]
+            for i in (0, plan.shape[0] - 1)
+            for j in (0, plan.shape[1] - 1)
+            for k in (0, plan.shape[2] - 1)
+        ],
+        dtype=np.float64,
+    )
+    points = (np.asarray(plan.affine, dtype=np.float64) @ corners.T)[:3].T
+    return points.min(axis=0), points.max(axis=0)
+
+
+def coverage(primary: VolumePlan, other: VolumePlan) -> float:
+    """Fraction of ``primary``'s bounding box (patient space) inside ``other``'s, 0 to 1."""
+    low, high = _bounds(primary)
+    other_low, other_high = _bounds(other)
+    extent = np.maximum(high - low, 1e-6)
+    overlap = np.clip(np.minimum(high, other_high) - np.maximum(low, other_low), 0.0, None)
+    # An axis on which the primary is flat (one slice) counts as covered when the point is inside.
+    return float(np.prod(np.minimum(overlap / extent, 1.0)))
+
+
+def secondary_series(
+    primary: VolumePlan, bundle: ModelBundle, plans: Sequence[VolumePlan]
+) -> tuple[VolumePlan, ...] | str:
+    """The series of ``bundle``'s channels 1, 2, … for ``primary``, or why there are none.
+
+    Each channel takes a series of its modality in the primary's study and frame of reference
+    (its values are resampled onto the primary's grid later, so both must share the patient
+    coordinate system). Several matches: most coverage of the primary's extent, then more
+    slices, then the lower SeriesInstanceUID.
+    """
+    recipe = bundle.manifest.nnunet
+    if recipe is None or len(recipe.channels) < 2:
+        return ()
+    study, frame = _study_uid(primary), _frame_uid(primary)
+    chosen: list[VolumePlan] = []
+    for index, channel in enumerate(recipe.channels[1:], start=1):
+        name = f"channel {index} ({channel.name}, modality {channel.modality})"
+        same_study = [
+            p
+            for p in plans
+            if p is not primary
+            and p.error is None
+            and p.modality.upper() == channel.modality.upper()
+            and _study_uid(p) == study
+        ]
+        if not same_study:
+            return (
+                f"model {bundle.manifest.name} needs {name}, and the study has no "
+                f"{channel.modality} series; send the {channel.modality} series with the study"
+            )
+        matching = [p for p in same_study if frame and _frame_uid(p) == frame]
+        if not matching:
+            others = ", ".join(sorted({_frame_uid(p) or "none" for p in same_study}))
+            return (
+                f"model {bundle.manifest.name} needs {name} in the frame of reference of "
+                f"series {primary.stack.series_instance_uid} ({frame or 'none'}); the study's "
+                f"{channel.modality} series are in another one ({others}), so they cannot be "
+                "resampled onto it; register them first (one FrameOfReferenceUID)"
+            )
+        best = min(
+            matching,
+            key=lambda p: (
+                -round(coverage(primary, p), 6),
+                -p.shape[2],
+                p.stack.series_instance_uid,
+            ),
+        )
+        chosen.append(best)
+    return tuple(chosen)
 
 
 def select_series(
@@ -131,9 +240,13 @@ def select_series(
 ) -> Selection:
     """Pair every series with every model whose series rules select it, then check the header.
 
-    A pair whose header is outside the model's intended use is skipped, unless ``force``.
+    A pair whose header is outside the model's intended use is skipped, unless ``force``; a
+    primary series for which a multi-channel model finds no series of another channel is
+    refused (:func:`secondary_series`).
     """
-    candidates, skipped = [], []
+    candidates: list[Candidate] = []
+    skipped: list[Skipped] = []
+    refused: list[Refused] = []
     for bundle in bundles:
         intended = bundle.manifest.intended_use
         for plan in plans:
@@ -141,11 +254,15 @@ def select_series(
                 continue
             findings = check_header(plan.header, plan.modality, plan.geometry.median_step, intended)
             verdict = Applicability(tuple(findings), forced=force)
-            if verdict.runs:
-                candidates.append(Candidate(plan, bundle, verdict))
-            else:
+            if not verdict.runs:
                 skipped.append(Skipped(plan, bundle, verdict))
-    return Selection(candidates, skipped)
+                continue
+            secondary = secondary_series(plan, bundle, plans)
+            if isinstance(secondary, str):
+                refused.append(Refused(plan, bundle, secondary))
+            else:
+                candidates.append(Candidate(plan, bundle, verdict, secondary))
+    return Selection(candidates, skipped, refused)
 
 
 def confirm(candidate: Candidate, volume: Volume, body: BodyAnalysis | None) -> Applicability:

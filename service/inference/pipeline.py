@@ -7,6 +7,7 @@ a bundle's ``runtime`` asks for (this one, or nnU-Net's), behind one interface.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -93,7 +94,11 @@ class Segmenter(ModelSegmenter):
         run_on_zero_patch(self.model.predict, patch, expected, f"{len(manifest.labels)} labels")
 
     def segment(
-        self, volume: Volume, progress: Progress | None = None, values: np.ndarray | None = None
+        self,
+        volume: Volume,
+        progress: Progress | None = None,
+        values: np.ndarray | None = None,
+        secondary: Sequence[np.ndarray] = (),
     ) -> Segmentation:
         """Segment ``volume``; timings are recorded per stage in seconds.
 
@@ -101,6 +106,11 @@ class Segmenter(ModelSegmenter):
         them already, so PET is converted to SUV once.
         """
         manifest = self.bundle.manifest
+        if secondary:
+            raise ModelBundleError(
+                f"{self.bundle.path}: fedseg's own U-Net recipe takes one series, not "
+                f"{1 + len(secondary)}"
+            )
         timings: dict[str, float] = {}
         start = time.perf_counter()
         prepared = prepare(volume, manifest, values)

@@ -9,7 +9,7 @@ nnU-Net v2's (:class:`service.inference.nnunet.segmenter.NnunetSegmenter`). Both
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,8 +53,13 @@ class ModelSegmenter(ABC):
         volume: Volume,
         progress: Callable[[int, int], None] | None = None,
         values: np.ndarray | None = None,
+        secondary: Sequence[np.ndarray] = (),
     ) -> Segmentation:
-        """Segment ``volume``; ``values`` are its model values when the caller has them."""
+        """Segment ``volume``; ``values`` are its model values when the caller has them.
+
+        ``secondary`` are the model values of the further input channels (1, 2, …) of a
+        multi-channel model, already resampled onto ``volume``'s grid.
+        """
 
     @abstractmethod
     def use_fast_tiling(self) -> None:

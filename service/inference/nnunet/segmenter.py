@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -117,14 +117,10 @@ class NnunetSegmenter(ModelSegmenter):
         recipe = bundle.manifest.nnunet
         if recipe is None:
             raise ModelBundleError(f"{bundle.path}: not an nnU-Net bundle (no nnunet block)")
-        if len(recipe.channels) != 1:
-            raise ModelBundleError(
-                f"{bundle.path}: {len(recipe.channels)}-channel nnU-Net models are not served yet "
-                "(the study pipeline hands one series to a model); use a one-channel model"
-            )
         if max(recipe.label_numbers, default=0) > 255:
             raise ModelBundleError(f"{bundle.path}: more than 255 bundle labels")
         self.bundle = bundle
+        self.channels = recipe.channels
         self.runners = [
             ModelRunner.load(model, paths, options, batch_size, mirror_tta)
             for model, paths in zip(recipe.models, bundle.fold_paths(), strict=True)
@@ -160,10 +156,34 @@ class NnunetSegmenter(ModelSegmenter):
         volume: Volume,
         progress: Progress | None = None,
         values: np.ndarray | None = None,
+        secondary: Sequence[np.ndarray] = (),
     ) -> Segmentation:
-        """Segment ``volume``: every model in order, label maps merged; timings summed."""
+        """Segment ``volume``: every model in order, label maps merged; timings summed.
+
+        ``volume`` is channel 0 (its grid is the output grid); ``secondary`` the values of
+        channels 1, 2, … on that grid (:func:`service.segment.secondary_values` resamples
+        them), stacked in channel order as nnU-Net reads ``case_0000``, ``case_0001``, ….
+        """
         values = volume.array if values is None else values
-        data = values.transpose(2, 1, 0)[None]  # SimpleITK's array order
+        channels = self.channels
+        if 1 + len(secondary) != len(channels):
+            names = ", ".join(f"{c.name} ({c.modality})" for c in channels)
+            raise ModelBundleError(
+                f"{self.bundle.path}: the model takes {len(channels)} channels ({names}), "
+                f"{1 + len(secondary)} series were given"
+            )
+        for index, other in enumerate(secondary, start=1):
+            if other.shape != values.shape:
+                raise ValueError(
+                    f"channel {index} has shape {other.shape}, not channel 0's {values.shape}; "
+                    "resample it onto the primary grid first"
+                )
+        if secondary:
+            data = np.stack(
+                [np.asarray(v, dtype=np.float32).transpose(2, 1, 0) for v in (values, *secondary)]
+            )
+        else:
+            data = values.transpose(2, 1, 0)[None]  # SimpleITK's array order
         spacing = nnunet_spacing(volume.affine)
         merged = np.zeros(volume.array.shape, dtype=np.uint8)
         merged_nn = merged.transpose(2, 1, 0)  # a view in nnU-Net's order

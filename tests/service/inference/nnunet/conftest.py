@@ -294,14 +294,22 @@ def write_bundle(folder: Path, onnx_files: dict[str, bytes], block: dict[str, An
     return folder
 
 
-def _model_folder(root: Path, networks: list[Any]) -> Path:
-    """The networks as nnU-Net writes a trained model: one folder, a checkpoint per fold."""
+def _model_folder(
+    root: Path,
+    networks: list[Any],
+    plan: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> Path:
+    """The networks as nnU-Net writes a trained model: one folder, a checkpoint per fold
+    (the tiny model's plans and dataset.json unless others are given)."""
     import torch
 
+    plan = plan or plans()
+    dataset = dataset or dataset_json()
     folder = root / "Dataset901_Tiny" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
     folder.mkdir(parents=True)
-    (folder / "plans.json").write_text(json.dumps(plans(), indent=2))
-    (folder / "dataset.json").write_text(json.dumps(dataset_json(), indent=2))
+    (folder / "plans.json").write_text(json.dumps(plan, indent=2))
+    (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
     for fold, network in enumerate(networks):
         (folder / f"fold_{fold}").mkdir()
         checkpoint = {
@@ -312,10 +320,10 @@ def _model_folder(root: Path, networks: list[Any]) -> Path:
             "_best_ema": None,
             "current_epoch": 1,
             "init_args": {
-                "plans": plans(),
+                "plans": plan,
                 "configuration": "3d_fullres",
                 "fold": fold,
-                "dataset_json": dataset_json(),
+                "dataset_json": dataset,
             },
             "trainer_name": "nnUNetTrainer",
             "inference_allowed_mirroring_axes": (0, 1, 2),
@@ -332,10 +340,15 @@ def _model_folder(root: Path, networks: list[Any]) -> Path:
     return folder
 
 
-def _import_bundle(root: Path, networks: list[Any]) -> Path:
+def _import_bundle(
+    root: Path,
+    networks: list[Any],
+    plan: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> Path:
     from training.nnunet.importer import ImportOptions, import_model
 
-    folder = _model_folder(root, networks)
+    folder = _model_folder(root, networks, plan, dataset)
     return import_model([folder], root / "bundle", ImportOptions(name="tiny-nnunet"))
 
 

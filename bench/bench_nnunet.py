@@ -273,23 +273,14 @@ def run_nnunet(folder: Path, dicom: Path, threads: int, tta: bool) -> dict[str, 
     """Read DICOM → NIfTI → nnUNetPredictor → labels, on the CPU."""
     import torch
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     from service.dicom.volume import read_volume
     from service.nifti import write_nifti
+    from training.nnunet.predictor import cpu_predictor
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=tta,
-        perform_everything_on_device=False,
-        device=torch.device("cpu"),
-        verbose=False,
-        verbose_preprocessing=False,
-        allow_tqdm=False,
-    )
+    predictor = cpu_predictor(tta)
     predictor.initialize_from_trained_model_folder(
         str(folder), use_folds=(0,), checkpoint_name="checkpoint_final.pth"
     )

@@ -43,10 +43,11 @@ def _predictor(folder: Path, use_mirroring: bool) -> Any:
     up by name: nnU-Net's search imports every trainer module, and Primus's needs torchvision.
     """
     import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from training.nnunet.predictor import cpu_predictor
 
     torch.set_num_threads(1)
     dataset = json.loads((folder / "dataset.json").read_text())
@@ -64,16 +65,7 @@ def _predictor(folder: Path, use_mirroring: bool) -> Any:
         manager.get_label_manager(dataset).num_segmentation_heads,
         deep_supervision=False,
     )
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=use_mirroring,
-        perform_everything_on_device=False,
-        device=torch.device("cpu"),
-        verbose=False,
-        verbose_preprocessing=False,
-        allow_tqdm=False,
-    )
+    predictor = cpu_predictor(use_mirroring)
     predictor.manual_initialization(
         network,
         manager,

@@ -139,21 +139,13 @@ class TinyModel:
     def predictor(self, use_mirroring: bool) -> Any:
         """nnU-Net's own predictor of these folds on the CPU."""
         import torch
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        from training.nnunet.predictor import cpu_predictor
 
         torch.set_num_threads(1)
         manager = PlansManager(copy.deepcopy(self.plans))
-        predictor = nnUNetPredictor(
-            tile_step_size=0.5,
-            use_gaussian=True,
-            use_mirroring=use_mirroring,
-            perform_everything_on_device=False,
-            device=torch.device("cpu"),
-            verbose=False,
-            verbose_preprocessing=False,
-            allow_tqdm=False,
-        )
+        predictor = cpu_predictor(use_mirroring)
         predictor.manual_initialization(
             copy.deepcopy(self.network),
             manager,

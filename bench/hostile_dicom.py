@@ -57,6 +57,16 @@ def _save(ds: pydicom.Dataset) -> bytes:
     return buffer.getvalue()
 
 
+def with_values(data: bytes, enforce_file_format: bool = True, **values: str) -> bytes:
+    """``data`` with each keyword set to its value through pydicom (validated like any writer)."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=enforce_file_format)
+    return buffer.getvalue()
+
+
 def with_raw_value(data: bytes, keyword: str, value: str) -> bytes:
     """``data`` with ``keyword`` set to ``value`` exactly as given (no validation, no padding)."""
     ds = _read(data)

@@ -18,6 +18,7 @@ from bench.hostile_dicom import (
     deflate_bomb,
     giant_rle,
     with_raw_value,
+    with_values,
 )
 from service.auth.tokens import Role
 from service.config import Settings
@@ -53,15 +54,6 @@ def _stow(api: Api, parts: list[bytes]) -> tuple[int, dict[str, Any], str]:
     return response.status_code, response.json(), response.headers.get("warning", "")
 
 
-def _changed(data: bytes, **values: str) -> bytes:
-    ds = pydicom.dcmread(io.BytesIO(data))
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _uid(data: bytes, keyword: str = "SOPInstanceUID") -> str:
     return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).get(keyword))
 
@@ -72,7 +64,7 @@ def _failures(body: dict[str, Any]) -> list[tuple[int, str]]:
 
 def _new_study(data: bytes, number: int) -> bytes:
     """``data`` as an instance of another study (new UIDs, same patient)."""
-    return _changed(
+    return with_values(
         data,
         StudyInstanceUID=f"1.2.826.0.1.77.{number}",
         SeriesInstanceUID=f"1.2.826.0.1.77.{number}.1",
@@ -85,7 +77,7 @@ def test_sop_uid_of_another_patients_study_is_refused_and_the_rest_kept(
 ) -> None:
     assert _stow(api, ct)[0] == 200
     victim_uid = _uid(ct[0])
-    forged = _changed(ct[0], StudyInstanceUID="1.2.826.0.1.66.1", PatientID="ATTACKER")
+    forged = with_values(ct[0], StudyInstanceUID="1.2.826.0.1.66.1", PatientID="ATTACKER")
     good = _new_study(ct[1], 1)
     code, body, warning = _stow(api, [forged, good])
     assert code == 202
@@ -104,7 +96,7 @@ def test_sop_uid_of_another_patients_study_is_refused_and_the_rest_kept(
 def test_blank_uids_are_refused_with_a_reason_in_the_answer_and_the_log(
     api: Api, ct: list[bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
-    blank = [_changed(d, StudyInstanceUID="", SeriesInstanceUID="") for d in ct]
+    blank = [with_values(d, StudyInstanceUID="", SeriesInstanceUID="") for d in ct]
     with caplog.at_level(logging.WARNING):
         code, body, warning = _stow(api, blank)
     assert code == 409

@@ -11,7 +11,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from bench.hostile_dicom import deflate_bomb, with_raw_value
+from bench.hostile_dicom import deflate_bomb, with_raw_value, with_values
 from service.db.models import Instance
 from service.dimse.scp import ScpConfig, start_scp
 from service.storage.store import InstanceStore
@@ -21,15 +21,6 @@ from tests.service.jobs.support import sqlite_db, write_ct_study
 DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
-def _changed(data: bytes, **values: str) -> bytes:
-    ds = pydicom.dcmread(io.BytesIO(data))
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def test_c_store_refuses_what_stow_refuses(tmp_path: Path) -> None:
     engine, factory = sqlite_db(tmp_path)
     port = free_port()
@@ -37,12 +28,12 @@ def test_c_store_refuses_what_stow_refuses(tmp_path: Path) -> None:
     other = [p.read_bytes() for p in write_ct_study(tmp_path / "other", seed="other")]
     cases = {
         "victim": ct[0],
-        "forged SOP UID": _changed(ct[0], StudyInstanceUID="1.2.826.0.1.55.1", PatientID="X"),
+        "forged SOP UID": with_values(ct[0], StudyInstanceUID="1.2.826.0.1.55.1", PatientID="X"),
         "invalid study UID": with_raw_value(other[0], "StudyInstanceUID", "1.2.3/../4"),
         "65-character series UID": with_raw_value(other[1], "SeriesInstanceUID", "1." * 32 + "1"),
         # The SCP accepts uncompressed and deflated syntaxes only: the 65535 x 65535 header
         # comes with native pixel data that is far too short, which ingest never reads.
-        "65535 x 65535 pixels": _changed(other[2], Rows=65535, Columns=65535),
+        "65535 x 65535 pixels": with_values(other[2], Rows=65535, Columns=65535),
         "deflate bomb": deflate_bomb(other[3], 3 * 1024**3 // 1024),  # 3 MiB > 1 MiB limit
         "good": ct[1],
     }

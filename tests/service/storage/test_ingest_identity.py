@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.hostile_dicom import with_values
 from service.db.engine import make_engine, session_factory
 from service.db.migrate import upgrade
 from service.db.models import AuditEvent, Instance, InstanceOrigin
@@ -38,15 +39,6 @@ def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionm
         upgrade(engine)
         yield session_factory(engine)
         engine.dispose()
-
-
-def _changed(data: bytes, **values: str) -> bytes:
-    ds = pydicom.dcmread(io.BytesIO(data))
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def _store(factory: sessionmaker[Session], store: InstanceStore, data: bytes, **kw: object) -> None:
@@ -75,10 +67,10 @@ def test_sop_uid_of_another_study_or_patient_is_refused(
     uid = str(pydicom.dcmread(io.BytesIO(victim[0])).SOPInstanceUID)
     before, files = _row(factory, uid), _files(store)
     forgeries = {
-        "another study and patient": _changed(
+        "another study and patient": with_values(
             victim[0], StudyInstanceUID="1.2.826.0.1.99.1", PatientID="OTHER"
         ),
-        "another study, same patient": _changed(victim[0], StudyInstanceUID="1.2.826.0.1.99.2"),
+        "another study, same patient": with_values(victim[0], StudyInstanceUID="1.2.826.0.1.99.2"),
     }
     for name, forged in forgeries.items():
         with pytest.raises(InstanceRejectedError, match="another study") as caught:
@@ -97,7 +89,7 @@ def test_sop_uid_of_a_single_instance_study_keeps_its_patient(
     (first,) = [p.read_bytes() for p in write_ct_study(tmp_path / "a", slices=4)][:1]
     _store(factory, store, first)
     with pytest.raises(InstanceRejectedError, match="another patient"):
-        _store(factory, store, _changed(first, PatientID="SOMEONE-ELSE"))
+        _store(factory, store, with_values(first, PatientID="SOMEONE-ELSE"))
     uid = str(pydicom.dcmread(io.BytesIO(first)).SOPInstanceUID)
     assert store.path_for(_row(factory, uid).sha256).read_bytes() == first
 
@@ -107,12 +99,12 @@ def test_sop_uid_of_a_result_is_refused(factory: sessionmaker[Session], tmp_path
     files = [p.read_bytes() for p in write_ct_study(tmp_path / "a")]
     _store(factory, store, files[0])
     # Stands for a result SEG: the job ingests its outputs with origin RESULT.
-    result = _changed(files[1], SeriesInstanceUID="1.2.826.0.1.99.3", Modality="SEG")
+    result = with_values(files[1], SeriesInstanceUID="1.2.826.0.1.99.3", Modality="SEG")
     _store(factory, store, result, origin=InstanceOrigin.RESULT)
     uid = str(pydicom.dcmread(io.BytesIO(result)).SOPInstanceUID)
     for forged in (
-        _changed(result, Modality="CT"),  # same study
-        _changed(result, StudyInstanceUID="1.2.826.0.1.99.4", PatientID="X"),
+        with_values(result, Modality="CT"),  # same study
+        with_values(result, StudyInstanceUID="1.2.826.0.1.99.4", PatientID="X"),
     ):
         with pytest.raises(InstanceRejectedError, match=r"result|another study"):
             _store(factory, store, forged)
@@ -129,7 +121,7 @@ def test_changed_resend_in_the_same_study_is_audited_and_leaves_no_orphan(
         _store(factory, store, data)
     uid = str(pydicom.dcmread(io.BytesIO(files[0])).SOPInstanceUID)
     old = _row(factory, uid).sha256
-    changed = _changed(files[0], SeriesDescription="phantom CT, corrected")
+    changed = with_values(files[0], SeriesDescription="phantom CT, corrected")
     with (
         caplog.at_level(logging.INFO, logger="service.storage"),
         factory() as session,
@@ -161,7 +153,7 @@ def test_a_replacement_that_is_rolled_back_keeps_the_old_file(
     uid = str(pydicom.dcmread(io.BytesIO(first)).SOPInstanceUID)
     old = _row(factory, uid).sha256
     with pytest.raises(RuntimeError), factory() as session, session.begin():
-        ingest(session, store, _changed(first, SeriesDescription="changed"), "test")
+        ingest(session, store, with_values(first, SeriesDescription="changed"), "test")
         raise RuntimeError("the caller fails before its commit")
     assert _row(factory, uid).sha256 == old and store.path_for(old).exists()
 

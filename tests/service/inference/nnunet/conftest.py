@@ -159,6 +159,19 @@ class TinyModel:
 
 
 def _network(plan: dict[str, Any], seed: int) -> Any:
+    """The one-channel tiny network, its classes balanced on the CT phantom."""
+    volume = ct_volume()
+    window = np.clip(volume.array[:, :, :], -900, 400).transpose(2, 0, 1)[None, None]
+    return balanced_network(plan, seed, (window - CT_STATS["mean"]) / CT_STATS["std"])
+
+
+def balanced_network(plan: dict[str, Any], seed: int, window: np.ndarray) -> Any:
+    """nnU-Net's PlainConvUNet of ``plan`` with seeded weights, its classes balanced on ``window``.
+
+    ``window`` is normalised input ``[1, channels, z, y, x]``. A random network favours one class;
+    subtracting each class's mean logit on the first patch of ``window`` from the output layer's
+    bias gives every label voxels, so parity compares real boundaries.
+    """
     import torch
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
@@ -168,23 +181,18 @@ def _network(plan: dict[str, Any], seed: int) -> Any:
         arch["network_class_name"],
         arch["arch_kwargs"],
         arch["_kw_requires_import"],
-        1,
+        window.shape[1],
         len(LABELS),
         allow_init=True,
         deep_supervision=False,
     )
     network.eval()
     with torch.no_grad():
-        # Balance the classes on CT-like input (a random network favours one class): subtract
-        # each class's mean logit from the output layer's bias, so every label has voxels.
-        volume = ct_volume()
-        window = np.clip(volume.array[:, :, :], -900, 400).transpose(2, 0, 1)[None, None]
-        window = (window - CT_STATS["mean"]) / CT_STATS["std"]
         patch = torch.from_numpy(
             np.ascontiguousarray(window[..., : PATCH[0], : PATCH[1], : PATCH[2]])
-        )
+        ).float()
         patch = torch.nn.functional.pad(patch, (0, 0, 0, 0, 0, PATCH[0] - patch.shape[2]))
-        mean = network(patch.float()).mean(dim=(0, 2, 3, 4))
+        mean = network(patch).mean(dim=(0, 2, 3, 4))
         network.decoder.seg_layers[-1].bias -= mean
     return network
 

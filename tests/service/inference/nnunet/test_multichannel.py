@@ -34,10 +34,9 @@ from service.selection import Selection, select_series
 
 from .conftest import (
     CT_STATS,
-    LABELS,
-    PATCH,
     TinyModel,
     _import_bundle,
+    balanced_network,
     ct_volume,
     dataset_json,
     manifest_data,
@@ -96,22 +95,7 @@ def pet_array(affine: np.ndarray, seed: int = 1) -> np.ndarray:
 
 
 def _network(plan: dict[str, Any], seed: int) -> Any:
-    """nnU-Net's PlainConvUNet with two inputs, output bias balanced on the study's values."""
-    import torch
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-
-    arch = plan["configurations"]["3d_fullres"]["architecture"]
-    torch.manual_seed(seed)
-    network = get_network_from_plans(
-        arch["network_class_name"],
-        arch["arch_kwargs"],
-        arch["_kw_requires_import"],
-        2,
-        len(LABELS),
-        allow_init=True,
-        deep_supervision=False,
-    )
-    network.eval()
+    """The two-input tiny network, its classes balanced on the study's CT and PET."""
     volume = ct_volume()
     pet = resample(
         pet_array(pet_affine()),
@@ -121,14 +105,7 @@ def _network(plan: dict[str, Any], seed: int) -> Any:
     ct = (np.clip(volume.array, -900, 400) - CT_STATS["mean"]) / CT_STATS["std"]
     pet = (pet - pet.mean()) / pet.std()
     window = np.stack([ct, pet]).transpose(0, 3, 1, 2)[None]  # transpose [0, 2, 1]
-    with torch.no_grad():
-        patch = torch.from_numpy(
-            np.ascontiguousarray(window[..., : PATCH[0], : PATCH[1], : PATCH[2]])
-        ).float()
-        patch = torch.nn.functional.pad(patch, (0, 0, 0, 0, 0, PATCH[0] - patch.shape[2]))
-        mean = network(patch).mean(dim=(0, 2, 3, 4))
-        network.decoder.seg_layers[-1].bias -= mean
-    return network
+    return balanced_network(plan, seed, window)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.nnunet.federated_plans import IGNORE, SharedPlans, nnunet_folders
+from training.nnunet.environment import nnunet_folders
+from training.nnunet.federated_plans import IGNORE, SharedPlans
 
 #: The reader nnU-Net picks for ``.nii.gz`` files (first in its reader list that reads them).
 READER = "SimpleITKIO"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import ModelBundleError
-from service.inference.bundle import ModelBundle, write_checksums
+from service.inference.bundle import ModelBundle, sha256, write_checksums
 from service.inference.manifest import label_dicts
 from service.labels.registry import LabelTable
 from service.qc.enum import BodyRegion
@@ -122,14 +122,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _export_folds(
     folder: ModelFolder, staging: Path, subfolder: str
 ) -> tuple[list[dict], str, tuple[int, ...]]:
@@ -172,7 +164,7 @@ def _export_folds(
                 "onnx": f"{subfolder}/fold_{fold}.onnx",
                 "onnx_sha256": _sha256(data),
                 "checkpoint": f"fold_{fold}/{path.name}",
-                "checkpoint_sha256": _file_sha256(path),
+                "checkpoint_sha256": sha256(path),
             }
         )
     return folds, trainer, mirror
@@ -188,8 +180,8 @@ def _model_entry(
     entry["folds"] = folds
     entry["provenance"] = {
         "nnunetv2": version("nnunetv2"),
-        "plans_sha256": _file_sha256(folder.plans_path),
-        "dataset_json_sha256": _file_sha256(folder.dataset_path),
+        "plans_sha256": sha256(folder.plans_path),
+        "dataset_json_sha256": sha256(folder.dataset_path),
         "old_format_plans": is_old_format(configuration_dict(folder)),
     }
     return entry

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from service.nifti import read_nifti, write_nifti
-from training.nnunet.federated_plans import IGNORE, SharedPlans, nnunet_folders
+from training.nnunet.environment import N_PROC_DA, nnunet_folders
+from training.nnunet.federated_plans import IGNORE, SharedPlans
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def local_round(
     plans = json.loads(json.dumps(site.shared.plans))
     dataset = {**site.shared.dataset, "numTraining": site.cases}
     # augmentation in this process (0 workers)
-    with nnunet_folders(site.work, {"nnUNet_n_proc_DA": "0"}):
+    with nnunet_folders(site.work, {N_PROC_DA: "0"}):
         trainer = trainer_class(
             {**plans, "continue_training": False},
             CONFIGURATION,

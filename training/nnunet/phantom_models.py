@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from service.nifti import write_nifti
+from training.nnunet.environment import N_PROC_DA, nnunet_folders
 from training.phantoms import PhantomConfig, PhantomModality, Size, make_case
 from training.phantoms.anatomy import organ_labels
 from training.phantoms.config import ORGAN_VALUES
@@ -34,8 +34,6 @@ from training.phantoms.config import ORGAN_VALUES
 logger = logging.getLogger(__name__)
 
 CONFIGURATION = "3d_fullres"
-#: nnU-Net's environment variable for augmentation worker processes (its spelling).
-_N_PROC_DA = "nnUNet_n_proc_DA"
 #: The phantom organs the models learn, as nnU-Net label values 1..4.
 ORGANS: tuple[str, ...] = ("liver", "spleen", "lung_left", "lung_right")
 
@@ -203,8 +201,8 @@ def _splits(spec: PhantomModelSpec) -> list[dict[str, list[str]]]:
 def build(spec: PhantomModelSpec, root: Path) -> Path:
     """Build one model under ``root``; returns its trained model folder.
 
-    Needs ``nnUNet_raw``/``nnUNet_preprocessed``/``nnUNet_results`` set to ``root``'s folders
-    (:func:`main` does it), since nnU-Net reads them from the environment.
+    Runs inside :func:`~training.nnunet.environment.nnunet_folders` of ``root`` (:func:`main`
+    does it), since nnU-Net reads its folders from the environment.
     """
     import torch
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
@@ -225,14 +223,14 @@ def build(spec: PhantomModelSpec, root: Path) -> Path:
     (preprocessed / "splits_final.json").write_text(json.dumps(_splits(spec)))
     preprocess_dataset(spec.dataset_id, plans_name, [CONFIGURATION], [1], show_progress_bar=False)
     dataset_json = json.loads((raw / "dataset.json").read_text())
-    output = _train(spec, plans, dataset_json)
+    output = _train(spec, root, plans, dataset_json)
     assert output is not None
     if spec.old_format:
         (output / "plans.json").write_text(json.dumps(to_old_format(plans), indent=2))
     return output
 
 
-def _train(spec: PhantomModelSpec, plans: dict, dataset_json: dict) -> Path:
+def _train(spec: PhantomModelSpec, root: Path, plans: dict, dataset_json: dict) -> Path:
     import torch
 
     from training.nnunet.network import find_trainer_class
@@ -240,9 +238,7 @@ def _train(spec: PhantomModelSpec, plans: dict, dataset_json: dict) -> Path:
     trainer_class = find_trainer_class(spec.trainer)
     assert trainer_class is not None, spec.trainer
     # Augmentation in this process while training (0); nnU-Net's planner needs a positive value.
-    before = os.environ.get(_N_PROC_DA)
-    os.environ[_N_PROC_DA] = "0"
-    try:
+    with nnunet_folders(root, {N_PROC_DA: "0"}):
         output = None
         for fold in spec.folds:
             trainer = trainer_class(
@@ -258,11 +254,6 @@ def _train(spec: PhantomModelSpec, plans: dict, dataset_json: dict) -> Path:
             trainer.initial_lr = spec.initial_lr
             trainer.run_training()
             output = Path(trainer.output_folder_base)
-    finally:
-        if before is None:
-            os.environ.pop(_N_PROC_DA, None)
-        else:
-            os.environ[_N_PROC_DA] = before
     assert output is not None
     return output
 
@@ -282,17 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     root: Path = args.root.resolve()
-    for name, sub in (
-        ("nnUNet_raw", "raw"),
-        ("nnUNet_preprocessed", "preprocessed"),
-        ("nnUNet_results", "results"),
-    ):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        os.environ[name] = str(root / sub)
-    for key in args.model:
-        folder = build(SPECS[key], root)
-        shutil.rmtree(root / "preprocessed" / SPECS[key].dataset_name, ignore_errors=True)
-        print(f"{key}: {folder}")
+    with nnunet_folders(root):
+        for key in args.model:
+            folder = build(SPECS[key], root)
+            shutil.rmtree(root / "preprocessed" / SPECS[key].dataset_name, ignore_errors=True)
+            print(f"{key}: {folder}")
     return 0
 
 

@@ -103,7 +103,9 @@ def train_round(
 
     The replies go through :func:`federation.round_step.round_step`, as in the simulation.
     """
-    nodes = sorted(grid.get_node_ids())
+    # After a SuperLink restart the SuperNodes reconnect one by one: start the round only once
+    # min_sites are connected, or a round with one site is gated and the model silently kept.
+    nodes = wait_for_sites(grid, settings)
     logger.info("round %d: training on %d sites", server_round, len(nodes))
     content = _content(settings, state, server_round)
     replies = _send(grid, nodes, MessageType.TRAIN, content, settings.round_timeout_s)

@@ -13,10 +13,20 @@ The same numbers as nnU-Net 2.8.1, step for step:
 
 Memory: nnU-Net resamples all logits channels at once onto the source grid (channels × voxels,
 plus float64 temporaries and a float64 coordinate map of 3 × voxels in the separate-z case),
-which is what exhausts memory on a 512×512×900 CT. :func:`resample_channel_chunks` yields one
-channel's values chunk by chunk along the first axis instead, and the coordinate map of the
-across-slice step is one index per slice (order_z 0 picks whole slices), so the caller holds one
-chunk per channel at a time; every chunk equals the same rows of nnU-Net's full result.
+and its order-3 resize of the input holds an edge-padded copy and a float64 coefficient copy of
+the whole volume; on a 512×512×900 CT that is what exhausts memory.
+:func:`resample_channel_chunks` yields one channel's values chunk by chunk along the first axis
+instead (:func:`zoom_rows`: each chunk from the slab of input rows it needs, plus a halo of
+:func:`spline_halo` rows for the spline prefilter), and the coordinate map of the across-slice
+step is one index per slice (order_z 0 picks whole slices), so the caller holds one chunk per
+channel at a time. Every chunk equals the same rows of nnU-Net's full result: bit for bit where
+a slab spans the whole axis (2D planes, small volumes) or needs no prefilter (orders 0 and 1 on
+float32), else to float64 rounding (≈ 1e-14 of the input's magnitude).
+
+scipy's ``zoom`` kernel is called directly (``scipy.ndimage._nd_image.zoom_shift``, what the
+public ``zoom`` and ``affine_transform`` call) because the public functions take either a zoom
+on grid coordinates or a shift, not both; scipy is pinned in ``constraints.txt`` and
+``tests/service/inference/nnunet/test_resampling.py`` compares against nnU-Net's own code.
 """
 
 from __future__ import annotations
@@ -25,9 +35,12 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
+from scipy.ndimage import _nd_image, _ni_support
 
 Shape3 = tuple[int, int, int]
 Spacing3 = tuple[float, float, float]
+
+_NEAREST: int = _ni_support._extend_mode_to_code("nearest")
 
 
 def compute_new_shape(
@@ -71,17 +84,125 @@ def separate_z_axis(
     return axes[0]
 
 
+def _pole(order: int) -> float:
+    """The largest pole magnitude of scipy's order-``order`` B-spline prefilter (0: none)."""
+    if order < 2:
+        return 0.0
+    poles = {
+        2: np.sqrt(8.0) - 3.0,
+        3: np.sqrt(3.0) - 2.0,
+        4: np.sqrt(664.0 - np.sqrt(438976.0)) + np.sqrt(304.0) - 19.0,
+        5: np.sqrt(67.5 - np.sqrt(4436.25)) + np.sqrt(26.25) - 6.5,
+    }
+    return float(abs(poles[order]))
+
+
+def spline_halo(order: int) -> int:
+    """Rows of real data a slab needs beyond the rows its interpolation reads (order 3: 27).
+
+    The prefilter runs a causal and an anticausal recursion ``c[k] = s[k] + z c[k-1]`` per
+    axis; started at a slab's inner border instead of the volume's, a coefficient ``d`` rows
+    further in is off by at most about ``6 · 2/(1 - |z|)² · |z|^d · max|x|``. With ``d`` =
+    ``log(1e-15) / log|z|`` (the tolerance scipy itself truncates its recursion start with) that
+    is ≈ 1e-14 · max|x| for every order, float64 rounding, 7 decades below float32's.
+    """
+    pole = _pole(order)
+    return 0 if pole == 0.0 else int(np.ceil(np.log(1e-15) / np.log(pole)))
+
+
+def _edge_pad_into(target: np.ndarray, pads: Sequence[tuple[int, int]]) -> None:
+    """Fill ``target``'s borders ``pads`` from its inner part, as ``np.pad(mode="edge")``."""
+    for axis, (low, high) in enumerate(pads):
+        index: list[slice] = [slice(None)] * target.ndim
+        size = target.shape[axis]
+        for pad, (fill, edge) in (
+            (low, (slice(0, low), slice(low, low + 1))),
+            (high, (slice(size - high, size), slice(size - high - 1, size - high))),
+        ):
+            if pad:
+                index[axis] = edge
+                source = target[tuple(index)]
+                index[axis] = fill
+                target[tuple(index)] = source
+
+
+def _coefficients(image: np.ndarray, rows: tuple[int, int], pad: int, order: int) -> np.ndarray:
+    """Rows ``rows`` of ``image`` as scipy's zoom prepares the whole image, in float64.
+
+    Edge-padded by ``pad`` where the rows reach a true edge of ``image`` (and at every edge of
+    the other axes), then prefiltered for ``order`` (> 1) in place.
+    """
+    low, high = rows
+    size = image.shape[0]
+    pads = [(pad if low == 0 else 0, pad if high == size else 0)]
+    pads += [(pad, pad)] * (image.ndim - 1)
+    slab = image[low:high]
+    inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, slab.shape, strict=True))
+    coefficients = np.empty(
+        [n + lo + hi for (lo, hi), n in zip(pads, slab.shape, strict=True)], dtype=np.float64
+    )
+    coefficients[inner] = slab
+    _edge_pad_into(coefficients, pads)
+    for axis in range(image.ndim if order > 1 else 0):
+        ndimage.spline_filter1d(coefficients, order, axis, output=coefficients, mode="nearest")
+    return coefficients
+
+
+def zoom_rows(
+    image: np.ndarray,
+    shape: Sequence[int],
+    order: int,
+    rows: tuple[int, int],
+    halo: int | None = None,
+) -> np.ndarray:
+    """Rows ``rows`` (axis 0) of scipy's ``zoom`` of ``image`` to ``shape``, from a slab.
+
+    The zoom is ``scipy.ndimage.zoom(image, order=order, mode="nearest", grid_mode=True)``
+    in float64.
+
+    Orders 0 and 1 interpolate float32/float64 input where it lies. Higher orders take scipy's
+    steps on a slab: edge padding by 12 where the slab reaches a true edge of ``image`` (every
+    edge of the other axes), ``halo`` real rows (default :func:`spline_halo`) at its inner
+    borders, the B-spline prefilter in float64, the interpolation at output row ``o``'s
+    coordinate ``(o + 0.5) · in/out − 0.5``. The result is scipy's, bit for bit, when the slab
+    is the whole image (small images, 2D planes) or no prefilter is needed, else to float64
+    rounding; memory is one float64 slab.
+    """
+    start, stop = rows
+    if tuple(image.shape) == tuple(int(s) for s in shape):
+        return np.array(image[start:stop], dtype=np.float64)  # scipy's zoom returns the input
+    ratios = np.divide(image.shape, shape)  # scipy's zoom: input / output size per axis
+    pad = 12 if order > 1 else 0  # scipy pads by 12 before prefiltering (mode "nearest")
+    skip = 0  # padded rows of scipy's whole array before the slab's first row
+    if order > 1 or image.dtype not in (np.float32, np.float64):
+        halo = spline_halo(order) if halo is None else halo
+        first = (start + 0.5) * ratios[0] - 0.5
+        last = (stop - 1 + 0.5) * ratios[0] - 0.5
+        low = max(int(np.floor(first)) - order - halo, 0)
+        high = min(int(np.floor(last)) + order + 2 + halo, image.shape[0])
+        coefficients = _coefficients(image, (low, high), pad, order)
+        skip = low + pad if low > 0 else 0
+    else:
+        coefficients = image  # orders 0 and 1 read the values themselves
+    out = np.empty((stop - start, *(int(s) for s in shape[1:])), dtype=np.float64)
+    shifts = np.zeros(image.ndim)
+    # scipy.ndimage.zoom's own kernel (the public zoom takes no shift): output row o of the
+    # slab sits at ((o + shift) + 0.5) · ratio − 0.5 + pad in its padded array. A slab from the
+    # true first row has shift = start, scipy's coordinates bit for bit; a later one starts
+    # ``skip`` padded rows in, which the shift takes off (float64 rounding).
+    shifts[0] = start - skip / ratios[0] if skip else start
+    _nd_image.zoom_shift(coefficients, ratios, shifts, out, order, _NEAREST, 0.0, pad, True)
+    return out
+
+
 def resize(image: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
-    """scikit-image ``resize(image, shape, order, mode="edge", anti_aliasing=False)``, float64."""
-    # nnU-Net converts to float64 first; scipy's spline prefilter computes in float64 from
-    # float32 input just the same (the conversion is exact), so float32 is passed as is: one
-    # float64 copy of the channel (the prefilter's) instead of two.
+    """scikit-image ``resize(image, shape, order, mode="edge", anti_aliasing=False)``, float64.
+
+    That is ``scipy.ndimage.zoom(mode="nearest", grid_mode=True)`` (:func:`zoom_rows`, all
+    rows in one slab), clipped to the input's range.
+    """
     image = np.asarray(image)
-    if image.dtype not in (np.float32, np.float64):
-        image = image.astype(np.float64)
-    factors = np.divide(image.shape, shape)
-    zoom = [1 / f for f in factors]
-    out = ndimage.zoom(image, zoom, output=np.float64, order=order, mode="nearest", grid_mode=True)
+    out = zoom_rows(image, shape, order, (0, int(shape[0])))
     np.clip(out, image.min(), image.max(), out=out)  # scikit-image's clip=True
     return out
 
@@ -96,25 +217,17 @@ def _z_indices(size: int, new_size: int) -> np.ndarray:
     return picked.astype(np.intp)
 
 
-def _linear_rows(image: np.ndarray, shape: Sequence[int], rows: tuple[int, int]) -> np.ndarray:
-    """Rows ``rows`` of :func:`resize` with order 1 (3D), computed from the rows they need."""
-    zoom = np.divide(image.shape, shape)
-    start, stop = rows
-    first = (start + 0.5) * zoom[0] - 0.5
-    last = (stop - 1 + 0.5) * zoom[0] - 0.5
-    low = max(int(np.floor(first)) - 1, 0)
-    high = min(int(np.ceil(last)) + 2, image.shape[0])
-    slab = np.asarray(image[low:high], dtype=np.float64)
-    offset = [first - low, 0.5 * zoom[1] - 0.5, 0.5 * zoom[2] - 0.5]
-    out = ndimage.affine_transform(
-        slab,
-        zoom,
-        offset=offset,
-        output_shape=(stop - start, int(shape[1]), int(shape[2])),
-        order=1,
-        mode="nearest",
-    )
-    return out
+def default_chunk(shape: Sequence[int], new_shape: Sequence[int], order: int) -> int:
+    """Output rows per 3D chunk: at least 16, and for a prefiltered order enough rows.
+
+    Enough means that a slab's useful input rows are four times its halo, so the halo costs at
+    most a third of the prefilter's work.
+    """
+    halo = spline_halo(order)
+    if halo == 0 or int(new_shape[0]) == 0:
+        return 16
+    rows_per_output = shape[0] / new_shape[0]
+    return max(16, int(np.ceil(4 * halo / rows_per_output)))
 
 
 def resample_channel_chunks(
@@ -123,46 +236,45 @@ def resample_channel_chunks(
     axis: int | None,
     order: int,
     order_z: int = 0,
-    chunk: int = 16,
+    chunk: int | None = None,
 ) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
     """One channel resampled to ``new_shape``, as ``(index, values)`` chunks (float64).
 
     Each chunk equals ``resample_data_or_seg(channel[None], new_shape, False, axis, order,
-    axis is not None, order_z)[0][index]``. Chunks run along the separate axis when there is
-    one (whole planes, resized in-plane as nnU-Net does), else along axis 0: order 1 is then
-    computed per chunk from the input rows it needs; other orders resize the whole channel once
-    (their spline prefilter is global).
+    axis is not None, order_z)[0][index]`` (to float64 rounding). Chunks run along the
+    separate axis when there is one (whole planes, resized in-plane as nnU-Net does), else
+    along axis 0, ``chunk`` rows at a time (:func:`default_chunk`), each computed from the
+    slab of input rows it needs (:func:`zoom_rows`).
     """
     new = tuple(int(s) for s in new_shape)
     shape = channel.shape
     along = 0 if axis is None else axis
+    step = default_chunk(shape, new, order) if chunk is None else chunk
+    if step < 1:
+        raise ValueError(f"chunk must be at least 1 row, got {step}")
 
     def index(start: int, stop: int) -> tuple[slice, ...]:
         return tuple(slice(start, stop) if a == along else slice(None) for a in range(3))
 
     if tuple(shape) == new:
-        for start in range(0, new[0], chunk):
-            rows = index(start, min(start + chunk, new[0]))
+        for start in range(0, new[0], step):
+            rows = index(start, min(start + step, new[0]))
             yield rows, np.asarray(channel[rows], dtype=np.float64)
         return
     if axis is None:
-        whole = None if order == 1 else resize(channel, new, order)
-        low, high = (float(channel.min()), float(channel.max())) if whole is None else (0.0, 0.0)
-        for start in range(0, new[0], chunk):
-            stop = min(start + chunk, new[0])
-            if whole is not None:
-                yield index(start, stop), whole[start:stop]
-            else:
-                values = _linear_rows(channel, new, (start, stop))
-                yield index(start, stop), np.clip(values, low, high, out=values)
+        low, high = channel.min(), channel.max()  # scikit-image clips to the input's range
+        for start in range(0, new[0], step):
+            stop = min(start + step, new[0])
+            values = zoom_rows(channel, new, order, (start, stop))
+            yield index(start, stop), np.clip(values, low, high, out=values)
         return
     if order_z != 0 and shape[axis] != new[axis]:
         raise ValueError(f"order_z {order_z} is not supported (nnU-Net's default is 0)")
     picks = _z_indices(shape[axis], new[axis]) if shape[axis] != new[axis] else np.arange(new[axis])
     plane = [s for a, s in enumerate(new) if a != axis]
     last: tuple[int, np.ndarray] | None = None
-    for start in range(0, new[axis], chunk):
-        stop = min(start + chunk, new[axis])
+    for start in range(0, new[axis], step):
+        stop = min(start + step, new[axis])
         planes = []
         for k in picks[start:stop]:
             if last is None or last[0] != int(k):

@@ -289,16 +289,18 @@ def resample(
     axis: int | None,
     order: int,
     order_z: int = 0,
+    chunk: int | None = None,
 ) -> np.ndarray:
     """``resample_data_or_seg(data, new_shape, False, axis, order, axis is not None, order_z)``.
 
-    ``data`` is ``(C, X, Y, Z)``; the result keeps its dtype (nnU-Net's ``dtype_out``).
+    ``data`` is ``(C, X, Y, Z)``; the result keeps its dtype (nnU-Net's ``dtype_out``). It is
+    computed ``chunk`` rows at a time (:func:`resample_channel_chunks`).
     """
     new = tuple(int(s) for s in new_shape)
     if tuple(data.shape[1:]) == new:
         return data
     out = np.zeros((data.shape[0], *new), dtype=data.dtype)
     for c in range(data.shape[0]):
-        for index, values in resample_channel_chunks(data[c], new, axis, order, order_z):
+        for index, values in resample_channel_chunks(data[c], new, axis, order, order_z, chunk):
             out[c][index] = values
     return out

@@ -10,7 +10,8 @@ Memory: nnU-Net resamples every class onto the input grid at once (classes × vo
 plus float64 temporaries). Here the classes are streamed chunk by chunk
 (:func:`~service.inference.nnunet.resampling.resample_channel_chunks`): a running float16
 maximum and the label chunk are all that is kept, which gives the same labels (first maximum
-wins, as ``argmax``) with one chunk per class in memory.
+wins, as ``argmax``) with one chunk per class in memory; chunks are written into the uncropped
+label map directly.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def logits_to_labels(logits: np.ndarray, geometry: CaseGeometry, model: NnunetMo
     )
     largest = max(model.regions_class_order or model.output_values)
     dtype = np.uint8 if largest < 255 else np.uint16
-    cropped = np.zeros(geometry.shape_after_cropping, dtype=dtype)
+    full = np.zeros(geometry.shape_before_cropping, dtype=dtype)
+    cropped = full[tuple(slice(a, b) for a, b in geometry.bbox)]  # chunks go straight in
     streams = [
         resample_channel_chunks(
             logits[k], geometry.shape_after_cropping, axis, rule.order, rule.order_z
@@ -64,9 +66,6 @@ def logits_to_labels(logits: np.ndarray, geometry: CaseGeometry, model: NnunetMo
                 out[better] = k
                 np.maximum(best, current, out=best)
         cropped[index] = out
-    full = np.zeros(geometry.shape_before_cropping, dtype=dtype)
-    box = tuple(slice(a, b) for a, b in geometry.bbox)
-    full[box] = cropped
     return full.transpose(model.transpose_backward)
 
 

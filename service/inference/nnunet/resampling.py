@@ -31,7 +31,7 @@ on grid coordinates or a shift, not both; scipy is pinned in ``constraints.txt``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -39,6 +39,9 @@ from scipy.ndimage import _nd_image, _ni_support
 
 Shape3 = tuple[int, int, int]
 Spacing3 = tuple[float, float, float]
+# Values from the stored ones, voxel by voxel and monotone non-decreasing (nnU-Net's CT
+# normalisation): applied to each slab as it is read, so the caller keeps no normalised copy.
+Transform = Callable[[np.ndarray], np.ndarray]
 
 _NEAREST: int = _ni_support._extend_mode_to_code("nearest")
 
@@ -126,11 +129,14 @@ def _edge_pad_into(target: np.ndarray, pads: Sequence[tuple[int, int]]) -> None:
                 target[tuple(index)] = source
 
 
-def _coefficients(image: np.ndarray, rows: tuple[int, int], pad: int, order: int) -> np.ndarray:
+def _coefficients(
+    image: np.ndarray, rows: tuple[int, int], pad: int, order: int, transform: Transform | None
+) -> np.ndarray:
     """Rows ``rows`` of ``image`` as scipy's zoom prepares the whole image, in float64.
 
-    Edge-padded by ``pad`` where the rows reach a true edge of ``image`` (and at every edge of
-    the other axes), then prefiltered for ``order`` (> 1) in place.
+    ``transform``ed (16 rows at a time), edge-padded by ``pad`` where the rows reach a true edge
+    of ``image`` (and at every edge of the other axes), then prefiltered for ``order`` (> 1) in
+    place.
     """
     low, high = rows
     size = image.shape[0]
@@ -141,7 +147,10 @@ def _coefficients(image: np.ndarray, rows: tuple[int, int], pad: int, order: int
     coefficients = np.empty(
         [n + lo + hi for (lo, hi), n in zip(pads, slab.shape, strict=True)], dtype=np.float64
     )
-    coefficients[inner] = slab
+    for first in range(0, slab.shape[0], 16):
+        block = slab[first : first + 16]
+        at = (slice(pads[0][0] + first, pads[0][0] + first + block.shape[0]), *inner[1:])
+        coefficients[at] = block if transform is None else transform(block)
     _edge_pad_into(coefficients, pads)
     for axis in range(image.ndim if order > 1 else 0):
         ndimage.spline_filter1d(coefficients, order, axis, output=coefficients, mode="nearest")
@@ -154,11 +163,12 @@ def zoom_rows(
     order: int,
     rows: tuple[int, int],
     halo: int | None = None,
+    transform: Transform | None = None,
 ) -> np.ndarray:
     """Rows ``rows`` (axis 0) of scipy's ``zoom`` of ``image`` to ``shape``, from a slab.
 
     The zoom is ``scipy.ndimage.zoom(image, order=order, mode="nearest", grid_mode=True)``
-    in float64.
+    in float64, of ``transform(image)`` where a transform is given (applied slab by slab).
 
     Orders 0 and 1 interpolate float32/float64 input where it lies. Higher orders take scipy's
     steps on a slab: edge padding by 12 where the slab reaches a true edge of ``image`` (every
@@ -170,17 +180,18 @@ def zoom_rows(
     """
     start, stop = rows
     if tuple(image.shape) == tuple(int(s) for s in shape):
-        return np.array(image[start:stop], dtype=np.float64)  # scipy's zoom returns the input
+        rows_in = image[start:stop] if transform is None else transform(image[start:stop])
+        return np.array(rows_in, dtype=np.float64)  # scipy's zoom returns the input
     ratios = np.divide(image.shape, shape)  # scipy's zoom: input / output size per axis
     pad = 12 if order > 1 else 0  # scipy pads by 12 before prefiltering (mode "nearest")
     skip = 0  # padded rows of scipy's whole array before the slab's first row
-    if order > 1 or image.dtype not in (np.float32, np.float64):
+    if order > 1 or transform is not None or image.dtype not in (np.float32, np.float64):
         halo = spline_halo(order) if halo is None else halo
         first = (start + 0.5) * ratios[0] - 0.5
         last = (stop - 1 + 0.5) * ratios[0] - 0.5
         low = max(int(np.floor(first)) - order - halo, 0)
         high = min(int(np.floor(last)) + order + 2 + halo, image.shape[0])
-        coefficients = _coefficients(image, (low, high), pad, order)
+        coefficients = _coefficients(image, (low, high), pad, order, transform)
         skip = low + pad if low > 0 else 0
     else:
         coefficients = image  # orders 0 and 1 read the values themselves
@@ -237,8 +248,11 @@ def resample_channel_chunks(
     order: int,
     order_z: int = 0,
     chunk: int | None = None,
+    transform: Transform | None = None,
 ) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
     """One channel resampled to ``new_shape``, as ``(index, values)`` chunks (float64).
+
+    With ``transform``, ``transform(channel)`` is resampled, read slab by slab.
 
     Each chunk equals ``resample_data_or_seg(channel[None], new_shape, False, axis, order,
     axis is not None, order_z)[0][index]`` (to float64 rounding). Chunks run along the
@@ -256,16 +270,20 @@ def resample_channel_chunks(
     def index(start: int, stop: int) -> tuple[slice, ...]:
         return tuple(slice(start, stop) if a == along else slice(None) for a in range(3))
 
+    def read(values: np.ndarray) -> np.ndarray:
+        return values if transform is None else transform(values)
+
     if tuple(shape) == new:
-        for start in range(0, new[0], step):
-            rows = index(start, min(start + step, new[0]))
-            yield rows, np.asarray(channel[rows], dtype=np.float64)
+        for start in range(0, new[along], step):
+            rows = index(start, min(start + step, new[along]))
+            yield rows, np.asarray(read(channel[rows]), dtype=np.float64)
         return
     if axis is None:
-        low, high = channel.min(), channel.max()  # scikit-image clips to the input's range
+        # scikit-image clips to the input's range; a monotone transform keeps the extremes.
+        low, high = read(np.array([channel.min(), channel.max()], dtype=channel.dtype))
         for start in range(0, new[0], step):
             stop = min(start + step, new[0])
-            values = zoom_rows(channel, new, order, (start, stop))
+            values = zoom_rows(channel, new, order, (start, stop), transform=transform)
             yield index(start, stop), np.clip(values, low, high, out=values)
         return
     if order_z != 0 and shape[axis] != new[axis]:
@@ -278,9 +296,26 @@ def resample_channel_chunks(
         planes = []
         for k in picks[start:stop]:
             if last is None or last[0] != int(k):
-                last = (int(k), resize(np.take(channel, int(k), axis=axis), plane, order))
+                values = read(np.take(channel, int(k), axis=axis))
+                last = (int(k), resize(values, plane, order))
             planes.append(last[1])
         yield index(start, stop), np.stack(planes, axis=axis)
+
+
+def resample_channel(
+    channel: np.ndarray,
+    out: np.ndarray,
+    axis: int | None,
+    order: int,
+    order_z: int = 0,
+    chunk: int | None = None,
+    transform: Transform | None = None,
+) -> None:
+    """Resample one channel (``transform``ed) onto ``out``'s shape, into ``out``, chunk by chunk."""
+    for index, values in resample_channel_chunks(
+        channel, out.shape, axis, order, order_z, chunk, transform
+    ):
+        out[index] = values
 
 
 def resample(
@@ -301,6 +336,5 @@ def resample(
         return data
     out = np.zeros((data.shape[0], *new), dtype=data.dtype)
     for c in range(data.shape[0]):
-        for index, values in resample_channel_chunks(data[c], new, axis, order, order_z, chunk):
-            out[c][index] = values
+        resample_channel(data[c], out[c], axis, order, order_z, chunk)
     return out

@@ -11,10 +11,11 @@ Array convention (the recipe's): nnU-Net sees the array SimpleITK returns for th
 :mod:`service.nifti` writes for the volume, i.e. ``volume.array`` with its axes reversed, and
 the spacing reversed to that order, rounded to float32 as NIfTI stores it.
 
-Memory on a large CT (512×512×900, float32 input 0.94 GB): the float32 input copy that
-preprocessing transposes and crops, the resampled network input, the float16 logits on the
-network grid (classes × voxels × 2 bytes) and one label map on the source grid; the logits are
-mapped back one chunk of slices at a time per class, never as classes × source voxels.
+Memory on a large CT (512×512×900, float32 input 0.94 GB), besides the caller's volume:
+preprocessing views it (no normalised copy for CT; the resampling reads slabs of a few dozen
+slices), then the resampled network input, the float16 logits on the network grid (classes ×
+voxels × 2 bytes) and one label map on the source grid; the logits are mapped back one chunk of
+slices at a time per class, never as classes × source voxels.
 """
 
 from __future__ import annotations

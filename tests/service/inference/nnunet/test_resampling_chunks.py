@@ -16,6 +16,7 @@ import pytest
 from service.inference.nnunet.resampling import (
     compute_new_shape,
     resample,
+    resample_channel_chunks,
     separate_z_axis,
     spline_halo,
     zoom_rows,
@@ -160,3 +161,14 @@ def test_memory_is_one_slab() -> None:
     finally:
         tracemalloc.stop()
     assert peak < whole_coefficients / 2
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, 2])
+def test_unchanged_shape_chunks_cover_the_separate_axis(axis: int | None) -> None:
+    """Chunks of an unchanged shape run along the separate axis over its whole length."""
+    channel = np.random.default_rng(10).normal(size=(5, 9, 23)).astype(np.float16)
+    out = np.full(channel.shape, np.nan)
+    for index, values in resample_channel_chunks(channel, channel.shape, axis, 1, chunk=4):
+        assert np.isnan(out[index]).all()  # no voxel twice
+        out[index] = values
+    np.testing.assert_array_equal(out, channel.astype(np.float64))

@@ -47,7 +47,12 @@ def logits_to_labels(logits: np.ndarray, geometry: CaseGeometry, model: NnunetMo
     cropped = full[tuple(slice(a, b) for a, b in geometry.bbox)]  # chunks go straight in
     streams = [
         resample_channel_chunks(
-            logits[k], geometry.shape_after_cropping, axis, rule.order, rule.order_z
+            logits[k],
+            geometry.shape_after_cropping,
+            axis,
+            rule.order,
+            rule.order_z,
+            dtype=np.float16,  # nnU-Net's float16 logits on the input grid, one chunk each
         )
         for k in range(logits.shape[0])
     ]
@@ -56,12 +61,11 @@ def logits_to_labels(logits: np.ndarray, geometry: CaseGeometry, model: NnunetMo
         if model.regions_class_order is not None:
             out = np.zeros(chunks[0][1].shape, dtype=dtype)
             for (_, values), value in zip(chunks, model.regions_class_order, strict=True):
-                out[_sigmoid(values.astype(np.float16)) > 0.5] = value
+                out[_sigmoid(values) > 0.5] = value
         else:
-            best = chunks[0][1].astype(np.float16)
+            best = chunks[0][1]  # the stream's own array, updated in place
             out = np.zeros(best.shape, dtype=dtype)
-            for k, (_, values) in enumerate(chunks[1:], start=1):
-                current = values.astype(np.float16)
+            for k, (_, current) in enumerate(chunks[1:], start=1):
                 better = current > best
                 out[better] = k
                 np.maximum(best, current, out=best)

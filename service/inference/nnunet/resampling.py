@@ -249,10 +249,14 @@ def resample_channel_chunks(
     order_z: int = 0,
     chunk: int | None = None,
     transform: Transform | None = None,
+    dtype: type[np.floating] = np.float64,
 ) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
-    """One channel resampled to ``new_shape``, as ``(index, values)`` chunks (float64).
+    """One channel resampled to ``new_shape``, as ``(index, values)`` chunks.
 
-    With ``transform``, ``transform(channel)`` is resampled, read slab by slab.
+    With ``transform``, ``transform(channel)`` is resampled, read slab by slab. The values are
+    computed in float64 and yielded as ``dtype``, rounded once as nnU-Net's assignment into its
+    ``dtype_out`` array rounds them (so a caller of a float16 channel holds float16 chunks);
+    each chunk is a new array the caller may change.
 
     Each chunk equals ``resample_data_or_seg(channel[None], new_shape, False, axis, order,
     axis is not None, order_z)[0][index]`` (to float64 rounding). Chunks run along the
@@ -273,10 +277,17 @@ def resample_channel_chunks(
     def read(values: np.ndarray) -> np.ndarray:
         return values if transform is None else transform(values)
 
+    def finish(
+        values: np.ndarray, low: float | None = None, high: float | None = None
+    ) -> np.ndarray:
+        if low is not None:
+            np.clip(values, low, high, out=values)  # scikit-image's clip=True
+        return values if values.dtype == dtype else values.astype(dtype)
+
     if tuple(shape) == new:
         for start in range(0, new[along], step):
             rows = index(start, min(start + step, new[along]))
-            yield rows, np.asarray(read(channel[rows]), dtype=np.float64)
+            yield rows, finish(np.array(read(channel[rows]), dtype=np.float64))
         return
     if axis is None:
         # scikit-image clips to the input's range; a monotone transform keeps the extremes.
@@ -284,7 +295,8 @@ def resample_channel_chunks(
         for start in range(0, new[0], step):
             stop = min(start + step, new[0])
             values = zoom_rows(channel, new, order, (start, stop), transform=transform)
-            yield index(start, stop), np.clip(values, low, high, out=values)
+            values = finish(values, low, high)  # the float64 chunk is freed here if cast
+            yield index(start, stop), values
         return
     if order_z != 0 and shape[axis] != new[axis]:
         raise ValueError(f"order_z {order_z} is not supported (nnU-Net's default is 0)")
@@ -297,7 +309,7 @@ def resample_channel_chunks(
         for k in picks[start:stop]:
             if last is None or last[0] != int(k):
                 values = read(np.take(channel, int(k), axis=axis))
-                last = (int(k), resize(values, plane, order))
+                last = (int(k), finish(resize(values, plane, order)))
             planes.append(last[1])
         yield index(start, stop), np.stack(planes, axis=axis)
 

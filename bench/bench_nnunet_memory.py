@@ -87,15 +87,20 @@ def child(bundle: Path, ct: Path, result: Path) -> None:
     volume = Volume(array, affine, "CT", "1.2.3", "1.2", "1.2.4", "large", "", (), (Dataset(),))
     segmentation = segmenter.segment(volume)
     total = time.perf_counter() - start
-    counts = np.bincount(segmentation.labels.ravel(), minlength=6).tolist()
+    peak = _peak_rss_mb()  # the executor's; the count below is the benchmark's own work
+    labels = segmentation.labels
+    # bincount casts to intp: 8 bytes a voxel, so 16 slices at a time.
+    counts = sum(
+        np.bincount(labels[i : i + 16].ravel(), minlength=6) for i in range(0, len(labels), 16)
+    )
     result.write_text(
         json.dumps(
             {
                 "total_s": total,
                 "stages": segmentation.timings,
-                "peak_rss_mb": _peak_rss_mb(),
+                "peak_rss_mb": peak,
                 "baseline_mb": baseline,
-                "label_counts": counts,
+                "label_counts": np.asarray(counts).tolist(),
             }
         )
     )

@@ -179,7 +179,8 @@ def predict_logits(
             progress(min(first + batch_tiles, len(tiles)), len(tiles))
     assert logits is not None
     np.divide(logits, weights, out=logits)
-    if np.isinf(logits).any():
+    # Class by class: a mask of all the logits at once would be the stage's largest array.
+    if any(np.isinf(logits[k]).any() for k in range(logits.shape[0])):
         raise FloatingPointError(
             "infinite logits after blending (float16 overflow); the model's outputs are too large "
             "for nnU-Net's float16 accumulator"

@@ -88,3 +88,17 @@ def test_blended_logits_match_nnunet(tiny_model: TinyModel, mirror: bool) -> Non
         out.astype(np.float32), expected.astype(np.float32), rtol=2e-3, atol=2e-3
     )
     assert (out == expected).mean() > 0.95
+
+
+@pytest.mark.parametrize("overflowing_class", [0, 2])
+def test_float16_overflow_is_an_error(overflowing_class: int) -> None:
+    """Logits beyond float16 after the Gaussian weighting are refused, in any class."""
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        out = np.zeros((batch.shape[0], 3, *batch.shape[2:]), dtype=np.float32)
+        out[:, overflowing_class] = 60000.0  # × the Gaussian's peak of 10: beyond float16
+        return out
+
+    image = np.zeros((1, 8, 8, 8), dtype=np.float32)
+    with pytest.raises(FloatingPointError, match="float16 overflow"):
+        predict_logits(image, predict, WindowSettings(patch_size=(8, 8, 8)))

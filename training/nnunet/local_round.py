@@ -15,9 +15,11 @@ A site receives the federation's :class:`~federation.nnunet.plans.SharedPlans` o
   case preprocessed by nnU-Net's ``DefaultPreprocessor.run_case_save`` (in this process, one
   case at a time: nnU-Net's own ``run`` only adds a process pool around it).
 
-Each round, :func:`local_round` builds nnU-Net's ``nnUNetTrainer`` on fold ``all`` (every
-local case trains), loads the global weights and runs the trainer's own epoch steps (its data
-augmentation, deep-supervision loss, SGD with Nesterov momentum and poly learning-rate schedule)
+Each round, :func:`local_round` builds the settings' trainer (``nnUNetTrainerMarginal``:
+nnU-Net's ``nnUNetTrainer`` with the marginal loss; ``nnUNetTrainer`` for ``"ignore"``) on fold
+``all`` (every local case trains), loads the global weights and runs the trainer's own epoch
+steps (its data augmentation, deep-supervision loss, SGD with Nesterov momentum and poly
+learning-rate schedule)
 for ``epochs`` epochs of ``iterations_per_epoch`` iterations. The schedule runs over the whole
 federation: round ``r`` starts at epoch ``(r - 1) * epochs`` of ``rounds * epochs``, so the
 learning rate decays as it would in one nnU-Net training. nnU-Net's validation epoch is

@@ -19,12 +19,11 @@ Each round, :func:`local_round` builds the settings' trainer (``nnUNetTrainerMar
 nnU-Net's ``nnUNetTrainer`` with the marginal loss; ``nnUNetTrainer`` for ``"ignore"``) on fold
 ``all`` (every local case trains), loads the global weights and runs the trainer's own epoch
 steps (its data augmentation, deep-supervision loss, SGD with Nesterov momentum and poly
-learning-rate schedule)
-for ``epochs`` epochs of ``iterations_per_epoch`` iterations. The schedule runs over the whole
-federation: round ``r`` starts at epoch ``(r - 1) * epochs`` of ``rounds * epochs``, so the
-learning rate decays as it would in one nnU-Net training. nnU-Net's validation epoch is
-skipped (the federation validates the aggregated model). The optimizer's momentum starts from
-zero each round.
+learning-rate schedule) for ``epochs`` epochs of ``iterations_per_epoch`` iterations. The
+schedule runs over the whole federation: round ``r`` starts at epoch ``(r - 1) * epochs`` of
+``rounds * epochs``, so the learning rate decays as it would in one nnU-Net training. nnU-Net's
+validation epoch is skipped (the federation validates the aggregated model). The optimizer's
+momentum starts from zero each round.
 """
 
 from __future__ import annotations

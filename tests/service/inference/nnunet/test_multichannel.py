@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 
 from service.config import Settings
@@ -29,8 +30,10 @@ from service.inference.bundle import ModelBundle, write_checksums
 from service.inference.pipeline import open_segmenter
 from service.inference.session import Device, SessionOptions
 from service.nifti import write_nifti
+from service.qc.enum import QcPolicy
 from service.segment import SegmentOptions, StudySegmenter, secondary_values
 from service.selection import Selection, select_series
+from tests.dciodvfy import assert_valid
 
 from .conftest import (
     CT_STATS,
@@ -238,6 +241,48 @@ def test_study_pipeline_records_the_secondary_series(
     assert series.modality == "CT"
     assert series.secondary_series == [f"{STUDY}.2"]
     assert series.present
+
+
+def _referenced(path: Path) -> dict[str, list[str]]:
+    """The series each written object references, where it lists its sources."""
+    ds = pydicom.dcmread(path)
+    if ds.Modality == "SEG":
+        return {
+            "ReferencedSeriesSequence": [s.SeriesInstanceUID for s in ds.ReferencedSeriesSequence]
+        }
+    if ds.Modality == "RTSTRUCT":
+        (frame,) = ds.ReferencedFrameOfReferenceSequence
+        (study,) = frame.RTReferencedStudySequence
+        return {
+            "RTReferencedSeriesSequence": [
+                s.SeriesInstanceUID for s in study.RTReferencedSeriesSequence
+            ]
+        }
+    (evidence,) = ds.CurrentRequestedProcedureEvidenceSequence
+    return {"evidence": [s.SeriesInstanceUID for s in evidence.ReferencedSeriesSequence]}
+
+
+def test_every_result_file_references_both_series(pet_ct_model: TinyModel, tmp_path: Path) -> None:
+    study = write_study(tmp_path / "study", [(FRAME, pet_affine())])
+    bundle = ModelBundle.load(pet_ct_model.bundle)
+    options = SegmentOptions(device=Device.CPU, force=True, qc_policy=QcPolicy.FLAG)
+    out = tmp_path / "out"
+    result = StudySegmenter([bundle], options).run_found(study.found, out, Settings())
+    (series,) = result.series
+    assert series.error is None, series.error
+    ct, pet = series.series_instance_uid, f"{STUDY}.2"
+    outputs = {kind: Path(path) for kind, path in series.outputs.items()}
+    seg = pydicom.dcmread(outputs["seg"])
+    assert _referenced(outputs["seg"]) == {"ReferencedSeriesSequence": [ct, pet]}
+    assert _referenced(outputs["rtstruct"]) == {"RTReferencedSeriesSequence": [ct, pet]}
+    assert _referenced(outputs["sr"]) == {"evidence": [seg.SeriesInstanceUID, ct, pet]}
+    for kind in ("seg", "rtstruct", "sr"):
+        assert_valid(outputs[kind])
+    measurements = json.loads(outputs["measurements"].read_text())
+    assert measurements["source_series"] == [
+        {"series_instance_uid": ct, "modality": "CT"},
+        {"series_instance_uid": pet, "modality": "PT"},
+    ]
 
 
 def test_the_pet_covering_the_ct_is_chosen(selection_bundle: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from service.api.slice_stack import seg_source
 from service.dicom.image_writer import PetAcquisition, SeriesSpec, write_series
 from service.dicom.volume import Volume, discover, load_volume, read_volume
 from service.errors import DicomInputError
@@ -251,6 +252,8 @@ def test_the_written_files_are_valid_and_read_back_on_the_ct(
         assert_valid(path)
         if kind in ("seg", "rtstruct"):
             assert np.array_equal(load_regions(path, study.ct).to_label_map(), _labels())
+    # The viewer shows the series the SEG lies on: the first it references.
+    assert seg_source(tmp_path / "seg.dcm").sop_instance_uids == _uids(study.ct)
     seg = hd.seg.segread(tmp_path / "seg.dcm")
     pixels = seg.get_pixels_by_source_instance(
         [s.sop_instance_uid for s in study.ct.slices], combine_segments=True

@@ -32,6 +32,7 @@ from service.inference.pipeline import open_segmenter
 from service.inference.session import Device, SessionOptions
 from service.nifti import write_nifti
 from service.qc.enum import QcPolicy
+from service.qc.intended_use import ChannelUse, Range
 from service.segment import SegmentOptions, StudySegmenter, secondary_values
 from service.selection import Selection, select_series
 from tests.dciodvfy import assert_valid
@@ -40,6 +41,7 @@ from .conftest import (
     CT_STATS,
     TinyModel,
     _import_bundle,
+    _model_folder,
     balanced_network,
     ct_volume,
     dataset_json,
@@ -442,3 +444,28 @@ def test_a_channels_stated_modality_must_be_its_recipes(tmp_path: Path) -> None:
         r"\(CT, modality 'CT'\)",
     ):
         ModelBundle.load(folder)
+
+
+def test_import_takes_a_channels_modality_from_the_intended_use(
+    pet_ct_model: TinyModel, tmp_path: Path
+) -> None:
+    from training.nnunet.importer import ImportOptions, import_model
+
+    # Channel 1's name says no modality: the importer used to give it channel 0's (CT).
+    dataset = {**two_channel_dataset(), "channel_names": {"0": "CT", "1": "tracer"}}
+    folder = _model_folder(tmp_path / "model", [pet_ct_model.network], pet_ct_model.plans, dataset)
+    base = ModelBundle.load(pet_ct_model.bundle).manifest.intended_use
+    stated = base.model_copy(
+        update={"channels": {1: ChannelUse(modality="PT", slice_thickness_mm=Range(max=10.0))}}
+    )
+    options = ImportOptions(name="tiny-nnunet", intended_use=stated)
+    manifest = ModelBundle.load(import_model([folder], tmp_path / "stated", options)).manifest
+    assert manifest.nnunet is not None
+    assert [(c.name, c.modality) for c in manifest.nnunet.channels] == [
+        ("CT", "CT"),
+        ("tracer", "PT"),
+    ]
+    assert manifest.channel_intended_use(1).slice_thickness_mm.max == 10.0
+    plain = import_model([folder], tmp_path / "plain", ImportOptions(name="tiny-nnunet"))
+    recipe = ModelBundle.load(plain).manifest.nnunet
+    assert recipe is not None and [c.modality for c in recipe.channels] == ["CT", "CT"]

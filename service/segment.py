@@ -38,6 +38,7 @@ from service.results.crops import region_crops
 from service.results.kinds import ResultKind
 from service.results.outputs import OutputOptions, write_outputs
 from service.results.provenance import AlgorithmIdentity
+from service.results.sources import Sources, SourceSeries
 from service.selection import (
     Candidate,
     Refused,
@@ -226,8 +227,12 @@ class StudySegmenter:
         result: SeriesResult,
         qc: SeriesQc,
         values: np.ndarray,
+        sources: Sources,
     ) -> dict[str, str]:
-        """Write the result files; a series where nothing was found gets only its JSON."""
+        """Write the result files; a series where nothing was found gets only its JSON.
+
+        ``sources`` are every series the labels were derived from, ``volume``'s first.
+        """
         if not result.present:
             result.warnings.append("no structure found; only measurements.json was written")
             return {ResultKind.MEASUREMENTS.value: str(_write_empty(out_dir, result))}
@@ -246,8 +251,9 @@ class StudySegmenter:
             and SuvType(manifest.normalisation.suv_type) is output.suv_type
         )
         # The label map itself: the writers cut one structure at a time out of it.
+        measured = values if same_unit else None
         written = write_outputs(
-            volume, labels, table, algorithm, out_dir, output, values if same_unit else None, qc=qc
+            volume, labels, table, algorithm, out_dir, output, measured, qc=qc, sources=sources
         )
         result.warnings.extend(written.warnings)
         return {fmt.value: str(path) for fmt, path in written.paths.items()}
@@ -294,7 +300,10 @@ class StudySegmenter:
             start = time.perf_counter()
             qc = _series_qc(volume, labels, values, body, manifest, policy)
             result.qc = qc.as_dict()
-            result.outputs = self._write(volume, labels, segmenter, out_dir, result, qc, values)
+            sources = Sources.of(volume, [SourceSeries.of_plan(p) for p in candidate.secondary])
+            result.outputs = self._write(
+                volume, labels, segmenter, out_dir, result, qc, values, sources
+            )
             elapsed = time.perf_counter() - start
             timings["write"] += elapsed
             result.timings["write"] = round(elapsed, 3)

@@ -15,8 +15,11 @@ Used by ``fedseg segment`` and the server's workers alike, on the headers read o
    channel 1 PET): the series selected above is channel 0, the primary, whose grid the output
    lies on. Each other channel takes a series of that channel's modality in the same study and
    the same FrameOfReferenceUID (:func:`secondary_series`); without one the primary is refused,
-   naming the channel. When several match, the one whose extent covers most of the primary's
-   is chosen, then the higher number of slices, then the lower SeriesInstanceUID.
+   naming the channel and the study's other series. The chosen series is checked against the
+   channel's intended use from its header (:func:`check_channel_header`), and its verdict
+   joins the primary's: outside it, the pair is skipped unless forced. When several match,
+   one inside the intended use is chosen first, then the one whose extent covers most of the
+   primary's, then the higher number of slices, then the lower SeriesInstanceUID.
 
 Routing rules and manifest series rules are one kind of criteria with one meaning
 (:class:`~service.inference.manifest.SeriesRule`): modality equal (case-insensitive),
@@ -37,7 +40,13 @@ from service.dicom.planes import derived_study_uid
 from service.dicom.volume import Volume, VolumePlan
 from service.inference.bundle import ModelBundle
 from service.inference.manifest import SeriesRule
-from service.qc.applicability import Applicability, check_header, check_image
+from service.qc.applicability import (
+    Applicability,
+    Finding,
+    check_channel_header,
+    check_header,
+    check_image,
+)
 from service.qc.body import BodyAnalysis
 
 
@@ -184,55 +193,99 @@ def coverage(primary: VolumePlan, other: VolumePlan) -> float:
     return float(np.prod(np.minimum(overlap / extent, 1.0)))
 
 
+@dataclass(frozen=True)
+class Channels:
+    """The series of a model's further channels for one primary, or why there are none.
+
+    ``findings`` are the intended-use checks of the chosen series (their messages name the
+    channel and series); ``refused`` says why a channel has no series at all.
+    """
+
+    plans: tuple[VolumePlan, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    refused: str | None = None
+
+
 def secondary_series(
     primary: VolumePlan, bundle: ModelBundle, plans: Sequence[VolumePlan]
-) -> tuple[VolumePlan, ...] | str:
+) -> Channels:
     """The series of ``bundle``'s channels 1, 2, … for ``primary``, or why there are none.
 
     Each channel takes a series of its modality in the primary's study and frame of reference
     (its values are resampled onto the primary's grid later, so both must share the patient
-    coordinate system). Several matches: most coverage of the primary's extent, then more
-    slices, then the lower SeriesInstanceUID.
+    coordinate system), checked against the channel's intended use
+    (:meth:`~service.inference.manifest.Manifest.channel_intended_use`). Several matches: one
+    inside the intended use before one outside, then most coverage of the primary's extent,
+    then more slices, then the lower SeriesInstanceUID.
     """
-    recipe = bundle.manifest.nnunet
+    manifest = bundle.manifest
+    recipe = manifest.nnunet
     if recipe is None or len(recipe.channels) < 2:
-        return ()
+        return Channels()
     study, frame = _study_uid(primary), _frame_uid(primary)
     chosen: list[VolumePlan] = []
+    findings: list[Finding] = []
     for index, channel in enumerate(recipe.channels[1:], start=1):
         name = f"channel {index} ({channel.name}, modality {channel.modality})"
-        same_study = [
-            p
-            for p in plans
-            if p is not primary
-            and p.error is None
-            and p.modality.upper() == channel.modality.upper()
-            and _study_uid(p) == study
+        others = [
+            p for p in plans if p is not primary and p.error is None and _study_uid(p) == study
         ]
-        if not same_study:
-            return (
-                f"model {bundle.manifest.name} needs {name}, and the study has no "
-                f"{channel.modality} series; send the {channel.modality} series with the study"
+        same_modality = [p for p in others if p.modality.upper() == channel.modality.upper()]
+        if not same_modality:
+            return Channels(
+                refused=_no_series(manifest.name, name, index, channel.modality, others)
             )
-        matching = [p for p in same_study if frame and _frame_uid(p) == frame]
+        matching = [p for p in same_modality if frame and _frame_uid(p) == frame]
         if not matching:
-            others = ", ".join(sorted({_frame_uid(p) or "none" for p in same_study}))
-            return (
-                f"model {bundle.manifest.name} needs {name} in the frame of reference of "
-                f"series {primary.stack.series_instance_uid} ({frame or 'none'}); the study's "
-                f"{channel.modality} series are in another one ({others}), so they cannot be "
-                "resampled onto it; register them first (one FrameOfReferenceUID)"
+            frames = ", ".join(sorted({_frame_uid(p) or "none" for p in same_modality}))
+            return Channels(
+                refused=(
+                    f"model {manifest.name} needs {name} in the frame of reference of "
+                    f"series {primary.stack.series_instance_uid} ({frame or 'none'}); the "
+                    f"study's {channel.modality} series are in another one ({frames}), so they "
+                    "cannot be resampled onto it; register them first (one FrameOfReferenceUID)"
+                )
             )
-        best = min(
-            matching,
-            key=lambda p: (
-                -round(coverage(primary, p), 6),
-                -p.shape[2],
-                p.stack.series_instance_uid,
+        intended = manifest.channel_intended_use(index)
+        judged = [
+            (
+                p,
+                check_channel_header(
+                    p.header,
+                    p.modality,
+                    p.geometry.median_step,
+                    intended,
+                    f"channel {index} ({channel.name}) series {p.stack.series_instance_uid}",
+                ),
+            )
+            for p in matching
+        ]
+        best, verdict = min(
+            judged,
+            key=lambda pair: (
+                not Applicability(tuple(pair[1])).inside,
+                -round(coverage(primary, pair[0]), 6),
+                -pair[0].shape[2],
+                pair[0].stack.series_instance_uid,
             ),
         )
         chosen.append(best)
-    return tuple(chosen)
+        findings.extend(verdict)
+    return Channels(tuple(chosen), tuple(findings))
+
+
+def _no_series(
+    model: str, name: str, index: int, modality: str, others: Sequence[VolumePlan]
+) -> str:
+    """Why channel ``index`` has no series: none of its modality; names the study's others."""
+    listed = ", ".join(
+        f"series {p.stack.series_instance_uid} is {p.modality}" for p in others[:5]
+    ) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    shown = f" ({listed}; channel {index} takes {modality} only)" if others else ""
+    return (
+        f"model {model} needs {name}, and the study has no {modality} series{shown}; "
+        f"send the {modality} series with the study"
+    )
 
 
 def select_series(
@@ -240,7 +293,8 @@ def select_series(
 ) -> Selection:
     """Pair every series with every model whose series rules select it, then check the header.
 
-    A pair whose header is outside the model's intended use is skipped, unless ``force``; a
+    A pair whose header is outside the model's intended use is skipped, unless ``force``; so
+    is one whose further channel's series is (the channels' checks join the verdict). A
     primary series for which a multi-channel model finds no series of another channel is
     refused (:func:`secondary_series`).
     """
@@ -257,11 +311,15 @@ def select_series(
             if not verdict.runs:
                 skipped.append(Skipped(plan, bundle, verdict))
                 continue
-            secondary = secondary_series(plan, bundle, plans)
-            if isinstance(secondary, str):
-                refused.append(Refused(plan, bundle, secondary))
+            channels = secondary_series(plan, bundle, plans)
+            if channels.refused is not None:
+                refused.append(Refused(plan, bundle, channels.refused))
+                continue
+            verdict = verdict.extended(channels.findings)
+            if not verdict.runs:
+                skipped.append(Skipped(plan, bundle, verdict))
             else:
-                candidates.append(Candidate(plan, bundle, verdict, secondary))
+                candidates.append(Candidate(plan, bundle, verdict, channels.plans))
     return Selection(candidates, skipped, refused)
 
 

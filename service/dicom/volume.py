@@ -66,6 +66,11 @@ class VolumePlan:
         """Modality of the stack."""
         return self.stack.planes[0].modality
 
+    @property
+    def slices(self) -> tuple[SliceRef, ...]:
+        """The stack's source planes, in order (plane ``k`` of the grid unless regularised)."""
+        return tuple(_slice_ref(p) for p in self.stack.planes)
+
     def describe(self) -> dict[str, object]:
         """Plain-data summary for ``fedseg inspect`` (no patient identifiers)."""
         return {
@@ -270,7 +275,7 @@ def load_volume(plan: VolumePlan) -> Volume:
         frame_of_reference_uid=str(header.get("FrameOfReferenceUID", "")).strip(),
         series_description=str(header.get("SeriesDescription", "")),
         stack_label=plan.stack.label,
-        slices=tuple(_slice_ref(p) for p in planes),
+        slices=plan.slices,
         headers=tuple(p.dataset for p in planes),
         on_source_grid=not plan.regularise,
         warnings=plan.warnings,

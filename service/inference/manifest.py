@@ -296,6 +296,30 @@ class Manifest(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _check_channel_intended_use(self) -> Manifest:
+        recipe = self.nnunet.channels if self.nnunet is not None else ()
+        for number, stated in self.intended_use.channels.items():
+            if number >= len(recipe):
+                count = max(len(recipe), 1)
+                raise ValueError(
+                    f"intended_use.channels.{number}: the model takes {count} input "
+                    f"channel(s), numbered 0 to {count - 1} (nnunet.channels)"
+                )
+            modality = recipe[number].modality
+            if stated.modality is not None and stated.modality.upper() != modality.upper():
+                raise ValueError(
+                    f"intended_use.channels.{number}.modality {stated.modality!r} differs from "
+                    f"nnunet.channels[{number}] ({recipe[number].name}, modality {modality!r})"
+                )
+        return self
+
+    def channel_intended_use(self, number: int) -> IntendedUse:
+        """The intended use the series of input channel ``number`` is checked against."""
+        recipe = self.nnunet.channels if self.nnunet is not None else ()
+        modality = recipe[number].modality if number < len(recipe) else self.modality
+        return self.intended_use.channel(number, modality)
+
+    @model_validator(mode="after")
     def _check_labels(self) -> Manifest:
         table = self.label_table()  # raises on invalid entries
         numbers = sorted(e.number for e in table.labels)

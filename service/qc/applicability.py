@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from pydicom.dataset import Dataset
@@ -185,6 +185,22 @@ def check_header(
             )
         )
     return findings
+
+
+def check_channel_header(
+    header: Dataset, modality: str, step_mm: float, intended: IntendedUse, channel: str
+) -> list[Finding]:
+    """A further channel's series (``intended``: :meth:`IntendedUse.channel`), from its header.
+
+    The checks of :func:`check_header` and the BodyPartExamined half of :func:`check_image`
+    (its image is not analysed); every message starts with ``channel``, which names the
+    channel and the series.
+    """
+    findings = [
+        *check_header(header, modality, step_mm, intended),
+        *check_image(header, None, intended),
+    ]
+    return [replace(f, message=f"{channel}: {f.message}") for f in findings]
 
 
 def _age_finding(age: float | None, intended: IntendedUse) -> Finding:

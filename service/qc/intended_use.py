@@ -21,6 +21,17 @@ the intended use when it shows at least one of them. ``checks`` lists the applic
 that run (default: all); leave one out when the image cannot support it, e.g. ``age`` for
 anonymised archives. Unknown regions or check names, and a range whose ``min`` exceeds its
 ``max``, are refused when the manifest is loaded, with the field named.
+
+The block describes channel 0, the series the output lies on. A multi-channel model (an nnU-Net
+PET/CT model) states what the series of each further channel must be under ``channels``, keyed
+by channel number; a channel left out is checked for its modality alone::
+
+    "channels": {"1": {"modality": "CT", "slice_thickness_mm": {"max": 5.0},
+                       "checks": ["modality", "slice_thickness", "body_part_header"]}}
+
+A channel's ``modality`` defaults to the one its recipe names, ``body_regions`` to the block's,
+and its checks are those the header can answer (its image is not analysed); ``age`` is the
+patient's, checked once on channel 0.
 """
 
 from __future__ import annotations
@@ -28,7 +39,14 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from service.errors import ModelBundleError
 from service.qc.enum import ApplicabilityCheck, BodyRegion
@@ -92,6 +110,36 @@ class TrainingData(BaseModel):
         return f"{count}{self.kind.value} cases ({'; '.join(self.sources)})"
 
 
+#: The checks a further channel's series can get: what its header says.
+CHANNEL_CHECKS = (
+    ApplicabilityCheck.MODALITY,
+    ApplicabilityCheck.SLICE_THICKNESS,
+    ApplicabilityCheck.BODY_PART_HEADER,
+)
+
+
+class ChannelUse(BaseModel):
+    """What the series of one further input channel (1, 2, …) must be."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    modality: str | None = Field(default=None, min_length=1)  # None: the recipe's
+    body_regions: list[BodyRegion] | None = Field(default=None, min_length=1)  # None: channel 0's
+    slice_thickness_mm: Range = Field(default_factory=Range)
+    checks: list[ApplicabilityCheck] = Field(default_factory=lambda: list(CHANNEL_CHECKS))
+
+    @model_validator(mode="after")
+    def _header_checks(self) -> ChannelUse:
+        other = [c.value for c in self.checks if c not in CHANNEL_CHECKS]
+        if other:
+            raise ValueError(
+                f"checks {other} cannot run on a further channel's series: its header answers "
+                f"{', '.join(c.value for c in CHANNEL_CHECKS)} (the image and the patient's age "
+                "are judged on channel 0)"
+            )
+        return self
+
+
 class IntendedUse(BaseModel):
     """What a model is for; checked against every series before inference."""
 
@@ -105,6 +153,39 @@ class IntendedUse(BaseModel):
     slice_thickness_mm: Range = Field(default_factory=Range)
     training_data: TrainingData
     checks: list[ApplicabilityCheck] = Field(default_factory=lambda: list(ApplicabilityCheck))
+    #: Further channels of a multi-channel model, by channel number (1, 2, …).
+    channels: dict[int, ChannelUse] = Field(default_factory=dict)
+
+    @field_validator("channels")
+    @classmethod
+    def _further_channels(cls, value: dict[int, ChannelUse]) -> dict[int, ChannelUse]:
+        if any(number < 1 for number in value):
+            raise ValueError(
+                f"channel numbers {sorted(value)}: channel 0 is the block itself; list "
+                "channels 1, 2, …"
+            )
+        return value
+
+    def channel(self, number: int, modality: str) -> IntendedUse:
+        """The intended use the series of channel ``number`` (modality per its recipe) meets.
+
+        Channel 0 is this block. A further channel gets its ``channels`` entry (its modality
+        defaulting to ``modality``, its regions to this block's), or the ``modality`` check
+        alone when it has none; never ``age``, which channel 0 answers for the patient.
+        """
+        if number == 0:
+            return self
+        stated = self.channels.get(number) or ChannelUse(checks=[ApplicabilityCheck.MODALITY])
+        return self.model_copy(
+            update={
+                "modality": stated.modality or modality,
+                "body_regions": stated.body_regions or self.body_regions,
+                "age_years": Range(),
+                "slice_thickness_mm": stated.slice_thickness_mm,
+                "checks": list(stated.checks),
+                "channels": {},
+            }
+        )
 
     def runs(self, check: ApplicabilityCheck) -> bool:
         """Whether ``check`` is one this manifest asks for."""

@@ -30,6 +30,7 @@ from service.results.qc_content import mark_intended_use, mark_rtstruct, mark_se
 from service.results.rtstruct_writer import write_rtstruct
 from service.results.seg_writer import SegType, write_seg
 from service.results.source_attributes import derived_source
+from service.results.sources import Sources, checked_sources
 from service.results.sr_writer import write_sr
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def write_outputs(
     options: OutputOptions | None = None,
     values: np.ndarray | None = None,
     qc: SeriesQc | None = None,
+    sources: Sources | None = None,
 ) -> WrittenOutputs:
     """Write the chosen result files for ``regions`` (or a label map) on ``volume``.
 
@@ -97,8 +99,11 @@ def write_outputs(
     every writer works on those crops, so no full-size mask per structure is kept. Regions are
     told apart by number, so segments that share a label stay separate. ``values`` is the image
     already in the unit measured (SUV of ``options.suv_type`` for PET), when the caller has it.
+    ``sources`` are the series the regions were derived from, ``volume``'s first (a
+    multi-channel model's further channels after it); every file references all of them.
     """
     options = options or OutputOptions()
+    sources = checked_sources(volume, sources)
     formats = list(options.formats)
     notes = list(derived_source(volume).notes)
     for note in notes:  # names the attribute, never its value
@@ -113,13 +118,13 @@ def write_outputs(
     numbers = {r.number: n for n, r in enumerate(crops, start=1)}
     seg = None
     if ResultKind.SEG in formats and delivered:
-        result = write_seg(volume, delivered, table, algorithm, options.seg_type)
+        result = write_seg(volume, delivered, table, algorithm, options.seg_type, sources=sources)
         seg = result.dataset
         mark_seg(seg, algorithm, qc, result.segment_numbers)
         numbers = _after(result.segment_numbers, crops)  # withheld ones: numbers after the SEG's
         paths[ResultKind.SEG] = _save(seg, out_dir / ResultKind.SEG.filename)
     if ResultKind.RTSTRUCT in formats and delivered:
-        written = write_rtstruct(volume, delivered, table, algorithm)
+        written = write_rtstruct(volume, delivered, table, algorithm, sources=sources)
         mark_rtstruct(written.dataset, algorithm, qc, written.roi_numbers)
         paths[ResultKind.RTSTRUCT] = _save(written.dataset, out_dir / ResultKind.RTSTRUCT.filename)
     report = None
@@ -128,12 +133,15 @@ def write_outputs(
         report = build_report(volume, crops, numbers, name, options.suv_type, values)
         if ResultKind.SR in formats and (seg is not None or withheld):
             quality = sr_quality(qc, crops, numbers) if qc else None
-            sr = write_sr(volume, seg, report, algorithm, quality=quality)
+            slabs = {numbers[c.number]: (c.offset[2], c.offset[2] + c.mask.shape[2]) for c in crops}
+            sr = write_sr(
+                volume, seg, report, algorithm, quality=quality, sources=sources, slabs=slabs
+            )
             mark_intended_use(sr, algorithm)
             paths[ResultKind.SR] = _save(sr, out_dir / ResultKind.SR.filename)
         if ResultKind.MEASUREMENTS in formats:
             json_path = out_dir / ResultKind.MEASUREMENTS.filename
-            extra = _json_extra(algorithm, qc)
+            extra = _json_extra(algorithm, qc, sources)
             paths[ResultKind.MEASUREMENTS] = write_measurements_json(report, json_path, extra)
     if ResultKind.NIFTI in formats:  # a local label map: it keeps every structure
         path = out_dir / ResultKind.NIFTI.filename
@@ -150,8 +158,15 @@ def _after(numbers: dict[int, int], crops: list[RegionCrop]) -> dict[int, int]:
     return out
 
 
-def _json_extra(algorithm: AlgorithmIdentity, qc: SeriesQc | None) -> dict[str, object]:
-    extra: dict[str, object] = {}
+def _json_extra(
+    algorithm: AlgorithmIdentity, qc: SeriesQc | None, sources: Sources
+) -> dict[str, object]:
+    extra: dict[str, object] = {
+        "source_series": [
+            {"series_instance_uid": s.series_instance_uid, "modality": s.modality}
+            for s in sources.series
+        ]
+    }
     if algorithm.intended_use:
         extra["intended_use"] = algorithm.intended_use
     if qc is not None:

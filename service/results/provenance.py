@@ -154,6 +154,11 @@ def frame_of_reference_uid(volume: Volume) -> str:
 
     The derivation is deterministic, so every object fedseg writes for such a series agrees.
     """
-    if volume.frame_of_reference_uid:
-        return volume.frame_of_reference_uid
-    return str(generate_uid(entropy_srcs=["fedseg frame of reference", volume.series_instance_uid]))
+    return series_frame_of_reference_uid(volume.frame_of_reference_uid, volume.series_instance_uid)
+
+
+def series_frame_of_reference_uid(frame_of_reference_uid: str, series_instance_uid: str) -> str:
+    """``frame_of_reference_uid``, or the one derived from the series UID when it is empty."""
+    if frame_of_reference_uid:
+        return frame_of_reference_uid
+    return str(generate_uid(entropy_srcs=["fedseg frame of reference", series_instance_uid]))

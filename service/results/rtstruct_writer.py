@@ -37,9 +37,9 @@ from service.results.source_attributes import (
     derived_source,
     state_deidentification,
 )
+from service.results.sources import SourceImage, Sources, checked_sources
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
-_STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management, as in PS3.3
 _DEFAULT_COLOR = (255, 255, 0)
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
 # Coordinates are written with 4 decimals: "-123456789.1234" is 15 characters, within the
@@ -81,8 +81,12 @@ def write_rtstruct(
     table: LabelTable | None,
     algorithm: AlgorithmIdentity,
     series: DerivedSeries | None = None,
+    sources: Sources | None = None,
 ) -> RtstructResult:
     """Build an RTSTRUCT with one ROI per non-empty region, contours along pixel edges.
+
+    The contours reference ``volume``'s planes; the Referenced Frame of Reference Sequence
+    lists every series of ``sources`` (default: ``volume``'s alone), ``volume``'s first.
 
     ROI names are the labels' TG-263 names where the label table has them, else the regions'
     labels; repeated names are numbered ("GTV", "GTV_2"; "Neoplasm, Secondary 2"), since a
@@ -94,9 +98,10 @@ def write_rtstruct(
         If the volume is not on its source planes or the labels are on another grid.
     """
     require_source_grid(volume, "an RTSTRUCT")
+    sources = checked_sources(volume, sources)
     series = series or DerivedSeries(series_number=901, series_description="fedseg structures")
     ds = _base(volume, algorithm, series)
-    ds.ReferencedFrameOfReferenceSequence = Sequence([_referenced_frame(volume)])
+    ds.ReferencedFrameOfReferenceSequence = Sequence(sources.rt_referenced_frames())
     ds.StructureSetROISequence = Sequence()
     ds.ROIContourSequence = Sequence()
     ds.RTROIObservationsSequence = Sequence()
@@ -152,26 +157,8 @@ def _base(volume: Volume, algorithm: AlgorithmIdentity, series: DerivedSeries) -
 
 
 def _image_ref(volume: Volume, k: int) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID = volume.slices[k].sop_class_uid
-    item.ReferencedSOPInstanceUID = volume.slices[k].sop_instance_uid
-    if volume.slices[k].frame_number is not None:
-        item.ReferencedFrameNumber = volume.slices[k].frame_number
-    return item
-
-
-def _referenced_frame(volume: Volume) -> Dataset:
-    series = Dataset()
-    series.SeriesInstanceUID = volume.series_instance_uid
-    series.ContourImageSequence = Sequence(_image_ref(volume, k) for k in range(volume.shape[2]))
-    study = Dataset()
-    study.ReferencedSOPClassUID = _STUDY_COMPONENT_SOP_CLASS
-    study.ReferencedSOPInstanceUID = volume.study_instance_uid
-    study.RTReferencedSeriesSequence = Sequence([series])
-    frame = Dataset()
-    frame.FrameOfReferenceUID = frame_of_reference_uid(volume)
-    frame.RTReferencedStudySequence = Sequence([study])
-    return frame
+    plane = volume.slices[k]
+    return SourceImage(plane.sop_class_uid, plane.sop_instance_uid, plane.frame_number).item()
 
 
 @dataclass(frozen=True)

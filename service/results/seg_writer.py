@@ -26,6 +26,7 @@ from service.results.provenance import (
     software_version,
 )
 from service.results.source_attributes import derived_source, state_deidentification
+from service.results.sources import Sources, checked_sources
 
 # Used for regions no label table describes.
 _GENERIC_CATEGORY = hd.sr.CodedConcept("85756007", "SCT", "Tissue")
@@ -54,11 +55,14 @@ def write_seg(
     algorithm: AlgorithmIdentity,
     seg_type: SegType | str = SegType.BINARY,
     series: DerivedSeries | None = None,
+    sources: Sources | None = None,
 ) -> SegResult:
     """Build a DICOM-SEG of ``labels`` referencing every source instance of ``volume``.
 
     Empty regions get no segment; empty frames are omitted. Binary SEG numbers segments 1..n in
-    region order; label-map SEG keeps the label numbers as pixel values.
+    region order; label-map SEG keeps the label numbers as pixel values. ``sources`` are the
+    series the labels were derived from, ``volume``'s first (default: ``volume``'s alone); the
+    further ones are referenced as :mod:`service.results.sources` describes.
 
     Raises
     ------
@@ -67,6 +71,7 @@ def write_seg(
         is segmented.
     """
     require_source_grid(volume, "a DICOM-SEG")
+    sources = checked_sources(volume, sources)
     seg_type = SegType(seg_type)
     series = series or DerivedSeries(series_description="fedseg segmentation")
     regions = list(region_crops(labels, volume, table))
@@ -119,9 +124,35 @@ def write_seg(
             f"series {volume.series_instance_uid}: highdicom refused the SEG: "
             f"{library_message(exc)}"
         ) from exc
+    # Common Instance Reference and Source Image Sequence: every instance of every series.
+    seg.ReferencedSeriesSequence = sources.referenced_series()
+    seg.SourceImageSequence = sources.source_images()
+    _reference_further_planes(seg, sources)
     clip_copied_values(seg, STUDY_KEYWORDS)
     state_deidentification(seg, source)
     return SegResult(dataset=seg, segment_numbers=numbers)
+
+
+def _reference_further_planes(seg: Dataset, sources: Sources) -> None:
+    """Add to each frame's derivation the further series' planes resampled onto its plane."""
+    if not sources.further:
+        return
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        for derivation in frame.get("DerivationImageSequence", []):
+            items = list(derivation.get("SourceImageSequence", []))
+            if not items:
+                continue
+            frame_number = items[0].get("ReferencedFrameNumber")
+            k = sources.primary_plane(
+                str(items[0].ReferencedSOPInstanceUID),
+                None if frame_number is None else int(frame_number),
+            )
+            if k is None:
+                raise DicomInputError(
+                    f"series {sources.primary.series_instance_uid}: a SEG frame derives from "
+                    f"instance {items[0].ReferencedSOPInstanceUID}, which is not one of its planes"
+                )
+            derivation.SourceImageSequence = [*items, *sources.derivation_items(k)]
 
 
 def _frames(

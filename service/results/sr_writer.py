@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -21,6 +23,7 @@ from service.results.provenance import (
 )
 from service.results.qc_content import SrQuality, add_reasons, algorithm_id, evaluations
 from service.results.source_attributes import state_deidentification
+from service.results.sources import Sources, checked_sources
 
 _CC = hd.sr.CodedConcept
 _Group = (
@@ -99,12 +102,18 @@ def write_sr(
     algorithm: AlgorithmIdentity,
     series: DerivedSeries | None = None,
     quality: SrQuality | None = None,
+    sources: Sources | None = None,
+    slabs: Mapping[int, tuple[int, int]] | None = None,
 ) -> Dataset:
     """Build a Comprehensive 3D SR whose groups reference the segments of ``seg``.
 
     With ``quality``, every group carries its structure's quality finding and reasons, and
     each structure QC withheld from ``seg`` gets a group of its own saying so (TID 1501, no
     segment to reference). Without a SEG (everything withheld) the SR cites the source image.
+    ``sources`` are the series the segments were derived from, ``volume``'s first (default:
+    ``volume``'s alone): the Image Library lists them, the evidence holds their instances, and
+    each group cites what its segment was derived from; ``slabs`` gives the planes
+    ``first``..``stop - 1`` of ``volume`` each segment number spans (default: all).
 
     Raises
     ------
@@ -112,6 +121,8 @@ def write_sr(
         If a measured segment is not in ``seg`` or highdicom refuses the content.
     """
     series = series or DerivedSeries(series_number=902, series_description="fedseg measurements")
+    sources = checked_sources(volume, sources)
+    slabs = slabs or {}
     segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence} if seg else {}
     quality = quality or SrQuality()
     for measured in report.segments:
@@ -128,7 +139,17 @@ def write_sr(
         outcome = quality.outcomes.get(number)
         group: _Group
         if seg is not None and number in segments:
-            group = _group(measured, identifier, segments[number], seg, volume, body_part)
+            slab = slabs.get(number, (0, volume.shape[2]))
+            derived_from = sources.segmentation_sources(*slab)
+            group = _group(
+                measured,
+                identifier,
+                segments[number],
+                seg,
+                derived_from,
+                volume.modality,
+                body_part,
+            )
             if outcome is not None:
                 _evaluate(group, outcome, algorithm)
         else:
@@ -152,9 +173,10 @@ def write_sr(
         procedure_reported=procedure,
         imaging_measurements=groups,
     )
+    _add_image_library(content, sources)
     try:
         sr = hd.sr.Comprehensive3DSR(
-            evidence=[seg if seg is not None else volume.header],
+            evidence=[seg if seg is not None else volume.header, *sources.instance_records()],
             content=content[0],
             series_instance_uid=hd.UID(),
             series_number=series.series_number,
@@ -168,6 +190,21 @@ def write_sr(
     clip_copied_values(sr, STUDY_KEYWORDS)
     state_deidentification(sr, seg if seg is not None else volume.header)
     return sr
+
+
+def _add_image_library(content: hd.sr.MeasurementReport, sources: Sources) -> None:
+    """Put the Image Library (TID 1600) where TID 1500 has it: before the measurements."""
+    items = content[0].ContentSequence
+    measurements = codes.DCM.ImagingMeasurements.value
+    at = next(
+        (
+            n
+            for n, item in enumerate(items)
+            if item.ConceptNameCodeSequence[0].CodeValue == measurements
+        ),
+        len(items),
+    )
+    items.insert(at, sources.image_library())
 
 
 def _withheld_group(
@@ -220,10 +257,15 @@ def _group(
     identifier: str,
     segment: Dataset,
     seg: Dataset,
-    volume: Volume,
+    derived_from: list[hd.sr.SourceImageForSegmentation] | hd.sr.SourceSeriesForSegmentation,
+    modality: str,
     body_part: str,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     type_item = segment.SegmentedPropertyTypeCodeSequence[0]
+    if isinstance(derived_from, hd.sr.SourceSeriesForSegmentation):
+        series, images = derived_from, None
+    else:
+        series, images = None, derived_from
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=str(segment.get("TrackingUID") or hd.UID()), identifier=identifier[:64]
@@ -232,11 +274,12 @@ def _group(
             sop_class_uid=seg.SOPClassUID,
             sop_instance_uid=seg.SOPInstanceUID,
             segment_number=measured.segment_number,
-            source_series=hd.sr.SourceSeriesForSegmentation(volume.series_instance_uid),
+            source_series=series,
+            source_images=images,
         ),
         finding_type=_concept(type_item),
         finding_sites=_finding_sites(type_item, body_part),
-        measurements=_measurements(measured, volume.modality),
+        measurements=_measurements(measured, modality),
     )
 
 

@@ -269,12 +269,20 @@ def build_manifest(
         "nnunet": {
             "recipe_version": RECIPE_VERSION,
             "channels": [
-                {"name": channel, "modality": channel_modality_or(channel, modality)}
-                for channel, _ in channels
+                {"name": channel, "modality": channel_modality_or(channel, fallback)}
+                for (channel, _), fallback in zip(
+                    channels, _stated_modalities(intended, modality, len(channels)), strict=True
+                )
             ],
             "models": models,
         },
     }
+
+
+def _stated_modalities(intended: IntendedUse, modality: str, count: int) -> list[str]:
+    """Each channel's modality as the intended use states it, else channel 0's."""
+    stated = [intended.channels.get(n) for n in range(count)]
+    return [modality] + [(s.modality if s and s.modality else modality) for s in stated[1:]]
 
 
 def channel_modality_or(name: str, default: str) -> str:

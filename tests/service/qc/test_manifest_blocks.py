@@ -51,6 +51,18 @@ def _set(path: str, value: object) -> Edit:
             r"intended_use\.age_years[\s\S]*min \(80\) exceeds max \(18\)",
         ),
         (_set("intended_use.modality", "MR"), "intended_use.modality 'MR' differs"),
+        (
+            _set("intended_use.channels", {"1": {"modality": "PT"}}),
+            r"intended_use\.channels\.1: the model takes 1 input channel\(s\), numbered 0 to 0",
+        ),
+        (
+            _set("intended_use.channels", {"0": {"modality": "CT"}}),
+            r"intended_use\.channels[\s\S]*channel 0 is the block itself",
+        ),
+        (
+            _set("intended_use.channels", {"1": {"checks": ["modality", "age"]}}),
+            r"intended_use\.channels\.1[\s\S]*\['age'\] cannot run on a further channel",
+        ),
         (_set("intended_use", "research only"), "intended_use must be a block"),
         (
             _set("labels.0.qc.volume_ml.1.expected", {"min": 2600, "max": 800}),

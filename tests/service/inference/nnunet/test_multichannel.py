@@ -19,23 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 
 from service.config import Settings
 from service.dicom.image_writer import PetAcquisition, SeriesSpec, write_series
 from service.dicom.volume import Discovery, Volume, discover, load_volume
+from service.errors import ModelBundleError
 from service.imaging.resample import Grid, resample
 from service.inference.bundle import ModelBundle, write_checksums
 from service.inference.pipeline import open_segmenter
 from service.inference.session import Device, SessionOptions
 from service.nifti import write_nifti
+from service.qc.enum import QcPolicy
+from service.qc.intended_use import ChannelUse, Range
 from service.segment import SegmentOptions, StudySegmenter, secondary_values
 from service.selection import Selection, select_series
+from tests.dciodvfy import assert_valid
 
 from .conftest import (
     CT_STATS,
     TinyModel,
     _import_bundle,
+    _model_folder,
     balanced_network,
     ct_volume,
     dataset_json,
@@ -119,10 +125,14 @@ def pet_ct_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return TinyModel(plans=plan, dataset=dataset, states=states, network=networks[0], bundle=bundle)
 
 
-@pytest.fixture(scope="module")
-def selection_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def write_selection_bundle(
+    folder: Path,
+    channels: tuple[tuple[str, str], ...] = (("CT", "CT"), ("PET", "PT")),
+    channel_use: dict[str, Any] | None = None,
+) -> Path:
     """A two-channel bundle for the selection step alone (no torch): its ONNX file is never
-    opened, since selection reads only the manifest."""
+    opened, since selection reads only the manifest. ``channels``: (name, modality) of each;
+    ``channel_use``: the intended use of the further channels (``intended_use.channels``)."""
     onnx = b"selection reads only the manifest"
     fold = {
         "fold": 0,
@@ -132,16 +142,27 @@ def selection_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "checkpoint_sha256": "0" * 64,
     }
     block = recipe_block([fold])
-    block["channels"].append({"name": "PET", "modality": "PT"})
+    block["channels"] = [{"name": name, "modality": modality} for name, modality in channels]
     model = block["models"][0]
     model["normalisation"].append({"scheme": "ZScoreNormalization", "use_mask_for_norm": False})
-    folder = tmp_path_factory.mktemp("selection")
+    folder.mkdir(parents=True)
     (folder / "m").mkdir()
     (folder / "m/fold_0.onnx").write_bytes(onnx)
     manifest = {**manifest_data(block), "input_channels": 2}
+    primary = channels[0][1]
+    manifest["modality"] = primary
+    manifest["intended_use"] = {**manifest["intended_use"], "modality": primary}
+    if channel_use is not None:
+        manifest["intended_use"]["channels"] = channel_use
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     write_checksums(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def selection_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CT + PET bundle for the selection step alone."""
+    return write_selection_bundle(tmp_path_factory.mktemp("selection") / "bundle")
 
 
 @dataclass
@@ -240,6 +261,48 @@ def test_study_pipeline_records_the_secondary_series(
     assert series.present
 
 
+def _referenced(path: Path) -> dict[str, list[str]]:
+    """The series each written object references, where it lists its sources."""
+    ds = pydicom.dcmread(path)
+    if ds.Modality == "SEG":
+        return {
+            "ReferencedSeriesSequence": [s.SeriesInstanceUID for s in ds.ReferencedSeriesSequence]
+        }
+    if ds.Modality == "RTSTRUCT":
+        (frame,) = ds.ReferencedFrameOfReferenceSequence
+        (study,) = frame.RTReferencedStudySequence
+        return {
+            "RTReferencedSeriesSequence": [
+                s.SeriesInstanceUID for s in study.RTReferencedSeriesSequence
+            ]
+        }
+    (evidence,) = ds.CurrentRequestedProcedureEvidenceSequence
+    return {"evidence": [s.SeriesInstanceUID for s in evidence.ReferencedSeriesSequence]}
+
+
+def test_every_result_file_references_both_series(pet_ct_model: TinyModel, tmp_path: Path) -> None:
+    study = write_study(tmp_path / "study", [(FRAME, pet_affine())])
+    bundle = ModelBundle.load(pet_ct_model.bundle)
+    options = SegmentOptions(device=Device.CPU, force=True, qc_policy=QcPolicy.FLAG)
+    out = tmp_path / "out"
+    result = StudySegmenter([bundle], options).run_found(study.found, out, Settings())
+    (series,) = result.series
+    assert series.error is None, series.error
+    ct, pet = series.series_instance_uid, f"{STUDY}.2"
+    outputs = {kind: Path(path) for kind, path in series.outputs.items()}
+    seg = pydicom.dcmread(outputs["seg"])
+    assert _referenced(outputs["seg"]) == {"ReferencedSeriesSequence": [ct, pet]}
+    assert _referenced(outputs["rtstruct"]) == {"RTReferencedSeriesSequence": [ct, pet]}
+    assert _referenced(outputs["sr"]) == {"evidence": [seg.SeriesInstanceUID, ct, pet]}
+    for kind in ("seg", "rtstruct", "sr"):
+        assert_valid(outputs[kind])
+    measurements = json.loads(outputs["measurements"].read_text())
+    assert measurements["source_series"] == [
+        {"series_instance_uid": ct, "modality": "CT"},
+        {"series_instance_uid": pet, "modality": "PT"},
+    ]
+
+
 def test_the_pet_covering_the_ct_is_chosen(selection_bundle: Path, tmp_path: Path) -> None:
     # Series 2 lies 40 mm beside the CT, series 3 over it: 3 wins despite its number.
     study = write_study(
@@ -295,3 +358,114 @@ def test_one_series_for_two_channels_is_an_error(pet_ct_model: TinyModel) -> Non
     segmenter = open_segmenter(ModelBundle.load(pet_ct_model.bundle), SessionOptions())
     with pytest.raises(Exception, match="takes 2 channels"):
         segmenter.segment(volume)
+
+
+PET_CT = (("PET", "PT"), ("CT", "CT"))  # channel 0 PET (the output's grid), channel 1 CT
+
+
+def _add_series(folder: Path, modality: str, number: int, step_mm: float = 4.0) -> str:
+    """A CT-like series of ``modality`` in the study and frame of reference; its UID."""
+    volume = ct_volume()
+    affine = volume.affine.copy()
+    affine[2, 2] = step_mm
+    uid = f"{STUDY}.{number}"
+    spec = SeriesSpec(
+        modality=modality,
+        study_instance_uid=STUDY,
+        frame_of_reference_uid=FRAME,
+        series_number=number,
+        series_instance_uid=uid,
+    )
+    write_series(folder / f"series{number}", volume.array + 1000.0, affine, spec)
+    return uid
+
+
+def _pet_study(folder: Path, others: list[tuple[str, int, float]]) -> Discovery:
+    """The PET of :func:`write_study` and further series (modality, number, slice step)."""
+    write_study(folder, [(FRAME, pet_affine())], with_ct=False)
+    for modality, number, step in others:
+        _add_series(folder, modality, number, step)
+    return discover([folder], Settings())
+
+
+def test_a_pet_whose_channel_1_series_is_an_mr_is_refused_naming_it(tmp_path: Path) -> None:
+    use = {"1": {"modality": "CT", "slice_thickness_mm": {"max": 5.0}}}
+    bundle = ModelBundle.load(write_selection_bundle(tmp_path / "bundle", PET_CT, use))
+    found = _pet_study(tmp_path / "study", [("MR", 5, 4.0)])
+    for force in (False, True):  # a missing channel is no intended-use finding to force
+        selection = select_series(found.plans, [bundle], force=force)
+        assert not selection.candidates and not selection.skipped
+        (refused,) = selection.refused
+        assert refused.plan.modality == "PT"
+        assert "needs channel 1 (CT, modality CT)" in refused.reason
+        assert f"series {STUDY}.5 is MR" in refused.reason
+        assert "channel 1 takes CT only" in refused.reason
+
+
+def test_a_ct_outside_the_channels_intended_use_is_skipped_unless_forced(
+    tmp_path: Path,
+) -> None:
+    use = {"1": {"slice_thickness_mm": {"max": 3.0}}}  # the modality is the recipe's
+    bundle = ModelBundle.load(write_selection_bundle(tmp_path / "bundle", PET_CT, use))
+    found = _pet_study(tmp_path / "study", [("CT", 6, 4.0)])
+    rule = f"channel 1 (CT) series {STUDY}.6: slice thickness 4 mm is outside the model's <= 3 mm"
+    selection = select_series(found.plans, [bundle])
+    assert not selection.candidates and not selection.refused
+    (skipped,) = selection.skipped
+    assert skipped.plan.modality == "PT"
+    assert skipped.applicability.reasons == [rule]
+    forced = select_series(found.plans, [bundle], force=True)
+    (candidate,) = forced.candidates
+    assert [p.stack.series_instance_uid for p in candidate.secondary] == [f"{STUDY}.6"]
+    assert candidate.applicability.forced and candidate.applicability.reasons == [rule]
+
+
+def test_a_ct_inside_the_channels_intended_use_wins_over_a_covering_one(tmp_path: Path) -> None:
+    use = {"1": {"modality": "CT", "slice_thickness_mm": {"max": 3.0}}}
+    bundle = ModelBundle.load(write_selection_bundle(tmp_path / "bundle", PET_CT, use))
+    # Series 6 (4 mm) covers the PET best; series 7 (2 mm, half the extent) meets the rule.
+    found = _pet_study(tmp_path / "study", [("CT", 6, 4.0), ("CT", 7, 2.0)])
+    (candidate,) = select_series(found.plans, [bundle]).candidates
+    assert [p.stack.series_instance_uid for p in candidate.secondary] == [f"{STUDY}.7"]
+    assert candidate.applicability.inside
+    checks = [(f.check.value, f.status.value) for f in candidate.applicability.findings]
+    assert ("slice_thickness", "pass") in checks
+    # Without the rule, coverage decides (the channel is checked for its modality alone).
+    plain = ModelBundle.load(write_selection_bundle(tmp_path / "plain", PET_CT))
+    (candidate,) = select_series(found.plans, [plain]).candidates
+    assert [p.stack.series_instance_uid for p in candidate.secondary] == [f"{STUDY}.6"]
+
+
+def test_a_channels_stated_modality_must_be_its_recipes(tmp_path: Path) -> None:
+    folder = write_selection_bundle(tmp_path / "bundle", PET_CT, {"1": {"modality": "MR"}})
+    with pytest.raises(
+        ModelBundleError,
+        match=r"intended_use\.channels\.1\.modality 'MR' differs from nnunet\.channels\[1\] "
+        r"\(CT, modality 'CT'\)",
+    ):
+        ModelBundle.load(folder)
+
+
+def test_import_takes_a_channels_modality_from_the_intended_use(
+    pet_ct_model: TinyModel, tmp_path: Path
+) -> None:
+    from training.nnunet.importer import ImportOptions, import_model
+
+    # Channel 1's name says no modality: the importer used to give it channel 0's (CT).
+    dataset = {**two_channel_dataset(), "channel_names": {"0": "CT", "1": "tracer"}}
+    folder = _model_folder(tmp_path / "model", [pet_ct_model.network], pet_ct_model.plans, dataset)
+    base = ModelBundle.load(pet_ct_model.bundle).manifest.intended_use
+    stated = base.model_copy(
+        update={"channels": {1: ChannelUse(modality="PT", slice_thickness_mm=Range(max=10.0))}}
+    )
+    options = ImportOptions(name="tiny-nnunet", intended_use=stated)
+    manifest = ModelBundle.load(import_model([folder], tmp_path / "stated", options)).manifest
+    assert manifest.nnunet is not None
+    assert [(c.name, c.modality) for c in manifest.nnunet.channels] == [
+        ("CT", "CT"),
+        ("tracer", "PT"),
+    ]
+    assert manifest.channel_intended_use(1).slice_thickness_mm.max == 10.0
+    plain = import_model([folder], tmp_path / "plain", ImportOptions(name="tiny-nnunet"))
+    recipe = ModelBundle.load(plain).manifest.nnunet
+    assert recipe is not None and [c.modality for c in recipe.channels] == ["CT", "CT"]

@@ -28,7 +28,7 @@ from federation.records import (
     update_of,
 )
 from federation.registry import ModelRegistry, RegistryEntry, task_metrics
-from federation.round_step import Aggregate, round_step
+from federation.round_step import Aggregate
 from federation.settings import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def train_round(
     settings: RunSettings,
     state: RunState,
     server_round: int,
-    aggregate: Aggregate = round_step,
+    aggregate: Aggregate,
 ) -> dict[str, str]:
     """One training round; updates ``state.arrays`` in place. Returns rejected sites and why.
 
@@ -176,7 +176,7 @@ def run_rounds(
     grid: Grid,
     settings: RunSettings,
     initial: RunState,
-    aggregate: Aggregate = round_step,
+    aggregate: Aggregate,
 ) -> RunState:
     """Rounds ``initial.last_round + 1 .. num_rounds``, checkpointing and registering each.
 

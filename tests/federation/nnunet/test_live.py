@@ -58,7 +58,8 @@ def test_live_nnunet_run_resumes_after_a_superlink_kill_and_its_promoted_bundle_
     checkpoints = CheckpointStore(state / "checkpoints")
     try:
         pilot.start_superlink()
-        pilot.start_sites({n: {"data": str(f), "work-dir": str(work / n)} for n, f in sites.items()})
+        folders = {n: {"data": str(f), "work-dir": str(work / n)} for n, f in sites.items()}
+        pilot.start_sites(folders)
         first = pilot.run(config)
         assert first.wait_for("round 1: training on 2 sites", 200), first.text
         deadline = time.monotonic() + 120

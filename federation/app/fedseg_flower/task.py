@@ -7,10 +7,10 @@ query's model and by each round config's architecture.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from flwr.app import RecordDict
 
-from federation.local import LocalTraining, evaluate_heads, get_arrays, set_arrays, train_heads
 from federation.records import (
     RoundConfig,
     arrays_of,
@@ -23,7 +23,12 @@ from federation.records import (
 )
 from federation.settings import ModelKind
 from federation.sites import SiteSpec, load_site_cases
-from training.models import ModelConfig, MultiTaskUNet
+
+if TYPE_CHECKING:
+    from training.models import MultiTaskUNet
+
+# torch, MONAI and nnU-Net are imported by the functions that use them: Flower starts one
+# ClientApp process per message, and each pays only for its own model's imports.
 
 
 def _nnunet(content: RecordDict) -> bool:
@@ -54,6 +59,9 @@ def prepare(spec: SiteSpec, content: RecordDict) -> RecordDict:
 
 
 def _model(content: RecordDict) -> tuple[MultiTaskUNet, RoundConfig]:
+    from federation.local import set_arrays
+    from training.models import ModelConfig, MultiTaskUNet
+
     config = round_config_of(content)
     model = MultiTaskUNet(ModelConfig.from_dict(config.architecture))
     set_arrays(model, arrays_of(content))
@@ -66,6 +74,8 @@ def train(spec: SiteSpec, content: RecordDict) -> RecordDict:
         from federation.nnunet import site
 
         return site.train(spec, content)
+    from federation.local import LocalTraining, get_arrays, train_heads
+
     model, config = _model(content)
     heads = [t for t in spec.tasks if t in model.heads]
     cases = load_site_cases(spec)
@@ -85,6 +95,8 @@ def evaluate(spec: SiteSpec, content: RecordDict) -> RecordDict:
         from federation.nnunet import site
 
         return site.evaluate(spec, content)
+    from federation.local import evaluate_heads
+
     model, _ = _model(content)
     heads = [t for t in spec.tasks if t in model.heads]
     cases = load_site_cases(spec)

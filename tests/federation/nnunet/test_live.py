@@ -24,7 +24,7 @@ from federation.checkpoint import CheckpointStore
 from federation.records import nnunet_architecture_of
 from service.cli.main import main
 from service.inference.store import ModelStore
-from tests.federation.deployment import Pilot
+from tests.federation.deployment import Pilot, Process
 from tests.federation.nnunet.sites import SCANNERS, export_case
 from training.nnunet.federated_plans import plans_sha256
 
@@ -36,6 +36,12 @@ RUN = (
     "fingerprint-bin=0.25 round-timeout=120 connect-timeout=60 prepare-timeout=120"
 )
 pytestmark = pytest.mark.timeout(420)
+
+
+def _logs(pilot: Pilot, run: Process) -> str:
+    """The ServerApp's log and the end of each SuperNode's, for a failure message."""
+    tails = [f"--- {name} ---\n{node.text[-4000:]}" for name, node in pilot.nodes.items()]
+    return "\n".join([run.text, *tails])
 
 
 def _receipt(text: str) -> tuple[str, str]:
@@ -61,7 +67,7 @@ def test_live_nnunet_run_resumes_after_a_superlink_kill_and_its_promoted_bundle_
         folders = {n: {"data": str(f), "work-dir": str(work / n)} for n, f in sites.items()}
         pilot.start_sites(folders)
         first = pilot.run(config)
-        assert first.wait_for("round 1: training on 2 sites", 200), first.text
+        assert first.wait_for("round 1: training on 2 sites", 200), _logs(pilot, first)
         deadline = time.monotonic() + 120
         while not checkpoints.rounds() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -73,7 +79,7 @@ def test_live_nnunet_run_resumes_after_a_superlink_kill_and_its_promoted_bundle_
 
         pilot.start_superlink()
         resumed = pilot.run(config)
-        assert resumed.wait_for("promotion gate:", 200), resumed.text
+        assert resumed.wait_for("promotion gate:", 200), _logs(pilot, resumed)
         resumed.kill()
     finally:
         pilot.close()

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import replace_section  # noqa: E402
 
-RUNNERS = ("fedseg-onnxruntime", "fedseg-openvino", "nnunet")
+RUNNERS = ("fedseg-onnxruntime", "fedseg-openvino", "fedseg-openvino-bf16", "nnunet")
 DEFAULT_CT = "ct-totalseg-example/tests/reference_files/example_ct_dicom"
 LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney_left": 3, "kidney_right": 4}
 PATCH = [32, 128, 128]
@@ -197,6 +197,21 @@ def network_flops(onnx_path: Path, patch: list[int], channels: int) -> float:
     return total
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its bfloat16 units (Linux /proc/cpuinfo), for the table."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line),
+        "unknown CPU",
+    )
+    flags = next((line.split() for line in info.splitlines() if line.startswith("flags")), [])
+    units = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return f"{name} ({', '.join(units) or 'no bf16 units'})"
+
+
 def matmul_gflops(threads: int, n: int = 2048, repeat: int = 5) -> float:
     """numpy's float32 matmul rate with ``threads`` BLAS threads (measured in a fresh process)."""
     code = (
@@ -232,15 +247,22 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_fedseg(engine: str, bundle: Path, dicom: Path, threads: int, tta: bool) -> dict[str, Any]:
+def run_fedseg(
+    engine: str, bundle: Path, dicom: Path, threads: int, tta: bool, precision: str = "f32"
+) -> dict[str, Any]:
     """Read DICOM → labels with fedseg's nnU-Net executor; timings, labels."""
     from service.dicom.volume import read_volume
     from service.inference.bundle import ModelBundle
     from service.inference.pipeline import open_segmenter
-    from service.inference.session import Device, Engine, SessionOptions
+    from service.inference.session import Device, Engine, Precision, SessionOptions
 
     start = time.perf_counter()
-    options = SessionOptions(device=Device.CPU, engine=Engine(engine), intra_op_threads=threads)
+    options = SessionOptions(
+        device=Device.CPU,
+        engine=Engine(engine),
+        intra_op_threads=threads,
+        precision=Precision(precision),
+    )
     segmenter = open_segmenter(ModelBundle.load(bundle), options, batch_size=1, mirror_tta=tta)
     load = time.perf_counter() - start
     start, cpu = time.perf_counter(), _cpu_s()
@@ -320,8 +342,10 @@ def child(args: argparse.Namespace) -> int:
     if args.run == "nnunet":
         out = run_nnunet(args.model_folder, args.dicom, args.threads, args.tta)
     else:
-        engine = args.run.removeprefix("fedseg-")
-        out = run_fedseg(engine, args.bundle, args.dicom, args.threads, args.tta)
+        engine, _, precision = args.run.removeprefix("fedseg-").partition("-")
+        out = run_fedseg(
+            engine, args.bundle, args.dicom, args.threads, args.tta, precision or "f32"
+        )
     np.save(args.result.with_suffix(".npy"), out.pop("labels"))
     out["peak_rss_mb"] = _peak_rss_mb()
     args.result.write_text(json.dumps(out))
@@ -445,8 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{'×'.join(map(str, model.patch_size))} = {flops / 1e9:.0f} GFLOP, ONNX "
         f"{onnx_path.stat().st_size / 2**20:.0f} MB; {args.threads} thread(s), mirroring TTA "
         f"{'on' if args.tta else 'off'}; numpy float32 matmul {rate:.0f} GFLOP/s at "
-        f"{args.threads} thread(s); {platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{load[0]:.1f} at the end (a shared, loaded machine).\n\n"
+        f"{args.threads} thread(s); {cpu_model()}, {platform.machine()}, {os.cpu_count()} "
+        "cores, load average "
+        f"{load[0]:.1f} at the end.\n\n"
         "End to end: DICOM read to labels on the source grid (nnU-Net: plus its NIfTI round "
         "trip), model loading excluded; best of "
         f"{args.repeat} alternating run(s) each. CPU time (user + system, the process and its "
@@ -457,7 +482,11 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|---|---|\n"
         + _rows(results, flops, rate, dict(model.label_map))
     )
-    stages = {k: {s: round(v, 1) for s, v in results[k]["stages"].items()} for k in RUNNERS[:2]}
+    stages = {
+        k: {s: round(v, 1) for s, v in results[k]["stages"].items()}
+        for k in RUNNERS
+        if k != "nnunet"
+    }
     reads = ", ".join(f"{k} {results[k]['read_s']:.1f} s" for k in RUNNERS)
     table += (
         f"\nfedseg stages of the fastest run (s, wall): {json.dumps(stages)}; DICOM read: "

@@ -255,14 +255,15 @@ def fingerprint_of(message: Message) -> dict[str, object]:
     return _json_value(message.content, FINGERPRINT_KEY)
 
 
-def plans_content(plans: str) -> RecordDict:
-    """The shared plans, as one JSON text."""
-    return RecordDict({CONFIG_KEY: ConfigRecord({PLANS_KEY: plans})})
+def plans_content(plans: str, trainer: str) -> RecordDict:
+    """The shared plans, as one JSON text, and the trainer the sites prepare their cases for."""
+    return RecordDict({CONFIG_KEY: ConfigRecord({PLANS_KEY: plans, TRAINER_KEY: trainer})})
 
 
-def plans_of(content: RecordDict) -> str:
-    """The plans text of a plans message, exactly as received."""
-    return str(content.config_records[CONFIG_KEY][PLANS_KEY])
+def plans_of(content: RecordDict) -> tuple[str, str]:
+    """The plans text of a plans message, exactly as received, and the trainer."""
+    record = content.config_records[CONFIG_KEY]
+    return str(record[PLANS_KEY]), str(record[TRAINER_KEY])
 
 
 def plans_reply(

@@ -70,9 +70,11 @@ class RunSettings(BaseModel):
     shipped_models: str = ""
     #: Isotropic grid of the sites' training (node config ``spacing-mm``); the bundle's spacing.
     spacing_mm: float = 12.0
-    #: nnU-Net mode: nnU-Net's experiment planner and trainer classes.
+    #: nnU-Net mode: nnU-Net's experiment planner and trainer classes. The default trainer is
+    #: nnU-Net's with the partial-label (marginal) loss; with nnU-Net's own ``nnUNetTrainer``
+    #: the sites mark a case's uncontoured labels with nnU-Net's ignore label instead.
     nnunet_planner: str = "ExperimentPlanner"
-    nnunet_trainer: str = "nnUNetTrainer"
+    nnunet_trainer: str = "nnUNetTrainerMarginal"
     #: nnU-Net mode: replace the planned 3d_fullres network by a small one (features per stage,
     #: each stage after the first halving every axis) and patch size, e.g. for a CPU-only pilot;
     #: both empty keep the planner's network.

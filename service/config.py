@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.inference.session import Engine
+from service.inference.session import Engine, Precision
 from service.qc.enum import QcPolicy
 from service.storage.decoded_size import DEFAULT_MAX_DECODED_BYTES
 
@@ -109,6 +109,14 @@ class Settings(BaseSettings):
         description=(
             "onnxruntime intra-op threads of each model session (fedseg segment, the server's "
             "workers); 0 lets onnxruntime use one per physical core."
+        ),
+    )
+    inference_precision: Precision = Field(
+        default=Precision.F32,
+        description=(
+            "Arithmetic of the networks: f32 computes what the exported network computes; bf16 "
+            "(engine openvino, CPUs with AMX or AVX512-BF16) is several times faster and "
+            "changes labels near boundaries. Verified at load."
         ),
     )
     inference_engine: Engine = Field(

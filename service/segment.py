@@ -26,7 +26,7 @@ from service.inference.bundle import ModelBundle
 from service.inference.manifest import Manifest, NormalisationKind
 from service.inference.pipeline import ModelSegmenter, open_segmenter
 from service.inference.preprocess import model_values
-from service.inference.session import Device, Engine, SessionOptions
+from service.inference.session import Device, Engine, Precision, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
 from service.pet.body_size import SuvType
@@ -62,6 +62,7 @@ class SegmentOptions:
     any_folder: bool = True  # bundle folders outside the stores (a local user); server: False
     device: Device = Device.AUTO
     engine: Engine | None = None  # None: the settings' inference_engine (segment_study)
+    precision: Precision | None = None  # None: the settings' inference_precision
     fast: bool = False  # less window overlap, for a quick look
     mirror_tta: bool = False  # average over mirrored inputs (slower, smoother)
     batch_size: int = 2
@@ -156,6 +157,7 @@ class StudySegmenter:
             device=options.device,
             engine=options.engine or Engine.ONNXRUNTIME,
             intra_op_threads=threads,
+            precision=options.precision or Precision.F32,
         )
         self.segmenters = [
             open_segmenter(b, session, batch_size=options.batch_size, mirror_tta=options.mirror_tta)
@@ -406,6 +408,8 @@ def segment_study(
         options = replace(options, threads=settings.inference_threads)
     if options.engine is None:
         options = replace(options, engine=settings.inference_engine)
+    if options.precision is None:
+        options = replace(options, precision=settings.inference_precision)
     start = time.perf_counter()
     found = discover(inputs, settings)
     names = options.models

@@ -106,11 +106,12 @@ class NnunetModel:
         datasets = [described[n][1] for n in sorted(fingerprints)]
         shared = self._plan(datasets, [fingerprints[n] for n in sorted(fingerprints)])
         text = shared.as_json()
-        sites = self._distribute(grid, sorted(fingerprints), text)
-        arrays = initial_arrays(shared, self.settings.seed, self.settings.nnunet_trainer)
+        trainer = self.settings.nnunet_trainer
+        sites = self._distribute(grid, sorted(fingerprints), text, trainer)
+        arrays = initial_arrays(shared, self.settings.seed, trainer)
         labels = {d.site: list(d.labels) for d in datasets if d.site in sites}
         logger.info("nnU-Net %s: labels %s from sites %s", shared.dataset_name, labels, sites)
-        return RunState(arrays, nnunet_architecture(text, self.settings.nnunet_trainer), labels)
+        return RunState(arrays, nnunet_architecture(text, trainer), labels)
 
     def _fingerprints(
         self, grid: Grid, datasets: dict[int, SiteDataset]
@@ -150,12 +151,11 @@ class NnunetModel:
             shared = SharedPlans(plans, shared.dataset, shared.fingerprint)
         return shared
 
-    def _distribute(self, grid: Grid, nodes: list[int], text: str) -> list[str]:
+    def _distribute(self, grid: Grid, nodes: list[int], text: str, trainer: str) -> list[str]:
         """Send the plans text; the sites whose SHA-256 echo matches, sorted."""
         expected = plans_sha256(text)
-        replies = send(
-            grid, nodes, PLANS_MESSAGE, plans_content(text), self.settings.prepare_timeout_s
-        )
+        content = plans_content(text, trainer)
+        replies = send(grid, nodes, PLANS_MESSAGE, content, self.settings.prepare_timeout_s)
         receipts = _parsed(
             replies, "plans receipt", lambda r: (site_of(r)[0], *plans_receipt_of(r))
         )
@@ -174,8 +174,7 @@ class NnunetModel:
 
     def resume(self, grid: Grid, nodes: list[int], state: RunState) -> None:
         """Send the checkpoint's plans again (the sites find their cases preprocessed)."""
-        text, _ = nnunet_architecture_of(state.model_config)
-        self._distribute(grid, nodes, text)
+        self._distribute(grid, nodes, *nnunet_architecture_of(state.model_config))
 
     def aggregator(self, state: RunState) -> Aggregate:
         """The round step on the state dict split per output label (selective by label)."""

@@ -5,10 +5,13 @@ a folder for its preprocessed cases (``work-dir``). Per message from the server:
 
 - query: the labels the site contours and its dataset description (no per-case value);
 - ``query.fingerprint``: the fingerprint summary of all its cases (histograms and sums);
-- ``train.plans``: the shared plans. The site holds ``validation-fraction`` of its cases out
-  of training (:func:`validation_split`), preprocesses the others with nnU-Net's preprocessor
-  under ``work-dir/nnunet/<SHA-256 of the plans>/`` once (a later message with the same plans,
-  after a restart too, finds them there), and echoes the SHA-256 of the plans text it received;
+- ``train.plans``: the shared plans and the trainer. The site holds ``validation-fraction`` of
+  its cases out of training (:func:`validation_split`), prepares the others for the trainer
+  (missing labels listed for the marginal loss, or marked ignore for nnU-Net's own trainer) and
+  preprocesses them with nnU-Net's preprocessor under
+  ``work-dir/nnunet/<SHA-256 of the plans>-<marginal|ignore>/`` once (a later message with the
+  same plans, after a restart too, finds them there), and echoes the SHA-256 of the plans text
+  it received;
 - train: nnU-Net's trainer from the global weights, one nnU-Net epoch of ``local-steps``
   iterations per round, the learning rate decaying over the run's rounds;
 - evaluate: nnU-Net's predictor with the global weights on the held-out cases; Dice per label.
@@ -130,18 +133,28 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def prepared_cases(site: NnunetSite, text: str) -> PreparedCases:
-    """The site's cases preprocessed for the plans ``text`` (once; cached by its SHA-256).
+def prepared_cases(site: NnunetSite, text: str, trainer: str) -> PreparedCases:
+    """The site's cases preprocessed for the plans ``text`` and the trainer (once; cached).
 
     Raises
     ------
     FederationError
-        If the plans do not fit the site's folder (a label the federation lacks).
+        If the plans do not fit the site's folder (a label the federation lacks) or nnU-Net
+        has no such trainer.
     """
-    from training.nnunet.local_round import case_ids, prepare_site
+    from training.nnunet.local_round import (
+        RoundSettings,
+        case_ids,
+        partial_labels_of,
+        prepare_site,
+    )
 
     digest = plans_sha256(text)
-    folder = site.work / "nnunet" / digest[:16]
+    try:
+        partial = partial_labels_of(trainer)
+    except ValueError as exc:
+        raise FederationError(f"site {site.name}: {exc}") from exc
+    folder = site.work / "nnunet" / f"{digest[:16]}-{partial}"
     training, validation = validation_split(case_ids(site.folder), site.validation_fraction)
     shared = SharedPlans.from_json(text)
     with _locked(folder.with_suffix(".lock")):
@@ -159,7 +172,8 @@ def prepared_cases(site: NnunetSite, text: str) -> PreparedCases:
         (folder / "plans.json").write_bytes(text.encode("utf-8"))
         logger.info("preparing %d training cases for plans %s", len(training), digest[:16])
         try:
-            prepared = prepare_site(site.folder, shared, folder / "nnunet", training)
+            settings = RoundSettings(trainer=trainer, partial_labels=partial)
+            prepared = prepare_site(site.folder, shared, folder / "nnunet", settings, training)
         except ValueError as exc:
             raise FederationError(f"site {site.name}: {exc}") from exc
         done = {
@@ -200,7 +214,7 @@ def fingerprint(spec: SiteSpec, content: RecordDict) -> RecordDict:
 def prepare(spec: SiteSpec, content: RecordDict) -> RecordDict:
     """Preprocess for the received plans; echo their SHA-256 and the case split."""
     site = NnunetSite.of(spec)
-    cases = prepared_cases(site, plans_of(content))
+    cases = prepared_cases(site, *plans_of(content))
     return plans_reply(
         site.name, site.labels, cases.sha256, len(cases.training), len(cases.validation)
     )
@@ -208,12 +222,12 @@ def prepare(spec: SiteSpec, content: RecordDict) -> RecordDict:
 
 def train(spec: SiteSpec, content: RecordDict) -> RecordDict:
     """One round of nnU-Net's trainer on the site's training cases from the global weights."""
-    from training.nnunet.local_round import RoundSettings, local_round
+    from training.nnunet.local_round import RoundSettings, local_round, partial_labels_of
 
     site = NnunetSite.of(spec)
     config = round_config_of(content)
     text, trainer = nnunet_architecture_of(config.architecture)
-    cases = prepared_cases(site, text)
+    cases = prepared_cases(site, text, trainer)
     settings = RoundSettings(
         epochs=1,
         iterations_per_epoch=config.local_steps,
@@ -221,6 +235,7 @@ def train(spec: SiteSpec, content: RecordDict) -> RecordDict:
         initial_lr=config.learning_rate,
         seed=config.seed,
         trainer=trainer,
+        partial_labels=partial_labels_of(trainer),
     )
     try:
         update = local_round(cases.prepared, arrays_of(content), settings, config.server_round)
@@ -236,7 +251,7 @@ def evaluate(spec: SiteSpec, content: RecordDict) -> RecordDict:
     site = NnunetSite.of(spec)
     config = round_config_of(content)
     text, trainer = nnunet_architecture_of(config.architecture)
-    cases = prepared_cases(site, text)
+    cases = prepared_cases(site, text, trainer)
     if not cases.validation:
         logger.warning("site %s holds no validation case; it reports no Dice", site.name)
     scores = validation_dice(

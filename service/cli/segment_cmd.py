@@ -13,7 +13,7 @@ from tqdm import tqdm
 from service.cli import structure_table
 from service.cli.output_options import add_formats_argument
 from service.config import get_settings
-from service.inference.session import Device, Engine
+from service.inference.session import Device, Engine, Precision
 from service.inference.sliding_window import Progress
 from service.qc.enum import QcPolicy
 from service.qc.report import qc_lines
@@ -56,6 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="inference engine: onnxruntime (CPU, CUDA, TensorRT) or openvino (CPU); checked "
         "at load, an engine or device that does not run as asked is an error (default: "
         "FEDSEG_INFERENCE_ENGINE, else onnxruntime)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=[p.value for p in Precision],
+        default=None,
+        help="network arithmetic: f32 (the exported network's) or bf16 (engine openvino on CPUs "
+        "with AMX/AVX512-BF16: faster, labels change near boundaries); checked at load "
+        "(default: FEDSEG_INFERENCE_PRECISION, else f32)",
     )
     parser.add_argument("--fast", action="store_true", help="less window overlap (quicker)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
@@ -111,11 +119,16 @@ def _bar_factory(quiet: bool) -> Callable[[str], Progress]:
 
 def run(args: argparse.Namespace) -> int:
     """Segment and print a summary; exit 1 when a series failed."""
-    settings = get_settings(inference_threads=args.threads, inference_engine=args.engine)
+    settings = get_settings(
+        inference_threads=args.threads,
+        inference_engine=args.engine,
+        inference_precision=args.precision,
+    )
     options = SegmentOptions(
         models=tuple(args.model),
         device=Device(args.device),
         engine=settings.inference_engine,
+        precision=settings.inference_precision,
         fast=args.fast,
         mirror_tta=args.tta,
         threads=settings.inference_threads,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import ConfigurationError, ModelBundleError
-from service.inference.session import Device, SessionOptions
+from service.inference.session import Device, Precision, SessionOptions
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,29 @@ def _openvino() -> Any:
     return openvino
 
 
+def check_precision(requested: Precision, compiled: str) -> None:
+    """Refuse a compiled model whose precision is not the one asked for.
+
+    OpenVINO falls back to f32 on CPUs without bfloat16 units, and may choose bf16 by itself
+    on CPUs with them, so the precision is read back after compilation.
+
+    Raises
+    ------
+    ConfigurationError
+        If OpenVINO compiled the network in another precision.
+    """
+    if compiled.lower() != requested.value:
+        hint = (
+            "this CPU has no bfloat16 units (AMX or AVX512-BF16); use --precision f32"
+            if requested is Precision.BF16
+            else "results would differ from the exported network"
+        )
+        raise ConfigurationError(
+            f"precision '{requested}' was requested but OpenVINO compiled the network in "
+            f"{compiled}; {hint}"
+        )
+
+
 class OpenVinoModel:
     """A network compiled by OpenVINO for the CPU."""
 
@@ -42,7 +65,10 @@ class OpenVinoModel:
             )
         ov = _openvino()
         core = ov.Core()
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": options.precision.value,
+        }
         if options.intra_op_threads > 0:
             config["INFERENCE_NUM_THREADS"] = options.intra_op_threads
         try:
@@ -54,12 +80,8 @@ class OpenVinoModel:
             raise ConfigurationError(
                 f"engine 'openvino' was asked to run on the CPU but compiled for {devices}"
             )
-        precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-        if "f32" not in precision.lower() and "float32" not in precision.lower():
-            raise ConfigurationError(
-                f"OpenVINO chose inference precision {precision}, not f32; results would differ "
-                "from the exported network"
-            )
+        compiled_precision = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
+        check_precision(options.precision, compiled_precision.get_type_name())
         self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         if options.intra_op_threads > 0 and self.threads != options.intra_op_threads:
             raise ConfigurationError(
@@ -67,7 +89,9 @@ class OpenVinoModel:
             )
         self._compiled = compiled
         self._request = compiled.create_infer_request()
-        self.provider = "OpenVINO:CPU"
+        # The provider names the precision when it is not the network's own (it is recorded
+        # with every result).
+        self.provider = "OpenVINO:CPU" + ("" if options.precision is Precision.F32 else ":bf16")
         logger.info("model %s on %s (%d threads)", path.name, self.provider, self.threads)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

@@ -37,6 +37,20 @@ class Device(StrEnum):
     CUDA = "cuda"  # required: fail when no GPU provider can be used
 
 
+class Precision(StrEnum):
+    """Arithmetic of the network's convolutions.
+
+    ``f32`` computes what the exported network computes (the default, and the only one
+    onnxruntime runs here). ``bf16`` lets OpenVINO use bfloat16 matrix units (AMX,
+    AVX512-BF16): several times faster on CPUs that have them, with logits that differ in the
+    second or third digit, so labels change near boundaries; opt in only after checking the
+    labels on your own cases (docs/models.md).
+    """
+
+    F32 = "f32"
+    BF16 = "bf16"
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     """Threading and device options for an inference session."""
@@ -49,6 +63,7 @@ class SessionOptions:
     #: Let idle intra-op threads busy-wait for the next operator: lower latency on free cores,
     #: CPU taken from other processes on shared ones.
     allow_spinning: bool = True
+    precision: Precision = Precision.F32
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
@@ -58,6 +73,7 @@ class SessionOptions:
             )
         object.__setattr__(self, "engine", Engine(self.engine))
         object.__setattr__(self, "device", Device(self.device))
+        object.__setattr__(self, "precision", Precision(self.precision))
 
 
 class InferenceModel(Protocol):
@@ -119,6 +135,12 @@ class OnnxModel:
 
     def __init__(self, path: Path, options: SessionOptions | None = None) -> None:
         options = options or SessionOptions()
+        if options.precision is not Precision.F32:
+            raise ConfigurationError(
+                f"precision '{options.precision}' was requested with engine 'onnxruntime', "
+                "which fedseg runs in float32 only; use --engine openvino for bf16, or "
+                "--precision f32"
+            )
         ort = _onnxruntime()
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = options.intra_op_threads

@@ -87,7 +87,7 @@ SPECS: dict[str, PhantomModelSpec] = {
 }
 
 
-def _case_arrays(spec: PhantomModelSpec, case: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def case_arrays(spec: PhantomModelSpec, case: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Image, nnU-Net label map (values 1..4 = :data:`ORGANS`) and affine of one phantom case."""
     config = PhantomConfig(
         sites=1,
@@ -138,7 +138,7 @@ def write_raw_dataset(spec: PhantomModelSpec, raw: Path) -> Path:
     """Write ``imagesTr``/``labelsTr``/``dataset.json`` and held-out ``imagesTs``/``labelsTs``."""
     folder = raw / spec.dataset_name
     for case in range(1, spec.train_cases + spec.test_cases + 1):
-        image, labels, affine = _case_arrays(spec, case)
+        image, labels, affine = case_arrays(spec, case)
         train = case <= spec.train_cases
         name = f"phantom_{case:03d}"
         write_nifti(

@@ -18,7 +18,7 @@ import numpy as np
 from training.metrics import dice
 from training.nnunet.federated_model import network_with, trainer_mirror_axes
 from training.nnunet.federated_plans import IGNORE, SharedPlans
-from training.nnunet.local_round import CONFIGURATION, TRAINER
+from training.nnunet.local_round import CONFIGURATION, MARGINAL_TRAINER
 
 
 def _contoured(site: Mapping[str, object], case: str, local: Sequence[str]) -> set[str]:
@@ -32,7 +32,7 @@ def validation_dice(
     arrays: Mapping[str, np.ndarray],
     folder: Path,
     cases: Sequence[str],
-    trainer: str = TRAINER,
+    trainer: str = MARGINAL_TRAINER,
 ) -> dict[str, list[float]]:
     """Dice per federation label and case, over ``cases`` of a site's nnU-Net dataset folder.
 

@@ -90,7 +90,7 @@ def test_live_nnunet_run_resumes_after_a_superlink_kill_and_its_promoted_bundle_
     assert _receipt(first.text) == (digest, "site-a, site-b")
     assert _receipt(resumed.text) == (digest, "site-a, site-b")
     for name in sites:
-        cached = work / name / "nnunet" / digest[:16]
+        cached = work / name / "nnunet" / f"{digest[:16]}-marginal"
         assert (cached / "plans.json").read_bytes() == text.encode("utf-8")
     assert "resuming after round 1" in resumed.text, resumed.text
     assert "round 1: training" not in resumed.text and "round 2: training" in resumed.text

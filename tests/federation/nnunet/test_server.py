@@ -66,7 +66,8 @@ class SiteGrid:
             self.kinds.append(kind)
             content = message.content
             if kind == PLANS_MESSAGE and name in self.tamper:
-                content = plans_content(plans_of(content) + " ")
+                text, trainer = plans_of(content)
+                content = plans_content(text + " ", trainer)
             replies.append(Message(content=HANDLERS[kind](spec, content), reply_to=message))
         return replies
 
@@ -114,11 +115,11 @@ def test_every_site_prepares_the_same_plans_and_a_tampered_copy_is_left_out(
     assert state.sites == {"site-a": ["liver", "spleen"]}  # site-b echoed another SHA-256
     text, trainer = nnunet_architecture_of(state.model_config)
     shared = SharedPlans.from_json(text)
-    assert trainer == "nnUNetTrainer" and shared.as_json() == text
+    assert trainer == "nnUNetTrainerMarginal" and shared.as_json() == text
     arch = shared.plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
     assert arch["features_per_stage"] == [4, 8, 8, 16]
     assert shared.dataset["numTraining"] == 5  # pooled: 2 + 3 cases
-    cached = tmp_path / "work" / "site-a" / "nnunet" / plans_sha256(text)[:16]
+    cached = tmp_path / "work" / "site-a" / "nnunet" / f"{plans_sha256(text)[:16]}-marginal"
     assert (cached / "plans.json").read_bytes() == text.encode("utf-8")
     shapes = {k: v.shape for k, v in state.arrays.items()}
     assert shapes["decoder.seg_layers.2.weight"][0] == 3  # background, liver, spleen
@@ -137,7 +138,8 @@ def test_a_resumed_run_sends_the_checkpoints_plans_and_sites_reuse_their_cases(
     first = initial_state(cast(Grid, grid), settings, model)
     state = run_rounds(cast(Grid, grid), settings, first, model.aggregator(first))
     text, _ = nnunet_architecture_of(state.model_config)
-    marker = tmp_path / "work" / "site-b" / "nnunet" / plans_sha256(text)[:16] / "prepared.json"
+    prepared_folder = f"{plans_sha256(text)[:16]}-marginal"
+    marker = tmp_path / "work" / "site-b" / "nnunet" / prepared_folder / "prepared.json"
     prepared = json.loads(marker.read_text())
     assert len(prepared["training"]) == 2 and len(prepared["validation"]) == 1
     before = marker.stat().st_mtime_ns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
-from service.inference.session import Device, Engine, SessionOptions
+from service.inference.session import Device, Engine, Precision, SessionOptions
 from tests.requirements import missing
 
 from .conftest import TinyModel, ct_volume, reference_labels
@@ -55,3 +56,37 @@ def test_labels_equal_across_engines(tiny_model: TinyModel) -> None:
     assert segmenter.provider == "OpenVINO:CPU"
     equal = float((labels[Engine.ONNXRUNTIME] == labels[Engine.OPENVINO]).mean())
     assert equal >= 0.999, equal
+
+
+def test_bf16_labels_agree_on_a_trained_model() -> None:
+    """OpenVINO's opt-in bf16 on the shipped (nnU-Net-trained) phantom model, held-out cases.
+
+    A trained network is confident away from boundaries, so bfloat16's logit errors move few
+    labels; f32 labels equal nnU-Net's (the tests above), so this bounds bf16 against nnU-Net.
+    """
+    try:
+        import openvino
+    except ImportError:
+        missing("openvino (fedseg[cpu]) is needed for the bf16 comparison")
+    if "BF16" not in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bfloat16 units (AMX or AVX512-BF16)")
+    from training.nnunet.phantom_models import SPECS, case_arrays
+
+    bundle = ModelBundle.load(Path(__file__).parents[4] / "models" / "nnunet-phantom")
+    spec = SPECS["demo"]
+    segmenters = {
+        precision: open_segmenter(
+            bundle,
+            SessionOptions(device=Device.CPU, engine=Engine.OPENVINO, precision=precision),
+        )
+        for precision in Precision
+    }
+    assert segmenters[Precision.BF16].provider == "OpenVINO:CPU:bf16"
+    for case in range(spec.train_cases, spec.train_cases + spec.test_cases):
+        image, _, affine = case_arrays(spec, case)
+        volume = replace(ct_volume(), array=image, affine=affine)
+        f32, bf16 = (segmenters[p].segment(volume).labels for p in Precision)
+        assert len(np.unique(f32)) >= 4, "the model segments too little to compare"
+        assert float((f32 == bf16).mean()) >= 0.999
+        for value in np.unique(f32)[1:]:
+            assert _dice(f32 == value, bf16 == value) >= 0.995, f"case {case}, label {value}"

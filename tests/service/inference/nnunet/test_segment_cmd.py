@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from service.cli.main import main
 from service.dicom.image_writer import SeriesSpec, write_series
@@ -48,3 +49,17 @@ def test_segment_writes_seg_rtstruct_sr(tiny_model: TinyModel, tmp_path: Path) -
     assert len(present) >= 2
     for name in ("seg.dcm", "rtstruct.dcm", "sr.dcm"):
         assert_valid(out / name)
+
+
+def test_bf16_with_onnxruntime_is_refused(
+    tiny_model: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    volume = ct_volume()
+    spec = SeriesSpec(modality="CT", patient_position="HFS")
+    write_series(tmp_path / "ct", volume.array, volume.affine, spec)
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "ct"), "--out", str(out), "--model", str(tiny_model.bundle)]
+    code = main([*args, "--device", "cpu", "--engine", "onnxruntime", "--precision", "bf16"])
+    assert code != 0
+    assert "precision 'bf16' was requested with engine 'onnxruntime'" in capsys.readouterr().err
+    assert not (out / "seg.dcm").exists()

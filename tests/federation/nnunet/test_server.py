@@ -1,4 +1,4 @@
-"""The ServerApp's nnU-Net start on a fake Flower Grid whose sites run the ClientApp's nnU-Net code.
+"""The ServerApp's nnU-Net mode on a fake Flower Grid whose sites run the ClientApp's nnU-Net code.
 
 Flower's own Message and record classes travel; only the network is replaced: each node answers
 in-process with :mod:`federation.nnunet.site`, on the ``dataset build --format nnunet`` folders
@@ -22,6 +22,7 @@ from federation.errors import FederationError
 from federation.models import initial_state, model_for
 from federation.nnunet import site
 from federation.nnunet.server import NnunetModel
+from federation.publish import publish_run
 from federation.records import (
     FINGERPRINT_MESSAGE,
     PLANS_MESSAGE,
@@ -32,6 +33,8 @@ from federation.records import (
 from federation.rounds import run_rounds
 from federation.settings import RunSettings
 from federation.sites import SiteSpec
+from service.inference.store import ModelStore
+from training.export import ExportInfo
 from training.nnunet.federated_plans import SharedPlans, plans_sha256
 
 Handler = Callable[[SiteSpec, RecordDict], RecordDict]
@@ -151,3 +154,33 @@ def test_a_resumed_run_sends_the_checkpoints_plans_and_sites_reuse_their_cases(
     for name, array in state.arrays.items():
         np.testing.assert_array_equal(resumed.arrays[name], array)
     assert marker.stat().st_mtime_ns == before  # the cases were not preprocessed again
+
+
+def test_the_gate_installs_the_nnunet_bundle_only_when_not_worse(
+    sites: dict[str, Path], tmp_path: Path
+) -> None:
+    grid = SiteGrid(_specs(sites, tmp_path / "work"))
+    store = tmp_path / "store"
+    settings = _settings(tmp_path / "state", **{"promote-to": str(store)})
+    model = model_for(settings)
+    first = initial_state(cast(Grid, grid), settings, model)
+    state = run_rounds(cast(Grid, grid), settings, first, model.aggregator(first))
+
+    decision = publish_run(settings, model)
+    installed = ModelStore(roots=(store,)).for_task("fedseg-nnunet-ct-organs")
+    assert decision.promote and installed is not None
+    assert installed.manifest.version == "1.0.0" and installed.manifest.runtime == "nnunet-v2"
+    metrics = installed.manifest.provenance.validation_metrics
+    assert set(metrics) == {"dice/liver", "dice/spleen"} and metrics == decision.candidate
+
+    # Against a current model of the same task that records a perfect Dice, the gate keeps it.
+    perfect_store = tmp_path / "perfect-store"
+    perfect = {"dice/liver": 1.0, "dice/spleen": 1.0}
+    bundle = model.export(
+        state, ExportInfo(version="3.0.0", validation_metrics=perfect), tmp_path / "perfect"
+    )
+    ModelStore(roots=(perfect_store,)).install(bundle)
+    kept = publish_run(settings.model_copy(update={"promote_to": str(perfect_store)}), model)
+    assert not kept.promote and "worse on" in kept.reason and kept.current_version == "3.0.0"
+    versions = [b.manifest.version for b in ModelStore(roots=(perfect_store,)).bundles()]
+    assert versions == ["3.0.0"]

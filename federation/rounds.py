@@ -83,8 +83,9 @@ def query_replies(grid: Grid, nodes: list[int], settings: RunSettings) -> list[M
     """
     content = query_content(settings.model)
     replies = send(grid, nodes, MessageType.QUERY, content, settings.connect_timeout_s)
-    if len({site_of(r)[0] for r in replies}) < settings.min_sites:
-        raise FederationError(f"only {len(replies)} sites answered; {settings.min_sites} required")
+    answered = {site_of(r)[0] for r in replies}
+    if len(answered) < settings.min_sites:
+        raise FederationError(f"only {len(answered)} sites answered; {settings.min_sites} required")
     return replies
 
 

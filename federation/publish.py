@@ -1,10 +1,12 @@
 """End of a run: export the chosen global model and pass it through the promotion gate.
 
 The ServerApp calls :func:`publish_run` after the last round when ``promote-to`` names a model
-store. The model of the best (or final) registered round is loaded from its checkpoint, exported
-as a ``ct-organs`` bundle whose provenance records the federated Dice per organ, and installed
-only if the gate finds it not worse than the store's current ``ct-organs`` model. The decision
-is logged, appended to ``state-dir/promotions.jsonl`` and recorded in the round's registry entry.
+store. The model of the best (or final) registered round is loaded from its checkpoint and
+exported by the run's model (:mod:`federation.models`): the U-Net as a ``ct-organs`` bundle,
+nnU-Net through nnU-Net's import path as a ``runtime nnunet-v2`` bundle. Its provenance records
+the federated Dice per label, and it is installed only if the gate finds it not worse than the
+store's current model of the same task. The decision is logged, appended to
+``state-dir/promotions.jsonl`` and recorded in the round's registry entry.
 """
 
 from __future__ import annotations
@@ -17,17 +19,14 @@ from pathlib import Path
 
 from federation.checkpoint import CheckpointStore
 from federation.errors import PromotionError
-from federation.export import export_merged_bundle
-from federation.local import set_arrays
 from federation.message_keys import dice_key
+from federation.models import FederatedModel, model_for
 from federation.promotion import PromotionDecision, promote
 from federation.registry import ModelRegistry, RegistryEntry
 from federation.settings import PromoteChoice, RunSettings
-from federation.sites import site_task
 from service.inference.bundle import ModelBundle
 from service.inference.store import ModelStore
 from training.export import ExportInfo
-from training.models import ModelConfig, build_model
 
 logger = logging.getLogger(__name__)
 
@@ -80,39 +79,36 @@ def candidate_metrics(entry: RegistryEntry) -> dict[str, float]:
     return {dice_key(task): float(value) for task, value in sorted(entry.task_metrics.items())}
 
 
-def publish_run(settings: RunSettings) -> PromotionDecision:
+def publish_run(settings: RunSettings, model: FederatedModel | None = None) -> PromotionDecision:
     """Export the chosen round's model and promote it into ``settings.promote_to``.
+
+    ``model`` defaults to the run settings' (:func:`federation.models.model_for`).
 
     Raises
     ------
     PromotionError
         If there is nothing to promote, or the export or installation fails.
     """
+    model = model or model_for(settings)
     registry = ModelRegistry(settings.state_dir)
     entry = choose_entry(registry.entries(), settings.promote_model)
     state = CheckpointStore(settings.state_dir / "checkpoints").load(entry.server_round)
-    model = build_model(ModelConfig.from_dict(state.model_config), settings.seed)
-    set_arrays(model, state.arrays)
     roots = [Path(settings.promote_to)]
     if settings.shipped_models:
         roots.append(Path(settings.shipped_models))
     store = ModelStore(roots=tuple(roots))
-    task = site_task(settings.spacing_mm)
-    version = next_version(store.for_task(task.name.value))
+    version = next_version(store.for_task(model.bundle_task(state)))
     metrics = candidate_metrics(entry)
     info = ExportInfo(
         version=version,
         training_sites=sorted(state.sites),
         federated_rounds=entry.server_round,
         validation_metrics=metrics,
-        notes=(
-            f"federated global model {entry.version} (SHA-256 {entry.model_hash}); organ heads "
-            f"{sorted(model.heads)}; other labels are never predicted"
-        ),
+        notes=f"federated global model {entry.version} (SHA-256 {entry.model_hash})",
     )
     logger.info("exporting round %d (%s) as version %s", entry.server_round, entry.version, version)
-    bundle = export_merged_bundle(model, task, settings.state_dir / "bundles" / entry.version, info)
-    decision = promote(bundle.path, metrics, store, settings.state_dir / "promotions.jsonl")
+    bundle = model.export(state, info, settings.state_dir / "bundles" / entry.version)
+    decision = promote(bundle, metrics, store, settings.state_dir / "promotions.jsonl")
     record = {
         "promoted": decision.promote,
         "bundle_version": version,

@@ -79,6 +79,11 @@ class RoundOutcome:
     aggregated: bool
 
 
+#: A round's aggregation as the round loop calls it: :func:`round_step` for fedseg's U-Net,
+#: :func:`federation.nnunet.aggregation.round_aggregator` for nnU-Net.
+Aggregate = Callable[[Arrays, Sequence[SiteUpdate], RoundRules, int], RoundOutcome]
+
+
 def round_step(
     reference: Arrays,
     updates: Sequence[SiteUpdate],

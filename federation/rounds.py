@@ -28,15 +28,16 @@ from federation.records import (
     update_of,
 )
 from federation.registry import ModelRegistry, RegistryEntry, task_metrics
-from federation.round_step import round_step
+from federation.round_step import Aggregate
 from federation.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
 
-def _send(
+def send(
     grid: Grid, nodes: Iterable[int], kind: str, record: RecordDict, timeout: float
 ) -> list[Message]:
+    """Send ``record`` to every node; the replies that arrived in time without an error."""
     messages = [Message(content=record, dst_node_id=n, message_type=kind) for n in nodes]
     replies = list(grid.send_and_receive(messages, timeout=timeout))
     ok = [r for r in replies if not r.has_error()]
@@ -72,21 +73,34 @@ def wait_for_sites(grid: Grid, settings: RunSettings) -> list[int]:
     return nodes
 
 
+def query_replies(grid: Grid, nodes: list[int], settings: RunSettings) -> list[Message]:
+    """Every site's reply to the query for its declaration (for the run's model).
+
+    Raises
+    ------
+    FederationError
+        If fewer than ``min_sites`` answer.
+    """
+    content = query_content(settings.model)
+    replies = send(grid, nodes, MessageType.QUERY, content, settings.connect_timeout_s)
+    answered = {site_of(r)[0] for r in replies}
+    if len(answered) < settings.min_sites:
+        raise FederationError(f"only {len(answered)} sites answered; {settings.min_sites} required")
+    return replies
+
+
 def query_sites(grid: Grid, nodes: list[int], settings: RunSettings) -> dict[str, list[str]]:
     """Each responding site's declared tasks, by site name."""
-    sites: dict[str, list[str]] = {}
-    replies = _send(grid, nodes, MessageType.QUERY, query_content(), settings.connect_timeout_s)
-    for reply in replies:
-        name, tasks = site_of(reply)
-        sites[name] = sorted(tasks)
-    if len(sites) < settings.min_sites:
-        raise FederationError(f"only {len(sites)} sites answered; {settings.min_sites} required")
-    return sites
+    return {
+        name: sorted(tasks)
+        for name, tasks in (site_of(r) for r in query_replies(grid, nodes, settings))
+    }
 
 
 def _content(settings: RunSettings, state: RunState, server_round: int) -> RecordDict:
     config = RoundConfig(
         server_round=server_round,
+        num_rounds=settings.num_rounds,
         architecture=state.model_config,
         local_steps=settings.local_steps,
         learning_rate=settings.learning_rate,
@@ -97,18 +111,23 @@ def _content(settings: RunSettings, state: RunState, server_round: int) -> Recor
 
 
 def train_round(
-    grid: Grid, settings: RunSettings, state: RunState, server_round: int
+    grid: Grid,
+    settings: RunSettings,
+    state: RunState,
+    server_round: int,
+    aggregate: Aggregate,
 ) -> dict[str, str]:
     """One training round; updates ``state.arrays`` in place. Returns rejected sites and why.
 
-    The replies go through :func:`federation.round_step.round_step`, as in the simulation.
+    The replies go through ``aggregate``: :func:`federation.round_step.round_step` (as in the
+    simulation), or the round step on nnU-Net's per-label output split.
     """
     # After a SuperLink restart the SuperNodes reconnect one by one: start the round only once
     # min_sites are connected, or a round with one site is gated and the model silently kept.
     nodes = wait_for_sites(grid, settings)
     logger.info("round %d: training on %d sites", server_round, len(nodes))
     content = _content(settings, state, server_round)
-    replies = _send(grid, nodes, MessageType.TRAIN, content, settings.round_timeout_s)
+    replies = send(grid, nodes, MessageType.TRAIN, content, settings.round_timeout_s)
     updates = []
     for reply in replies:
         try:
@@ -120,7 +139,7 @@ def train_round(
                 reply.metadata.src_node_id,
                 exc,
             )
-    outcome = round_step(state.arrays, updates, settings.rules, server_round)
+    outcome = aggregate(state.arrays, updates, settings.rules, server_round)
     state.arrays = outcome.arrays
     return outcome.rejected
 
@@ -132,7 +151,7 @@ def evaluate_round(
     nodes = sorted(grid.get_node_ids())
     content = _content(settings, state, server_round)
     out: dict[str, dict[str, float]] = {}
-    for reply in _send(grid, nodes, MessageType.EVALUATE, content, settings.round_timeout_s):
+    for reply in send(grid, nodes, MessageType.EVALUATE, content, settings.round_timeout_s):
         name, _ = site_of(reply)
         out[name] = metrics_of(reply)
     return out
@@ -158,14 +177,19 @@ def run_rounds(
     grid: Grid,
     settings: RunSettings,
     initial: RunState,
+    aggregate: Aggregate,
 ) -> RunState:
-    """Rounds ``initial.last_round + 1 .. num_rounds``, checkpointing and registering each."""
+    """Rounds ``initial.last_round + 1 .. num_rounds``, checkpointing and registering each.
+
+    The loop is the same whatever the sites train; ``aggregate`` is the model's round step
+    (:meth:`federation.models.FederatedModel.aggregator`).
+    """
     checkpoints = CheckpointStore(settings.state_dir / "checkpoints")
     registry = ModelRegistry(settings.state_dir)
     state = initial
     for server_round in range(state.last_round + 1, settings.num_rounds + 1):
         started = time.monotonic()
-        rejected = train_round(grid, settings, state, server_round)
+        rejected = train_round(grid, settings, state, server_round, aggregate)
         site_metrics = evaluate_round(grid, settings, state, server_round)
         state.last_round = server_round
         digest = model_hash(state.arrays)

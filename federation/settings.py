@@ -14,6 +14,16 @@ from federation.round_step import RoundRules
 from federation.strategies import Aggregator, UpdateCheck
 
 
+class ModelKind(StrEnum):
+    """What the sites train (run config ``model``)."""
+
+    #: fedseg's small multi-task U-Net: one binary head per organ (``filters``, ``spacing-mm``).
+    UNET = "unet"
+    #: nnU-Net v2: planned by nnU-Net's planner from the pooled fingerprint of every site's
+    #: ``dataset build --format nnunet`` folder, trained by nnU-Net's own trainer.
+    NNUNET = "nnunet"
+
+
 class PromoteChoice(StrEnum):
     """Which round's model the promotion gate considers at the end of a run."""
 
@@ -38,6 +48,7 @@ class RunSettings(BaseModel):
     )
 
     state_dir: Path
+    model: ModelKind = ModelKind.UNET
     num_rounds: int = 2
     min_sites: int = 2
     round_timeout_s: float = Field(300.0, alias="round-timeout")
@@ -59,14 +70,34 @@ class RunSettings(BaseModel):
     shipped_models: str = ""
     #: Isotropic grid of the sites' training (node config ``spacing-mm``); the bundle's spacing.
     spacing_mm: float = 12.0
+    #: nnU-Net mode: nnU-Net's experiment planner and trainer classes. The default trainer is
+    #: nnU-Net's with the partial-label (marginal) loss; with nnU-Net's own ``nnUNetTrainer``
+    #: the sites mark a case's uncontoured labels with nnU-Net's ignore label instead.
+    nnunet_planner: str = "ExperimentPlanner"
+    nnunet_trainer: str = "nnUNetTrainerMarginal"
+    #: nnU-Net mode: replace the planned 3d_fullres network by a small one (features per stage,
+    #: each stage after the first halving every axis) and patch size, e.g. for a CPU-only pilot;
+    #: both empty keep the planner's network.
+    nnunet_features: tuple[int, ...] = ()
+    nnunet_patch: tuple[int, ...] = ()
+    #: nnU-Net mode: the federation's dataset id (``DatasetNNN_...``; 1..999).
+    nnunet_dataset_id: int = 500
+    #: nnU-Net mode: foreground intensity samples over the pooled dataset (nnU-Net's 10^8) and
+    #: the width of the sites' intensity histogram bins (percentiles are within half of it).
+    fingerprint_samples: int = 100_000_000
+    fingerprint_bin: float = 0.1
+    #: nnU-Net mode: how long sites may take for their fingerprint and for preprocessing.
+    prepare_timeout_s: float = Field(3600.0, alias="prepare-timeout")
+    #: nnU-Net mode: the promoted bundle's name (its model-store task); empty: fedseg-nnunet-<task>.
+    bundle_name: str = ""
     #: Central DP noise multiplier; 0 disables clipping and noise.
     dp_noise: float = 0.0
     dp_clip: float = 1.0
     dp_delta: float = 1e-5
 
-    @field_validator("filters", mode="before")
+    @field_validator("filters", "nnunet_features", "nnunet_patch", mode="before")
     @classmethod
-    def _split_filters(cls, value: object) -> object:
+    def _split_numbers(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -92,7 +123,33 @@ class RunSettings(BaseModel):
             raise ValueError("dp-noise must be >= 0, dp-clip > 0 and dp-delta in (0, 1)")
         if not self.filters or min(self.filters) < 1:
             raise ValueError(f"filters must be positive channel counts, got {self.filters}")
+        self._check_nnunet()
         return self
+
+    def _check_nnunet(self) -> None:
+        features, patch = self.nnunet_features, self.nnunet_patch
+        if bool(features) != bool(patch):
+            raise ValueError("nnunet-features and nnunet-patch are given together or not at all")
+        if features:
+            if min(features) < 1 or len(patch) != 3 or min(patch) < 1:
+                raise ValueError(
+                    f"nnunet-features {features} must be positive and nnunet-patch {patch} "
+                    "three positive sizes"
+                )
+            divisor = 2 ** (len(features) - 1)
+            if any(size % divisor for size in patch):
+                raise ValueError(
+                    f"nnunet-patch {patch} must be divisible by {divisor} along every axis: "
+                    f"{len(features)} stages halve it {len(features) - 1} times"
+                )
+        if self.model is ModelKind.NNUNET and self.proximal_mu:
+            raise ValueError("proximal-mu (FedProx) applies to the U-Net only; set it to 0")
+        if not 1 <= self.nnunet_dataset_id <= 999:
+            raise ValueError(f"nnunet-dataset-id must lie in 1..999, got {self.nnunet_dataset_id}")
+        if self.fingerprint_samples < 1 or self.fingerprint_bin <= 0:
+            raise ValueError("fingerprint-samples and fingerprint-bin must be positive")
+        if self.prepare_timeout_s <= 0:
+            raise ValueError("prepare-timeout must be positive")
 
     @property
     def privacy(self) -> PrivacySettings | None:

@@ -39,9 +39,16 @@ class SiteSpec(BaseModel):
         patient identifier).
     tasks
         Heads the site holds labels for; canonical organ names for ``ct-organs`` sites
-        (node config ``tasks="a,b"``).
+        (node config ``tasks="a,b"``). A ``dataset build`` folder in nnU-Net mode says its
+        labels itself; given there, they must be the folder's.
     data
-        ``"phantom"`` or a folder of training cases.
+        ``"phantom"`` or a folder of training cases (nnU-Net mode: a folder written by
+        ``fedseg dataset build --format nnunet``).
+    work_dir
+        nnU-Net mode: where the site keeps its preprocessed cases (node config ``work-dir``).
+    validation_fraction
+        nnU-Net mode: share of the site's cases held out of training for the federated
+        evaluation (:func:`federation.nnunet.site.validation_split`).
     """
 
     model_config = ConfigDict(
@@ -55,6 +62,8 @@ class SiteSpec(BaseModel):
     phantom_site: int = 1
     cases: int = 2
     spacing_mm: float = 12.0
+    work_dir: str = ""
+    validation_fraction: float = 0.2
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -67,7 +76,7 @@ class SiteSpec(BaseModel):
     def _check(self) -> SiteSpec:
         if not self.name:
             raise FederationError('node config needs site="<name>"')
-        if not self.tasks:
+        if not self.tasks and self.data == PHANTOM_DATA:
             raise FederationError(f'site {self.name}: node config needs tasks="a,b"')
         unknown = [t for t in self.tasks if t not in ORGAN_VALUES]
         if unknown:
@@ -77,6 +86,11 @@ class SiteSpec(BaseModel):
             )
         if self.cases < 1 or self.spacing_mm <= 0:
             raise FederationError(f"site {self.name}: cases and spacing-mm must be positive")
+        if not 0 <= self.validation_fraction < 1:
+            raise FederationError(
+                f"site {self.name}: validation-fraction must lie in [0, 1), got "
+                f"{self.validation_fraction}"
+            )
         return self
 
     @classmethod
@@ -169,6 +183,11 @@ def load_site_cases(spec: SiteSpec) -> list[SiteCase]:
     FederationError
         If the data folder holds no readable cases.
     """
+    if not spec.tasks:
+        raise FederationError(
+            f'site {spec.name}: node config needs tasks="a,b" for the U-Net (only nnU-Net '
+            "mode reads the labels from the dataset folder)"
+        )
     if spec.data == PHANTOM_DATA:
         config = tiny_phantoms(spec.phantom_seed, spec.phantom_site)
         return phantom_cases(config, spec.phantom_site, range(1, spec.cases + 1), spec.spacing_mm)

@@ -62,8 +62,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     node.add_argument("--ca", type=Path, required=True, help="the project CA certificate")
     node.add_argument("--key", type=Path, required=True, help="this site's private key")
     node.add_argument("--site", required=True, help="site name (no patient data)")
-    node.add_argument("--tasks", required=True, help="comma-separated labels this site holds")
-    node.add_argument("--data", default="phantom", help="case folder, or 'phantom'")
+    node.add_argument(
+        "--tasks",
+        default="",
+        help="comma-separated labels this site holds (U-Net; nnU-Net reads them from --data)",
+    )
+    node.add_argument(
+        "--data",
+        default="phantom",
+        help="case folder (nnU-Net: a `dataset build --format nnunet` folder), or 'phantom'",
+    )
+    node.add_argument(
+        "--work-dir", default="", help="nnU-Net: folder for the preprocessed cases (cached)"
+    )
+    node.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="nnU-Net: share of cases held out for the federated evaluation (default: %(default)s)",
+    )
     node.add_argument("--port", type=int, default=9094, help="local ClientApp I/O port")
     node.add_argument("--phantom-site", type=int, default=1, help="phantom scanner (pilots)")
     node.add_argument("--cases", type=int, default=1000, help="at most this many cases")
@@ -106,13 +123,18 @@ def run_superlink(args: argparse.Namespace) -> int:
 
 def run_supernode(args: argparse.Namespace) -> int:
     """Run this site's SuperNode in the foreground."""
-    config = {
+    config: dict[str, object] = {
         "site": args.site,
-        "tasks": args.tasks,
-        "data": args.data,
+        # The ClientApp runs in another working directory: folders are passed absolute.
+        "data": args.data if args.data == "phantom" else str(Path(args.data).resolve()),
         "phantom-site": args.phantom_site,
         "cases": args.cases,
+        "validation-fraction": args.validation_fraction,
     }
+    if args.tasks:
+        config["tasks"] = args.tasks
+    if args.work_dir:
+        config["work-dir"] = str(Path(args.work_dir).resolve())
     return _exec(supernode_command(args.superlink, args.ca, args.key, config, args.port))
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from federation.round_step import RoundOutcome, RoundRules, round_step
+from federation.round_step import Aggregate, RoundOutcome, RoundRules, round_step
 from federation.updates import SHARED_GROUP, Arrays, SiteUpdate
 
 _OUTPUT = re.compile(r"(^|\.)seg_layers\.\d+\.(weight|bias)$")
@@ -140,3 +140,18 @@ def aggregate(
         outcome.rejected,
         outcome.aggregated,
     )
+
+
+def round_aggregator(labels: Sequence[str]) -> Aggregate:
+    """:func:`aggregate` as the ServerApp's round loop calls it, for these output labels.
+
+    A site's update names the labels it contours as its tasks (the declaration it sends).
+    """
+
+    def step(
+        reference: Arrays, updates: Sequence[SiteUpdate], rules: RoundRules, server_round: int
+    ) -> RoundOutcome:
+        nnunet = [NnunetUpdate(u.site, u.arrays, u.num_examples, u.tasks) for u in updates]
+        return aggregate(reference, nnunet, labels, rules, server_round)
+
+    return step

@@ -103,7 +103,7 @@ def test_round_with_too_few_valid_replies_keeps_the_model(tmp_path: Path) -> Non
     grid = FakeGrid({"a": _shift(0.1), "b": _poisoned, "c": lambda _: None})
     settings = RunSettings(state_dir=tmp_path, min_sites=2)
     state = _state()
-    rejected = train_round(cast(Grid, grid), settings, state, 1)
+    rejected = train_round(cast(Grid, grid), settings, state, 1, round_step)
     assert "NaN" in rejected["b"] and set(rejected) == {"b"}
     for name, array in REFERENCE.items():
         np.testing.assert_array_equal(state.arrays[name], array)
@@ -115,7 +115,7 @@ def test_deployed_round_is_the_round_step_with_the_run_settings(tmp_path: Path) 
         {"state-dir": str(tmp_path), "dp-noise": 0.8, "dp-clip": 0.5, "seed": 4}
     )
     state = _state()
-    train_round(cast(Grid, grid), settings, state, 2)
+    train_round(cast(Grid, grid), settings, state, 2, round_step)
     tasks = {"a": {"liver"}, "b": {"spleen"}, "c": {"liver"}}
     updates = [
         SiteUpdate(n, _shift(s)(dict(REFERENCE)), 2, frozenset(tasks[n]))  # type: ignore[arg-type]
@@ -133,7 +133,7 @@ def test_rounds_checkpoint_and_register_each_round(tmp_path: Path) -> None:
     settings = RunSettings(state_dir=tmp_path, num_rounds=2, local_steps=3)
     sites = query_sites(cast(Grid, grid), list(grid.sites), settings)
     assert sites == {"a": ["liver"], "b": ["spleen"]}
-    state = run_rounds(cast(Grid, grid), settings, _state())
+    state = run_rounds(cast(Grid, grid), settings, _state(), round_step)
     assert state.last_round == 2
     latest = CheckpointStore(tmp_path / "checkpoints").latest()
     assert latest is not None and latest.last_round == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from federation.errors import FederationError
-from federation.settings import PromoteChoice, RunSettings
+from federation.settings import ModelKind, PromoteChoice, RunSettings
 from federation.sites import SiteSpec, load_site_cases
 from federation.strategies import Aggregator
 
@@ -40,11 +40,26 @@ def test_run_config_is_parsed_once_into_settings() -> None:
         ({"state-dir": "/x", "promote-to": "models"}, "promote-to must be an absolute"),
         ({"state-dir": "/x", "promote-model": "latest"}, "invalid run config"),
         ({"state-dir": "/x", "spacing-mm": 0}, "spacing-mm"),
+        ({"state-dir": "/x", "model": "nnunet3d"}, "model: Input should be 'unet' or 'nnunet'"),
+        ({"state-dir": "/x", "nnunet-features": "4,8"}, "together"),
+        ({"state-dir": "/x", "nnunet-features": "4,8,8", "nnunet-patch": "8,16,18"}, "by 4"),
+        ({"state-dir": "/x", "model": "nnunet", "proximal-mu": 0.1}, "FedProx"),
+        ({"state-dir": "/x", "nnunet-dataset-id": 1000}, "1..999"),
     ],
 )
 def test_bad_run_config(config: dict[str, object], message: str) -> None:
     with pytest.raises(FederationError, match=message):
         RunSettings.from_run_config(config)
+
+
+def test_nnunet_run_settings() -> None:
+    settings = RunSettings.from_run_config(
+        {"state-dir": "/x", "model": "nnunet", "nnunet-features": "4,8", "nnunet-patch": "8,8,8"}
+    )
+    assert settings.model is ModelKind.NNUNET
+    assert settings.nnunet_features == (4, 8) and settings.nnunet_patch == (8, 8, 8)
+    assert settings.fingerprint_samples == 10**8 and settings.prepare_timeout_s == 3600
+    assert RunSettings.from_run_config({"state-dir": "/x"}).model is ModelKind.UNET
 
 
 def test_every_key_of_the_app_defaults_is_a_setting() -> None:
@@ -100,6 +115,17 @@ def test_site_declaration() -> None:
         SiteSpec.from_node_config({"site": "a", "tasks": "brain"})
     with pytest.raises(FederationError, match="site="):
         SiteSpec.from_node_config({"tasks": "liver"})
+
+
+def test_tasks_may_come_from_a_data_folder_only(tmp_path: Path) -> None:
+    with pytest.raises(FederationError, match="needs tasks"):
+        SiteSpec.from_node_config({"site": "a"})
+    spec = SiteSpec.from_node_config({"site": "a", "data": str(tmp_path), "work-dir": "/w"})
+    assert spec.tasks == () and spec.validation_fraction == 0.2
+    with pytest.raises(FederationError, match="for the U-Net"):
+        load_site_cases(spec)
+    with pytest.raises(FederationError, match="validation-fraction"):
+        SiteSpec.from_node_config({"site": "a", "tasks": "liver", "validation-fraction": 1})
 
 
 def test_data_folder_without_cases_is_refused(tmp_path: Path) -> None:

@@ -14,12 +14,17 @@ default (its network is ``nnUNetTrainer``'s); pass the run's ``settings.trainer`
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from training.nnunet.environment import nnunet_folders
 from training.nnunet.federated_plans import SharedPlans
 from training.nnunet.local_round import CONFIGURATION, MARGINAL_TRAINER
 
@@ -42,6 +47,52 @@ def _network(shared: SharedPlans, trainer: str, deep_supervision: bool) -> objec
     return trainer_class.build_network_architecture(
         manager, configuration, inputs, labels.num_segmentation_heads, deep_supervision
     )
+
+
+def network_with(
+    shared: SharedPlans, arrays: Mapping[str, np.ndarray], trainer: str = MARGINAL_TRAINER
+) -> Any:
+    """The plans' network holding ``arrays``, for inference (no deep supervision).
+
+    Raises
+    ------
+    ValueError
+        If ``arrays`` do not fit the plans' network.
+    """
+    import torch
+
+    network: Any = _network(shared, trainer, deep_supervision=False)
+    state = network.state_dict()
+    if set(state) != set(arrays):
+        raise ValueError(
+            f"the weights hold {len(arrays)} arrays, the plans' network {len(state)}: they were "
+            "not trained with these plans"
+        )
+    network.load_state_dict(
+        {k: torch.from_numpy(np.array(v, copy=True)) for k, v in arrays.items()}
+    )
+    return network.eval()
+
+
+def trainer_mirror_axes(shared: SharedPlans, trainer: str = MARGINAL_TRAINER) -> tuple[int, ...]:
+    """The test-time mirroring axes nnU-Net's trainer allows for these plans.
+
+    What the trainer writes into its checkpoint as ``inference_allowed_mirroring_axes``, asked
+    of the trainer itself (built in a scratch folder; its console output is swallowed).
+    """
+    import torch
+
+    from training.nnunet.network import find_trainer_class
+
+    trainer_class = find_trainer_class(trainer)
+    if trainer_class is None:
+        raise ValueError(f"nnU-Net has no trainer {trainer!r}")
+    plans = {**json.loads(json.dumps(shared.plans)), "continue_training": False}
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    with tempfile.TemporaryDirectory() as scratch, nnunet_folders(Path(scratch)), quiet:
+        instance = trainer_class(plans, CONFIGURATION, 0, shared.dataset, torch.device("cpu"))
+        axes = instance.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[3]
+    return tuple(int(a) for a in axes or ())
 
 
 def initial_arrays(

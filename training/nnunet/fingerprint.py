@@ -14,9 +14,11 @@ reduces the cases to histograms and sums).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +64,26 @@ def _dataset_json(folder: Path) -> dict[str, object]:
     return data
 
 
+def training_files(folder: Path, ending: str) -> dict[str, dict[str, Any]]:
+    """Images and label map of every case in ``imagesTr``/``labelsTr``, by case id.
+
+    nnU-Net's ``get_filenames_of_train_images_and_targets`` lists the same files in the same
+    order, but through a forked pool of 12 processes: forked from a Flower ClientApp, each of
+    them inherits its exit handlers and, when the pool is closed, reports the ClientApp's task
+    as stopped, and the reply is refused.
+    """
+    pattern = re.compile(r"(.+)_\d{4}" + re.escape(ending))
+    found: dict[str, list[str]] = {}
+    for path in sorted((folder / "imagesTr").iterdir()):
+        if match := pattern.fullmatch(path.name):
+            found.setdefault(match.group(1), []).append(str(path))
+    labels = folder / "labelsTr"
+    return {
+        case: {"images": found[case], "label": str(labels / f"{case}{ending}")}
+        for case in sorted(found)
+    }
+
+
 def analyse_cases(folder: Path, per_case_samples: int) -> Iterator[CaseAnalysis]:
     """nnU-Net's fingerprint analysis of every training case of an nnU-Net dataset folder.
 
@@ -76,10 +98,9 @@ def analyse_cases(folder: Path, per_case_samples: int) -> Iterator[CaseAnalysis]
         DatasetFingerprintExtractor,
     )
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
     dataset_json = _dataset_json(folder)
-    cases = get_filenames_of_train_images_and_targets(str(folder), dataset_json)
+    cases = training_files(folder, str(dataset_json["file_ending"]))
     if not cases:
         raise FileNotFoundError(f"{folder}: the nnU-Net dataset holds no training cases")
     first = next(iter(cases.values()))["images"][0]

@@ -21,8 +21,8 @@ import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,9 @@ class ImportOptions:
 
     ``folds`` None imports every fold with the checkpoint; ``configuration`` None takes the one
     the folder's name says (``TRAINER__PLANS__CONFIGURATION``, else 3d_fullres).
+    ``training_sites`` (a federated model's sites) makes the default intended use state real
+    training data from those sites; they, ``federated_rounds``, ``validation_metrics`` (what the
+    promotion gate compares) and ``notes`` go into the manifest's provenance.
     """
 
     folds: tuple[int, ...] | None = None
@@ -80,6 +83,10 @@ class ImportOptions:
     description: str = ""
     labels: LabelTable | None = None
     intended_use: IntendedUse | None = None
+    training_sites: tuple[str, ...] = ()
+    federated_rounds: int = 0
+    validation_metrics: Mapping[str, float] = field(default_factory=dict)
+    notes: str = ""
 
 
 def channel_modality(name: str, where: str) -> str:
@@ -188,11 +195,32 @@ def _model_entry(
 
 
 def default_intended_use(
-    modality: str, folders: Sequence[ModelFolder], table: LabelTable
+    modality: str,
+    folders: Sequence[ModelFolder],
+    table: LabelTable,
+    training_sites: Sequence[str] = (),
 ) -> IntendedUse:
-    """Research use only, the labels' body regions (all if none known), training data unstated."""
+    """Research use only, the labels' body regions (all if none known), training data unstated.
+
+    With ``training_sites`` (a model trained by fedseg's federation) the training data are the
+    sites' real cases, counted by the federation's ``dataset.json``.
+    """
     regions = sorted({e.qc.region for e in table.labels if e.qc and e.qc.region})
     cases = [f.dataset.get("numTraining") for f in folders]
+    if training_sites:
+        total = cases[0] if len(cases) == 1 and isinstance(cases[0], int) else None
+        return IntendedUse(
+            statement="research use only; not for clinical use (nnU-Net trained by fedseg's "
+            f"federation of {', '.join(training_sites)}; validated on the sites' held-out cases)",
+            research_only=True,
+            modality=modality,
+            body_regions=regions or list(BodyRegion),
+            training_data=TrainingData(
+                kind=TrainingDataKind.REAL,
+                cases=total,
+                sources=[f"federated sites: {', '.join(training_sites)}"],
+            ),
+        )
     sources = [
         f"nnU-Net dataset {f.plans.get('dataset_name', f.path.name)} "
         f"({f.dataset.get('numTraining', 'unstated')} training cases per dataset.json)"
@@ -243,7 +271,9 @@ def build_manifest(
             f"{folders[0].dataset_path}: channel_names.0 {channels[0][0]!r} names no modality "
             "fedseg knows; pass --intended-use with the modality"
         )
-    intended = options.intended_use or default_intended_use(modality, folders, table)
+    intended = options.intended_use or default_intended_use(
+        modality, folders, table, options.training_sites
+    )
     described = ", ".join(f"{m['name']} {m['configuration']} ({m['trainer']})" for m in models)
     return {
         "manifest_version": 1,
@@ -261,7 +291,11 @@ def build_manifest(
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "git_commit": git_commit(),
             "hardware": f"{platform.machine()} {platform.processor()}".strip(),
-            "notes": "imported by fedseg import nnunet from "
+            "training_sites": list(options.training_sites),
+            "federated_rounds": options.federated_rounds,
+            "validation_metrics": {k: float(v) for k, v in options.validation_metrics.items()},
+            "notes": (f"{options.notes}; " if options.notes else "")
+            + "imported by fedseg import nnunet from "
             + ", ".join(f"{f.path.parent.name}/{f.path.name}" for f in folders)
             + (f"; label warnings: {' | '.join(labels.warnings)}" if labels.warnings else ""),
         },

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -40,11 +40,10 @@ import numpy as np
 
 from service.nifti import read_nifti, write_nifti
 from training.nnunet.environment import N_PROC_DA, nnunet_folders
-from training.nnunet.federated_plans import IGNORE, SharedPlans
+from training.nnunet.federated_plans import CONFIGURATION, IGNORE, SharedPlans
 
 logger = logging.getLogger(__name__)
 
-CONFIGURATION = "3d_fullres"
 #: nnU-Net's fold that trains on every case.
 FOLD = "all"
 TRAINER = "nnUNetTrainer"
@@ -117,17 +116,41 @@ def _site_labels(dataset: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
+def case_ids(folder: Path) -> list[str]:
+    """The case ids of an nnU-Net dataset folder (its label maps in ``labelsTr``), sorted."""
+    ending = str(json.loads((folder / "dataset.json").read_text())["file_ending"])
+    return sorted(p.name.removesuffix(ending) for p in (folder / "labelsTr").glob(f"*{ending}"))
+
+
+def partial_labels_of(trainer: str) -> PartialLabels:
+    """How a trainer needs cases lacking labels prepared: marginal for fedseg's trainers."""
+    from training.nnunet.network import find_trainer_class
+    from training.nnunet.trainers import nnUNetTrainerMarginal
+
+    trainer_class = find_trainer_class(trainer)
+    if trainer_class is None:
+        raise ValueError(f"nnU-Net has no trainer {trainer!r}")
+    return "marginal" if issubclass(trainer_class, nnUNetTrainerMarginal) else "ignore"
+
+
 def prepare_site(
-    folder: Path, shared: SharedPlans, work: Path, settings: RoundSettings | None = None
+    folder: Path,
+    shared: SharedPlans,
+    work: Path,
+    settings: RoundSettings | None = None,
+    train_cases: Collection[str] | None = None,
 ) -> PreparedSite:
     """Lay out and preprocess a site's ``dataset build --format nnunet`` folder under ``work``.
 
     ``settings.partial_labels`` (default ``"marginal"``) says how cases lacking labels train.
+    ``train_cases`` (ids as :func:`case_ids` lists them) restricts training to those cases;
+    None trains on every case.
 
     Raises
     ------
     ValueError
-        If the site contours a label the federation does not know, or a case has no image.
+        If the site contours a label the federation does not know, a case has no image, or
+        ``train_cases`` names a case the folder lacks or is empty.
     """
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -159,6 +182,14 @@ def prepare_site(
     (raw / "imagesTr").mkdir(parents=True, exist_ok=True)
     (raw / "labelsTr").mkdir(parents=True, exist_ok=True)
     labels = sorted((folder / "labelsTr").glob(f"*{ending}"))
+    if train_cases is not None:
+        missing_cases = sorted(set(train_cases) - {p.name.removesuffix(ending) for p in labels})
+        if missing_cases or not train_cases:
+            raise ValueError(
+                f"{folder}: the cases to train must be some of the folder's; "
+                f"{missing_cases or 'none given'}"
+            )
+        labels = [p for p in labels if p.name.removesuffix(ending) in train_cases]
     for label_path in labels:
         case = label_path.name.removesuffix(ending)
         images = sorted((folder / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{ending}"))

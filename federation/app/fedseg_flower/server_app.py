@@ -1,4 +1,4 @@
-"""ServerApp: build the model from the sites' declarations, run the rounds, promote."""
+"""ServerApp: start (or resume) the run's model, run the rounds, promote."""
 
 from __future__ import annotations
 
@@ -7,28 +7,13 @@ import logging
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from federation.checkpoint import CheckpointStore, RunState
-from federation.local import get_arrays, model_config
+from federation.models import initial_state, model_for
 from federation.publish import publish_run
-from federation.rounds import query_sites, run_rounds, wait_for_sites
+from federation.rounds import run_rounds
 from federation.settings import RunSettings
-from training.models import build_model
 
 app = ServerApp()
 logger = logging.getLogger("fedseg.federation")
-
-
-def _initial_state(grid: Grid, settings: RunSettings) -> RunState:
-    latest = CheckpointStore(settings.state_dir / "checkpoints").latest()
-    nodes = wait_for_sites(grid, settings)
-    if latest is not None:
-        logger.info("resuming after round %d", latest.last_round)
-        return latest
-    sites = query_sites(grid, nodes, settings)
-    heads = sorted({t for tasks in sites.values() for t in tasks})
-    model = build_model(model_config(heads, settings.filters), settings.seed)
-    logger.info("model heads %s from sites %s", heads, sorted(sites))
-    return RunState(get_arrays(model), model.config.as_dict(), sites)
 
 
 @app.main()
@@ -38,10 +23,12 @@ def main(grid: Grid, context: Context) -> None:
     logging.getLogger("federation").setLevel(logging.INFO)
     logger.setLevel(logging.INFO)
     settings = RunSettings.from_run_config(context.run_config)
-    state = run_rounds(grid, settings, _initial_state(grid, settings))
+    model = model_for(settings)
+    state = initial_state(grid, settings, model)
+    state = run_rounds(grid, settings, state, model.aggregator(state))
     logger.info("finished at round %d", state.last_round)
     if settings.promote_to:
-        decision = publish_run(settings)
+        decision = publish_run(settings, model)
         logger.info(
             "promotion gate: %s (%s)", "promoted" if decision.promote else "kept", decision.reason
         )

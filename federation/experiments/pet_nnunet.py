@@ -99,7 +99,7 @@ class NnunetPetConfig:
     validation_fraction: float = 0.2
     rounds: int = 12
     #: nnU-Net iterations (batch 2) per site and round; centralised: this times the sites.
-    iterations: int = 20
+    iterations: int = 25
     #: Validate the global model every this many rounds (and after the last).
     validate_every: int = 2
     features: tuple[int, ...] = (8, 16, 32, 64)

@@ -11,6 +11,13 @@ from pathlib import Path
 from federation.errors import FederationError
 
 
+class Backend(StrEnum):
+    """Networks the ``pet`` experiment trains."""
+
+    UNET = "unet"
+    NNUNET = "nnunet"
+
+
 class Experiment(StrEnum):
     """Experiments with a report in docs/experiments."""
 
@@ -31,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "name", choices=[e.value for e in Experiment], help="the experiment (its report's name)"
     )
     parser.add_argument("--smoke", action="store_true", help="tiny CI-sized run")
+    parser.add_argument(
+        "--backend",
+        choices=[b.value for b in Backend],
+        default=Backend.UNET.value,
+        help="pet only: fedseg's U-Net (pet.md, default) or federated nnU-Net (pet-nnunet.md)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -59,12 +72,17 @@ def run(args: argparse.Namespace) -> int:
 
         path = segviz.main(args.out, args.smoke, command)
     elif name is Experiment.PET:
-        from federation.experiments import pet
-
         data = args.data / "sts-pet"
         if not data.is_dir():
             raise FederationError(f"{data}: sts-pet not found; pass --data <shared data root>")
-        path = pet.main(args.out, args.smoke, command, data)
+        if Backend(args.backend) is Backend.NNUNET:
+            from federation.experiments import pet_nnunet
+
+            path = pet_nnunet.main(args.out, args.smoke, command, data)
+        else:
+            from federation.experiments import pet
+
+            path = pet.main(args.out, args.smoke, command, data)
     elif name is Experiment.CROSS_SITE:
         from federation.experiments import cross_site
 

@@ -7,11 +7,53 @@ planner on the pooled fingerprint) and used at each site by :mod:`training.nnune
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 #: nnU-Net's label name for voxels the loss must skip.
 IGNORE = "ignore"
+CONFIGURATION = "3d_fullres"
+
+
+def small_network(
+    plans: dict[str, Any],
+    features: Sequence[int],
+    patch_size: Sequence[int],
+    batch_size: int = 2,
+) -> dict[str, Any]:
+    """``plans`` (changed in place and returned) with a small 3d_fullres network for a CPU.
+
+    One convolution per stage, 3³ kernels, stride 2 after the first stage, ``features`` per
+    stage, and the given patch (nnU-Net's axis order, after ``transpose_forward``); the other
+    configurations are dropped. Spacing, normalisation and resampling stay as planned.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than three stages (with two, nnU-Net's trainer keeps one
+        deep-supervision output, weights it 0 and normalises the weights to 0/0: the loss is
+        NaN), a patch axis is not positive or the patch is not 3-D.
+    """
+    if len(features) < 3 or len(patch_size) != 3 or min(patch_size) < 1 or batch_size < 1:
+        raise ValueError(
+            "a small network needs at least three stages (nnU-Net's deep-supervision loss is "
+            "NaN with two), a 3-D positive patch and a positive batch size; got features "
+            f"{list(features)}, patch {list(patch_size)}, batch {batch_size}"
+        )
+    config = plans["configurations"][CONFIGURATION]
+    stages = len(features)
+    arch = config["architecture"]["arch_kwargs"]
+    arch["n_stages"] = stages
+    arch["features_per_stage"] = [int(f) for f in features]
+    arch["kernel_sizes"] = [[3, 3, 3]] * stages
+    arch["strides"] = [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1)
+    arch["n_conv_per_stage"] = [1] * stages
+    arch["n_conv_per_stage_decoder"] = [1] * (stages - 1)
+    config["patch_size"] = [int(p) for p in patch_size]
+    config["batch_size"] = batch_size
+    plans["configurations"] = {CONFIGURATION: config}
+    return plans
 
 
 @dataclass(frozen=True)
@@ -39,3 +81,10 @@ class SharedPlans:
         """Inverse of :meth:`as_json`."""
         data = json.loads(text)
         return cls(data["plans"], data["dataset"], data["fingerprint"])
+
+    def with_small_network(
+        self, features: Sequence[int], patch_size: Sequence[int], batch_size: int = 2
+    ) -> SharedPlans:
+        """These plans with :func:`small_network` (a copy; ``self`` is unchanged)."""
+        plans = small_network(json.loads(json.dumps(self.plans)), features, patch_size, batch_size)
+        return SharedPlans(plans, self.dataset, self.fingerprint)

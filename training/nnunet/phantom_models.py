@@ -27,6 +27,7 @@ import numpy as np
 
 from service.nifti import write_nifti
 from training.nnunet.environment import N_PROC_DA, nnunet_folders
+from training.nnunet.federated_plans import small_network
 from training.phantoms import PhantomConfig, PhantomModality, Size, make_case
 from training.phantoms.anatomy import organ_labels
 from training.phantoms.config import ORGAN_VALUES
@@ -153,19 +154,8 @@ def write_raw_dataset(spec: PhantomModelSpec, raw: Path) -> Path:
 
 def shrink_plans(plans: dict, spec: PhantomModelSpec) -> dict:
     """The planner's plans with a tiny 3d_fullres network: few features, few stages, small patch."""
-    config = plans["configurations"][CONFIGURATION]
-    stages = len(spec.features)
-    arch = config["architecture"]["arch_kwargs"]
-    arch["n_stages"] = stages
-    arch["features_per_stage"] = list(spec.features)
-    arch["kernel_sizes"] = [[3, 3, 3]] * stages
-    arch["strides"] = [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1)
-    arch["n_conv_per_stage"] = [1] * stages
-    arch["n_conv_per_stage_decoder"] = [1] * (stages - 1)
-    config["patch_size"] = list(spec.patch_size)
-    config["batch_size"] = 2
-    config.update(spec.extra_plans)
-    plans["configurations"] = {CONFIGURATION: config}
+    plans = small_network(plans, spec.features, spec.patch_size)
+    plans["configurations"][CONFIGURATION].update(spec.extra_plans)
     return plans
 
 

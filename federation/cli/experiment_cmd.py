@@ -12,7 +12,7 @@ from federation.errors import FederationError
 
 
 class Backend(StrEnum):
-    """Networks the ``pet`` experiment trains."""
+    """Networks an experiment trains: fedseg's U-Net or federated nnU-Net."""
 
     UNET = "unet"
     NNUNET = "nnunet"
@@ -25,6 +25,10 @@ class Experiment(StrEnum):
     PET = "pet"
     CROSS_SITE = "cross-site"
     CLASSIFICATION = "classification"
+
+
+#: Experiments with ``--backend nnunet``.
+NNUNET_EXPERIMENTS = (Experiment.PET, Experiment.SEGVIZ)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend",
         choices=[b.value for b in Backend],
         default=Backend.UNET.value,
-        help="pet only: fedseg's U-Net (pet.md, default) or federated nnU-Net (pet-nnunet.md)",
+        help="fedseg's U-Net (NAME.md, default) or federated nnU-Net (NAME-nnunet.md; pet, segviz)",
     )
     parser.add_argument(
         "--out",
@@ -66,16 +70,26 @@ def run(args: argparse.Namespace) -> int:
         if sys.argv[1:2] == ["experiment"]
         else f"fedseg experiment {args.name}{' --smoke' if args.smoke else ''}"
     )
-    name = Experiment(args.name)
+    name, backend = Experiment(args.name), Backend(args.backend)
+    if backend is Backend.NNUNET and name not in NNUNET_EXPERIMENTS:
+        raise FederationError(
+            f"experiment {name.value} has no nnU-Net backend; use --backend nnunet with "
+            f"{', '.join(e.value for e in NNUNET_EXPERIMENTS)}"
+        )
     if name is Experiment.SEGVIZ:
-        from federation.experiments import segviz
+        if backend is Backend.NNUNET:
+            from federation.experiments import segviz_nnunet
 
-        path = segviz.main(args.out, args.smoke, command)
+            path = segviz_nnunet.main(args.out, args.smoke, command)
+        else:
+            from federation.experiments import segviz
+
+            path = segviz.main(args.out, args.smoke, command)
     elif name is Experiment.PET:
         data = args.data / "sts-pet"
         if not data.is_dir():
             raise FederationError(f"{data}: sts-pet not found; pass --data <shared data root>")
-        if Backend(args.backend) is Backend.NNUNET:
+        if backend is Backend.NNUNET:
             from federation.experiments import pet_nnunet
 
             path = pet_nnunet.main(args.out, args.smoke, command, data)

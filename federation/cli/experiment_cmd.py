@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from enum import StrEnum
@@ -70,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         if sys.argv[1:2] == ["experiment"]
         else f"fedseg experiment {args.name}{' --smoke' if args.smoke else ''}"
     )
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads:  # the report states how many threads trained
+        command = f"OMP_NUM_THREADS={shlex.quote(threads)} {command}"
     name, backend = Experiment(args.name), Backend(args.backend)
     if backend is Backend.NNUNET and name not in NNUNET_EXPERIMENTS:
         raise FederationError(

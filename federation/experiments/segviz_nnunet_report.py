@@ -116,7 +116,7 @@ def _settings_section(outcome: exp.Outcome) -> str:
             f"({planned['convolutions']} convolutions per stage), batch {planned['batch']}, "
             "CT normalisation.",
             f"- Trained network (shrunk for 2 CPU cores): features {used['features']} "
-            f"({used['convolutions']} convolution per stage, 3³ kernels), patch {used['patch']} "
+            f"({used['convolutions']} convolutions per stage, 3³ kernels), patch {used['patch']} "
             f"voxels, batch {used['batch']}; spacing and normalisation as planned. Target "
             f"spacings (mm): {spacings}; single-dataset: {single}.",
             f"- Steps: {config.rounds} rounds x {config.iterations} nnU-Net iterations per site "
@@ -129,9 +129,8 @@ def _settings_section(outcome: exp.Outcome) -> str:
             "no label, so the same loss is nnU-Net's own. FedAvg weighted by cases through the "
             "round step (update checks on, at least every site of the set-up per round).",
             f"- Validation every {config.validate_every} rounds (and after the last) through "
-            "the served path; the best round is kept. Nothing else was chosen on the test "
-            "phantoms: the experiment's size was fixed from the CPU budget and validation "
-            f"pilots. **Looks at the test set in this run: {outcome.looks}.**",
+            "the served path; the best round is kept. Nothing was chosen on the test "
+            f"phantoms. **Looks at the test set in this run: {outcome.looks}.** " + exp.PILOTS,
             "- Inference (validation and test): nnU-Net model folder → `import_model` (ONNX, "
             "parity checked) → bundle → the service's nnU-Net segmenter (onnxruntime, 1 thread, "
             "mirroring off as `fedseg segment` defaults) on the source CT grid.",

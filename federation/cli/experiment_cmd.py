@@ -29,7 +29,7 @@ class Experiment(StrEnum):
 
 
 #: Experiments with ``--backend nnunet``.
-NNUNET_EXPERIMENTS = (Experiment.PET, Experiment.SEGVIZ)
+NNUNET_EXPERIMENTS = (Experiment.PET, Experiment.SEGVIZ, Experiment.CROSS_SITE)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend",
         choices=[b.value for b in Backend],
         default=Backend.UNET.value,
-        help="fedseg's U-Net (NAME.md, default) or federated nnU-Net (NAME-nnunet.md; pet, segviz)",
+        help="fedseg's U-Net (NAME.md, default) or federated nnU-Net (NAME-nnunet.md: pet, "
+        "segviz, cross-site)",
     )
     parser.add_argument(
         "--out",
@@ -102,9 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
             path = pet.main(args.out, args.smoke, command, data)
     elif name is Experiment.CROSS_SITE:
-        from federation.experiments import cross_site
+        if backend is Backend.NNUNET:
+            from federation.experiments import cross_site_nnunet
 
-        path = cross_site.main(args.out, args.smoke, command)
+            path = cross_site_nnunet.main(args.out, args.smoke, command)
+        else:
+            from federation.experiments import cross_site
+
+            path = cross_site.main(args.out, args.smoke, command)
     else:
         from federation.experiments import classification
 

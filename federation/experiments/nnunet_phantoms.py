@@ -11,15 +11,17 @@ with their full organ label maps on the same grid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from federation.experiments.nnunet_runs import ServedModel
 from service.dicom.volume import Volume, read_volume
-from service.nifti import read_nifti
-from training.phantoms.config import ORGAN_VALUES, PhantomConfig
+from service.nifti import read_nifti, write_nifti
+from training.metrics import dice
+from training.phantoms.config import ORGAN_VALUES, PhantomConfig, PhantomModality, Size
 from training.phantoms.dataset import DatasetIndex, generate_dataset
 from training.phantoms.rtstruct import write_phantom_rtstructs
 from training.sitedata import BuildOptions, SiteFormat, build_site
@@ -27,9 +29,41 @@ from training.sitedata import BuildOptions, SiteFormat, build_site
 TASK = "ct-organs"
 
 
-def export_phantoms(config: PhantomConfig, out: Path) -> DatasetIndex:
-    """Every CT case of ``config`` under ``out`` as DICOM, with an RTSTRUCT per case."""
+def ct_phantoms(
+    seed: int, sites: int, cases: int, partial: bool, absent_organ_rate: float = 0.0
+) -> PhantomConfig:
+    """Tiny CT-only phantoms (32 x 32 x 20 voxels of about 12 mm), as the U-Net experiments use."""
+    return PhantomConfig(
+        sites=sites,
+        cases_per_site=cases,
+        seed=seed,
+        size=Size.TINY,
+        modalities=(PhantomModality.CT,),
+        partial_labels=partial,
+        absent_organ_rate=absent_organ_rate,
+    )
+
+
+def export_phantoms(
+    config: PhantomConfig, out: Path, contoured: Sequence[str] | None = None
+) -> DatasetIndex:
+    """Every CT case of ``config`` under ``out`` as DICOM, with an RTSTRUCT per case.
+
+    ``contoured`` (default: what each site annotates) limits the organs the centres contour.
+    """
     index = generate_dataset(out, config)
+    if contoured is not None:
+        unknown = sorted(set(contoured) - set(ORGAN_VALUES))
+        if unknown:
+            raise ValueError(f"unknown organs {unknown}; use ct-organs names")
+        keep = [ORGAN_VALUES[o] for o in contoured]
+        for site in index.sites:
+            for case in site.cases:
+                path = out / case.labels["ct-organs"]
+                organs, affine = read_nifti(path)
+                write_nifti(
+                    path, np.where(np.isin(organs, keep), organs, 0).astype(np.uint8), affine
+                )
     write_phantom_rtstructs(out)
     return index
 
@@ -91,18 +125,32 @@ def reference_cases(
     """
     if config.partial_labels:
         raise ValueError("reference cases need every organ: use partial_labels=False")
-    index = generate_dataset(out, config)
+    return read_references(out, generate_dataset(out, config), sites, cases)
+
+
+def read_references(
+    root: Path, index: DatasetIndex, sites: Sequence[int], cases: Sequence[int]
+) -> list[ReferenceCase]:
+    """Cases ``cases`` of sites ``sites`` (1-based) of the phantom dataset at ``root``.
+
+    Raises
+    ------
+    ValueError
+        If the dataset has partial labels, or a label map does not lie on its CT's grid.
+    """
+    if index.partial_labels:
+        raise ValueError(f"{root}: partially labelled phantoms cannot be reference cases")
     found = []
     for site in sites:
         entry = index.sites[site - 1]
         for number in cases:
             case = entry.cases[number - 1]
-            volume = read_volume(out / case.series["ct"])
-            organs, affine = read_nifti(out / case.labels["ct-organs"])
+            volume = read_volume(root / case.series["ct"])
+            organs, affine = read_nifti(root / case.labels["ct-organs"])
             if organs.shape != volume.shape or not np.allclose(affine, volume.affine, atol=1e-3):
                 raise ValueError(
-                    f"{out / case.labels['ct-organs']}: the label map is not on the grid of "
-                    f"{out / case.series['ct']}"
+                    f"{root / case.labels['ct-organs']}: the label map is not on the grid of "
+                    f"{root / case.series['ct']}"
                 )
             found.append(
                 ReferenceCase(
@@ -115,3 +163,18 @@ def reference_cases(
                 )
             )
     return found
+
+
+def dice_scorer(
+    cases: Sequence[ReferenceCase], organs: Sequence[str]
+) -> Callable[[ServedModel], float]:
+    """Mean Dice of a served model over ``organs`` x ``cases`` (a validation score)."""
+
+    def score(model: ServedModel) -> float:
+        values = []
+        for case in cases:
+            masks = model.masks(case.volume, organs)
+            values += [dice(masks[o], case.truth(o)) for o in organs]
+        return float(np.mean(values))
+
+    return score

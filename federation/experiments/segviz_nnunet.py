@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -44,13 +44,14 @@ from federation.experiments.nnunet_phantoms import (
     ReferenceCase,
     build_folder,
     case_folders,
+    ct_phantoms,
+    dice_scorer,
     export_phantoms,
     reference_cases,
 )
 from federation.experiments.nnunet_runs import (
     MethodRun,
     NetworkSize,
-    ServedModel,
     ValidatedRun,
     federation_plans,
     train_validated,
@@ -65,12 +66,7 @@ from training.nnunet.federated_plans import SharedPlans
 from training.nnunet.fingerprint import NNUNET_FOREGROUND_SAMPLES
 from training.nnunet.importer import ImportOptions
 from training.nnunet.local_round import PartialLabels, RoundSettings
-from training.phantoms.config import (
-    PARTIAL_LABEL_GROUPS,
-    PhantomConfig,
-    PhantomModality,
-    Size,
-)
+from training.phantoms.config import PARTIAL_LABEL_GROUPS, PhantomConfig
 
 logger = logging.getLogger(__name__)
 
@@ -181,30 +177,7 @@ def organs_of(sites: int) -> tuple[str, ...]:
 
 
 def _phantoms(config: SegVizNnunetConfig, seed: int, cases: int, partial: bool) -> PhantomConfig:
-    return PhantomConfig(
-        sites=len(SCANNERS) if not partial else config.sites,
-        cases_per_site=cases,
-        seed=seed,
-        size=Size.TINY,
-        modalities=(PhantomModality.CT,),
-        partial_labels=partial,
-        absent_organ_rate=0.0,
-    )
-
-
-def dice_scorer(
-    cases: Sequence[ReferenceCase], organs: Sequence[str]
-) -> Callable[[ServedModel], float]:
-    """Mean Dice of a served model over ``organs`` x ``cases`` (the validation score)."""
-
-    def score(model: ServedModel) -> float:
-        values = []
-        for case in cases:
-            masks = model.masks(case.volume, organs)
-            values += [dice(masks[o], case.truth(o)) for o in organs]
-        return float(np.mean(values))
-
-    return score
+    return ct_phantoms(seed, config.sites if partial else len(SCANNERS), cases, partial)
 
 
 def _options(method: str, sites: int, config: SegVizNnunetConfig) -> ImportOptions:

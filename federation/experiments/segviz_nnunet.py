@@ -146,8 +146,8 @@ PILOTS = (
     "kidney site stayed at 0 with all three, and reached 0.22 (left) and 0.52 (right) with "
     "10 x 60 iterations at 0.1; the pancreas site stayed at 0. A 4-site pilot at 0.1 with 10 "
     "x 50 iterations (central 0.59, conventional FL 0.35, SegViz 0.42 mean validation Dice) "
-    "ran without rejected updates, so 0.1 and 10 x 50 (the most the 25-minute CPU budget "
-    "allows) were kept."
+    "ran without rejected updates, so 0.1 and 10 x 50 were kept (sized from the pilots' "
+    "speed to fit the 25-minute CPU budget)."
 )
 
 SMOKE = SegVizNnunetConfig(

@@ -84,7 +84,7 @@ class CrossSiteNnunetConfig:
     nephrectomy_cases: int = 12
     rounds: int = 10
     #: nnU-Net iterations (batch 2) per site and round; a local model has as many.
-    iterations: int = 100
+    iterations: int = 200
     validate_every: int = 2
     network: NetworkSize = field(
         default_factory=lambda: NetworkSize(features=(8, 16, 32, 64), patch_size=(16, 32, 32))
@@ -127,6 +127,14 @@ class CrossSiteNnunetConfig:
         first = self.cases_per_site + self.validation_cases_per_site + 1
         return range(first, first + self.test_cases_per_site)
 
+
+#: How the defaults were chosen: on the validation cases only, before the test cases existed.
+PILOTS = (
+    "A pilot scored on the validation cases only, with 10 rounds x 100 iterations, reached mean "
+    "validation Dice 0.83, 0.62 and 0.66 (local models, own site) and 0.76 (FL, every site), "
+    "all still rising at the last round and without rejected updates, in 325 s; the iterations "
+    "were doubled to 200 to use the 25-minute CPU budget."
+)
 
 SMOKE = CrossSiteNnunetConfig(
     sites=2,

@@ -60,7 +60,9 @@ def run_rounds(
     e.g. to validate the global model on held-out patients.
     """
     labels = output_labels(shared.dataset)
-    prepared = {name: prepare_site(folder, shared, work / name) for name, folder in sites.items()}
+    prepared = {
+        name: prepare_site(folder, shared, work / name, settings) for name, folder in sites.items()
+    }
     initial = initial_arrays(shared, settings.seed, settings.trainer)
     run = FederatedRun(arrays=initial, initial=initial, mirror_axes=())
     for server_round in range(1, settings.rounds + 1):

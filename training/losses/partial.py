@@ -6,11 +6,15 @@ their sum: the loss depends on that sum only, so it cannot move probability from
 organ to background (the two receive the same gradient at every voxel). Classes known to be
 absent (e.g. after nephrectomy) stay merged and are also pushed towards zero everywhere by an
 exclusion term.
+
+The merge itself is plain functions (:func:`marginal_classes`, :func:`marginal_probabilities`,
+:func:`marginal_logits`, :func:`marginal_target`), shared with nnU-Net's marginal loss
+(:mod:`training.nnunet.marginal_loss`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +53,69 @@ class LabelSupervision:
         outside = sorted(c for c in self.annotated | self.absent if not 0 < c < num_classes)
         if outside:
             raise ValueError(f"classes {outside} outside 1..{num_classes - 1}")
+
+
+def marginal_classes(num_classes: int, annotated: Collection[int]) -> tuple[list[int], list[int]]:
+    """The marginal loss's channels: the classes merged into its channel 0, and the rest.
+
+    Returns ``(merged, kept)``: background and every class not in ``annotated``, then the
+    annotated classes in ascending order (marginal channels ``1..len(kept)``).
+
+    Raises
+    ------
+    ValueError
+        If ``annotated`` holds background or a class outside ``1..num_classes - 1``.
+    """
+    outside = sorted(c for c in annotated if not 0 < c < num_classes)
+    if outside:
+        raise ValueError(f"annotated classes {outside} outside 1..{num_classes - 1}")
+    kept = sorted(set(annotated))
+    return [c for c in range(num_classes) if c not in kept], kept
+
+
+def marginal_probabilities(
+    probabilities: torch.Tensor, annotated: Collection[int], dim: int = 1
+) -> torch.Tensor:
+    """Softmax probabilities in marginal channels: channel 0 sums the merged classes."""
+    merged, kept = marginal_classes(probabilities.shape[dim], annotated)
+    background = probabilities.index_select(dim, _index(merged, probabilities)).sum(dim, True)
+    return torch.cat(
+        [background, probabilities.index_select(dim, _index(kept, probabilities))], dim
+    )
+
+
+def marginal_logits(logits: torch.Tensor, annotated: Collection[int], dim: int = 1) -> torch.Tensor:
+    """Logits whose softmax is :func:`marginal_probabilities` of ``softmax(logits)``.
+
+    Channel 0 is the log-sum-exp of the merged classes' logits (stable where one of them
+    dominates), the others are the annotated classes' logits unchanged; so cross-entropy and
+    Dice computed from these logits are the marginal ones.
+    """
+    merged, kept = marginal_classes(logits.shape[dim], annotated)
+    background = torch.logsumexp(logits.index_select(dim, _index(merged, logits)), dim, True)
+    return torch.cat([background, logits.index_select(dim, _index(kept, logits))], dim)
+
+
+def marginal_target(
+    target: torch.Tensor, annotated: Collection[int], num_classes: int
+) -> torch.Tensor:
+    """Integer labels in marginal channel order.
+
+    0 stays 0, annotated class ``c`` becomes its position among the annotated classes, an
+    unannotated class becomes 0. Values outside ``0..num_classes - 1`` (nnU-Net's ``ignore``
+    label) pass unchanged.
+    """
+    _, kept = marginal_classes(num_classes, annotated)
+    lookup = torch.zeros(num_classes, dtype=torch.long, device=target.device)
+    for position, c in enumerate(kept, start=1):
+        lookup[c] = position
+    target = target.long()
+    inside = (target >= 0) & (target < num_classes)
+    return torch.where(inside, lookup[target.clamp(0, num_classes - 1)], target)
+
+
+def _index(classes: list[int], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(classes, dtype=torch.long, device=like.device)
 
 
 class MarginalLoss(nn.Module):
@@ -123,18 +190,9 @@ class MarginalLoss(nn.Module):
         stray = sorted(present - {0, *annotated})
         if stray:
             raise ValueError(f"target holds classes {stray} that the case does not annotate")
-        merged = [c for c in range(self.num_classes) if c not in supervision.annotated]
-        merge = torch.zeros(self.num_classes, device=probabilities.device)
-        merge[merged] = 1.0
-        # Channel 0: background plus every unannotated class; then the annotated classes.
-        background = torch.einsum("c...,c->...", probabilities, merge)
-        marginal = torch.stack([background, *(probabilities[c] for c in annotated)])
-        # Target in marginal channel order: 0 stays 0, annotated class c becomes its position.
-        lookup = torch.zeros(self.num_classes, dtype=torch.long, device=target.device)
-        for position, c in enumerate(annotated, start=1):
-            lookup[c] = position
-        marginal_target = lookup[target]
-        one_hot = nn.functional.one_hot(marginal_target, len(annotated) + 1)
+        marginal = marginal_probabilities(probabilities, annotated, dim=0)
+        marginal_labels = marginal_target(target, annotated, self.num_classes)
+        one_hot = nn.functional.one_hot(marginal_labels, len(annotated) + 1)
         one_hot = one_hot.movedim(-1, 0).to(marginal.dtype)
         cross_entropy = -(one_hot * torch.log(marginal.clamp_min(_EPS))).sum(0).mean()
         loss = cross_entropy + self.dice_weight * _soft_dice_loss(marginal, one_hot)

@@ -7,7 +7,9 @@ writes a trained model (``plans.json``, ``dataset.json``, ``dataset_fingerprint.
 ``fold_0/checkpoint_final.pth`` with nnU-Net's checkpoint fields), which is what
 ``fedseg import nnunet`` (:func:`training.nnunet.importer.import_model`) reads. The federation
 trains one model on every site's cases; it is written as fold 0 because the importer numbers
-folds (nnU-Net's ``fold_all`` is not imported).
+folds (nnU-Net's ``fold_all`` is not imported). The trainer named in the folder and checkpoint
+defaults to ``nnUNetTrainerMarginal``, :class:`~training.nnunet.local_round.RoundSettings`'
+default (its network is ``nnUNetTrainer``'s); pass the run's ``settings.trainer``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from training.nnunet.federated_plans import SharedPlans
-from training.nnunet.local_round import CONFIGURATION, TRAINER
+from training.nnunet.local_round import CONFIGURATION, MARGINAL_TRAINER
 
 FOLD = 0
 
@@ -42,7 +44,9 @@ def _network(shared: SharedPlans, trainer: str, deep_supervision: bool) -> objec
     )
 
 
-def initial_arrays(shared: SharedPlans, seed: int, trainer: str = TRAINER) -> dict[str, np.ndarray]:
+def initial_arrays(
+    shared: SharedPlans, seed: int, trainer: str = MARGINAL_TRAINER
+) -> dict[str, np.ndarray]:
     """The first global weights: the trainer's network of the plans, initialised by nnU-Net."""
     import torch
 
@@ -58,7 +62,7 @@ def write_model_folder(
     root: Path,
     mirror_axes: Sequence[int],
     epochs: int,
-    trainer: str = TRAINER,
+    trainer: str = MARGINAL_TRAINER,
 ) -> Path:
     """Write ``arrays`` as nnU-Net's trained model folder under ``root``; returns the folder.
 

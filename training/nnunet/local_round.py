@@ -4,21 +4,26 @@ A site receives the federation's :class:`~federation.nnunet.plans.SharedPlans` o
 :func:`prepare_site` lays out its cases for nnU-Net under a work folder:
 
 - ``raw/<dataset>/``: the site's images (linked, not copied) and its label maps renumbered to
-  the federation's label values; where a case lacks one of the federation's labels, its
-  background becomes nnU-Net's ``ignore`` label (it may hold the missing organ), so the loss
-  never calls an unlabelled organ background;
+  the federation's label values. A case that lacks some of the federation's labels trains as
+  :attr:`RoundSettings.partial_labels` says: ``"marginal"`` (the default) keeps its background
+  0 and lists the missing labels in dataset.json for ``nnUNetTrainerMarginal``'s marginal loss
+  (:mod:`training.nnunet.trainers`), where background and the missing labels are one class;
+  ``"ignore"`` marks its background nnU-Net's ``ignore`` label (it may hold the missing organ),
+  so those voxels give no supervision at all. Either way no loss calls an unlabelled organ
+  background;
 - ``preprocessed/<dataset>/``: the shared plans, dataset.json and pooled fingerprint, and each
   case preprocessed by nnU-Net's ``DefaultPreprocessor.run_case_save`` (in this process, one
   case at a time: nnU-Net's own ``run`` only adds a process pool around it).
 
-Each round, :func:`local_round` builds nnU-Net's ``nnUNetTrainer`` on fold ``all`` (every
-local case trains), loads the global weights and runs the trainer's own epoch steps (its data
-augmentation, deep-supervision loss, SGD with Nesterov momentum and poly learning-rate schedule)
-for ``epochs`` epochs of ``iterations_per_epoch`` iterations. The schedule runs over the whole
-federation: round ``r`` starts at epoch ``(r - 1) * epochs`` of ``rounds * epochs``, so the
-learning rate decays as it would in one nnU-Net training. nnU-Net's validation epoch is
-skipped (the federation validates the aggregated model). The optimizer's momentum starts from
-zero each round.
+Each round, :func:`local_round` builds the settings' trainer (``nnUNetTrainerMarginal``:
+nnU-Net's ``nnUNetTrainer`` with the marginal loss; ``nnUNetTrainer`` for ``"ignore"``) on fold
+``all`` (every local case trains), loads the global weights and runs the trainer's own epoch
+steps (its data augmentation, deep-supervision loss, SGD with Nesterov momentum and poly
+learning-rate schedule) for ``epochs`` epochs of ``iterations_per_epoch`` iterations. The
+schedule runs over the whole federation: round ``r`` starts at epoch ``(r - 1) * epochs`` of
+``rounds * epochs``, so the learning rate decays as it would in one nnU-Net training. nnU-Net's
+validation epoch is skipped (the federation validates the aggregated model). The optimizer's
+momentum starts from zero each round.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -43,6 +48,10 @@ CONFIGURATION = "3d_fullres"
 #: nnU-Net's fold that trains on every case.
 FOLD = "all"
 TRAINER = "nnUNetTrainer"
+#: fedseg's nnU-Net trainer with the partial-label loss (:mod:`training.nnunet.trainers`).
+MARGINAL_TRAINER = "nnUNetTrainerMarginal"
+#: How a case's uncontoured labels train (see the module docstring).
+PartialLabels = Literal["marginal", "ignore"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,19 @@ class RoundSettings:
     rounds: int = 1
     initial_lr: float = 1e-2
     seed: int = 0
-    trainer: str = TRAINER
+    #: nnU-Net trainer class; empty: nnUNetTrainerMarginal for "marginal", else nnUNetTrainer.
+    trainer: str = ""
+    partial_labels: PartialLabels = "marginal"
 
     def __post_init__(self) -> None:
+        if self.partial_labels not in get_args(PartialLabels):
+            raise ValueError(
+                f"partial_labels is {self.partial_labels!r}; choose one of "
+                f"{', '.join(get_args(PartialLabels))}"
+            )
+        if not self.trainer:
+            default = MARGINAL_TRAINER if self.partial_labels == "marginal" else TRAINER
+            object.__setattr__(self, "trainer", default)
         if min(self.epochs, self.iterations_per_epoch, self.rounds) < 1:
             raise ValueError(f"epochs, iterations and rounds must be positive: {self}")
         if self.initial_lr <= 0:
@@ -72,6 +91,11 @@ class PreparedSite:
     cases: int
     #: The federation's labels this site contours (its selective-aggregation tasks).
     labels: frozenset[str]
+
+    @property
+    def dataset_path(self) -> Path:
+        """The dataset.json the trainer reads (with the cases' missing labels, if marginal)."""
+        return self.work / "preprocessed" / self.shared.dataset_name / "dataset.json"
 
 
 @dataclass(frozen=True)
@@ -93,8 +117,12 @@ def _site_labels(dataset: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-def prepare_site(folder: Path, shared: SharedPlans, work: Path) -> PreparedSite:
+def prepare_site(
+    folder: Path, shared: SharedPlans, work: Path, settings: RoundSettings | None = None
+) -> PreparedSite:
     """Lay out and preprocess a site's ``dataset build --format nnunet`` folder under ``work``.
+
+    ``settings.partial_labels`` (default ``"marginal"``) says how cases lacking labels train.
 
     Raises
     ------
@@ -104,6 +132,9 @@ def prepare_site(folder: Path, shared: SharedPlans, work: Path) -> PreparedSite:
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+    from training.nnunet.trainers import with_missing_labels
+
+    marginal = (settings or RoundSettings()).partial_labels == "marginal"
     site = json.loads((folder / "dataset.json").read_text())
     federation = _site_labels(shared.dataset)
     ignore = shared.dataset["labels"].get(IGNORE)
@@ -117,8 +148,9 @@ def prepare_site(folder: Path, shared: SharedPlans, work: Path) -> PreparedSite:
     lookup = np.zeros(max([*local.values(), *site["labels"].values(), 0]) + 1, dtype=np.int16)
     for name, value in local.items():
         lookup[value] = federation[name]
-    if IGNORE in site["labels"]:
-        lookup[int(site["labels"][IGNORE])] = ignore
+    if IGNORE in site["labels"]:  # the site's partially contoured cases
+        lookup[int(site["labels"][IGNORE])] = 0 if marginal else ignore
+    missing: dict[str, list[str]] = {}
     cases = site.get("fedseg", {}).get("cases", {})
     name = shared.dataset_name
     raw = work / "raw" / name
@@ -139,7 +171,9 @@ def prepare_site(folder: Path, shared: SharedPlans, work: Path) -> PreparedSite:
         values, affine = read_nifti(label_path)
         out = lookup[np.asarray(values, dtype=np.intp)]
         contoured = set(cases.get(case, {}).get("contoured", local))
-        if not set(federation) <= contoured:
+        if marginal:
+            missing[case] = sorted(set(federation) - contoured)
+        elif not set(federation) <= contoured:
             if ignore is None:
                 raise ValueError(
                     f"{folder}: case {case} lacks labels {sorted(set(federation) - contoured)} "
@@ -148,6 +182,8 @@ def prepare_site(folder: Path, shared: SharedPlans, work: Path) -> PreparedSite:
             out[np.asarray(values) == 0] = ignore
         write_nifti(raw / "labelsTr" / label_path.name, out.astype(np.uint8), affine)
     dataset = {**shared.dataset, "numTraining": len(labels)}
+    if marginal:
+        dataset = with_missing_labels(dataset, missing)
     (raw / "dataset.json").write_text(json.dumps(dataset))
     preprocessed.mkdir(parents=True, exist_ok=True)
     plans_name = str(shared.plans["plans_name"])
@@ -194,17 +230,25 @@ def local_round(
     import torch
 
     from training.nnunet.network import find_trainer_class
+    from training.nnunet.trainers import missing_labels, nnUNetTrainerMarginal
 
     if not 1 <= server_round <= settings.rounds:
         raise ValueError(f"round {server_round} is outside 1..{settings.rounds}")
     trainer_class = find_trainer_class(settings.trainer)
     if trainer_class is None:
         raise ValueError(f"nnU-Net has no trainer {settings.trainer!r}")
+    dataset = json.loads(site.dataset_path.read_text())
+    if missing_labels(dataset) and not issubclass(trainer_class, nnUNetTrainerMarginal):
+        raise ValueError(
+            f"{site.dataset_path} lists cases with missing labels (prepared for the marginal "
+            f"loss), but trainer {settings.trainer} has nnU-Net's loss, which would call their "
+            f"organs background: train with {MARGINAL_TRAINER} or prepare with "
+            "partial_labels='ignore'"
+        )
     torch.manual_seed(settings.seed + server_round)
     # nnU-Net's augmentation draws from numpy's global generator
     np.random.seed(settings.seed + server_round)
     plans = json.loads(json.dumps(site.shared.plans))
-    dataset = {**site.shared.dataset, "numTraining": site.cases}
     # augmentation in this process (0 workers)
     with nnunet_folders(site.work, {N_PROC_DA: "0"}):
         trainer = trainer_class(

@@ -34,6 +34,8 @@ PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-4
 #: Network classes of the old plans format (nnU-Net < 2.4, TotalSegmentator) nnU-Net converts.
 OLD_FORMAT_CLASSES = ("PlainConvUNet", "ResidualEncoderUNet")
+#: fedseg's own nnU-Net trainers (:class:`training.nnunet.trainers.nnUNetTrainerMarginal`).
+_FEDSEG_TRAINERS = "training.nnunet.trainers"
 
 
 @dataclass(frozen=True)
@@ -92,14 +94,19 @@ def find_trainer_class(name: str) -> Any:
 
     nnU-Net's own search imports every trainer module until it finds the name, including ones
     that need optional packages (Primus needs timm and torchvision); reading the sources first
-    keeps the import to the one module.
+    keeps the import to the one module. fedseg's own trainers
+    (:mod:`training.nnunet.trainers`, e.g. ``nnUNetTrainerMarginal``) are found too.
     """
     import importlib
 
     import nnunetv2
 
-    package = Path(nnunetv2.__path__[0])
     pattern = re.compile(rf"^class\s+{re.escape(name)}\s*[(:]", re.MULTILINE)
+    if pattern.search(Path(__file__).with_name("trainers.py").read_text(encoding="utf-8")):
+        found = getattr(importlib.import_module(_FEDSEG_TRAINERS), name, None)
+        if isinstance(found, type):
+            return found
+    package = Path(nnunetv2.__path__[0])
     for source in sorted((package / "training" / "nnUNetTrainer").rglob("*.py")):
         if pattern.search(source.read_text(encoding="utf-8", errors="replace")):
             module = ".".join(("nnunetv2", *source.relative_to(package).with_suffix("").parts))

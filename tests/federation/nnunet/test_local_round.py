@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from training.nnunet.federated_plans import SharedPlans
-from training.nnunet.local_round import RoundSettings, local_round, prepare_site
+from training.nnunet.local_round import PreparedSite, RoundSettings, local_round, prepare_site
 
 SETTINGS = RoundSettings(epochs=1, iterations_per_epoch=2, rounds=2, initial_lr=0.01, seed=3)
 
@@ -51,13 +51,43 @@ def test_a_site_lacking_a_label_marks_its_background_ignore(
     dataset = json.loads(json.dumps(tiny_plans.dataset))
     dataset["labels"] = {"background": 0, "liver": 1, "spleen": 2, "kidney_left": 3, "ignore": 4}
     shared = SharedPlans(tiny_plans.plans, dataset, tiny_plans.fingerprint)
-    prepared = prepare_site(sites["site-b"], shared, tmp_path / "site-b")
+    ignore = RoundSettings(partial_labels="ignore")
+    assert ignore.trainer == "nnUNetTrainer"
+    prepared = prepare_site(sites["site-b"], shared, tmp_path / "site-b", ignore)
     assert prepared.labels == {"liver", "spleen"}
+    assert _label_values(prepared) == [1, 2, 4]  # no voxel is called background
+    assert "missing_labels" not in json.loads(prepared.dataset_path.read_text())["fedseg"]
+
+
+def test_a_site_lacking_a_label_lists_it_for_the_marginal_loss(
+    sites: dict[str, Path], tiny_plans: SharedPlans, tmp_path: Path
+) -> None:
+    dataset = json.loads(json.dumps(tiny_plans.dataset))
+    dataset["labels"] = {"background": 0, "liver": 1, "spleen": 2, "kidney_left": 3, "ignore": 4}
+    shared = SharedPlans(tiny_plans.plans, dataset, tiny_plans.fingerprint)
+    assert RoundSettings().partial_labels == "marginal"
+    assert RoundSettings().trainer == "nnUNetTrainerMarginal"
+    prepared = prepare_site(sites["site-b"], shared, tmp_path / "site-b")
+    # background stays background; the trainer learns from dataset.json what each case lacks
+    assert _label_values(prepared) == [0, 1, 2]
+    written = json.loads(prepared.dataset_path.read_text())
+    assert written["labels"] == dataset["labels"]
+    assert written["fedseg"]["missing_labels"] == {
+        f"site-b_p000{n}_01": ["kidney_left"] for n in (1, 2, 3)
+    }
+    # nnU-Net's own loss on these label maps would call the kidney background: refused
+    with pytest.raises(ValueError, match="train with nnUNetTrainerMarginal"):
+        local_round(prepared, None, RoundSettings(trainer="nnUNetTrainer"), server_round=1)
+    with pytest.raises(ValueError, match="choose one of marginal, ignore"):
+        RoundSettings(partial_labels="drop")  # type: ignore[arg-type]
+
+
+def _label_values(prepared: PreparedSite) -> list[int]:
     from service.nifti import read_nifti
 
-    raw = tmp_path / "site-b" / "raw" / shared.dataset_name / "labelsTr"
+    raw = prepared.work / "raw" / prepared.shared.dataset_name / "labelsTr"
     values = np.unique(np.concatenate([read_nifti(p)[0].ravel() for p in raw.iterdir()]))
-    assert values.tolist() == [1, 2, 4]  # no voxel is called background
+    return [int(v) for v in values]
 
 
 def test_weights_of_other_plans_are_refused(

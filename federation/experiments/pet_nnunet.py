@@ -68,7 +68,7 @@ from training.nnunet.federated_model import write_model_folder
 from training.nnunet.federated_plans import SharedPlans
 from training.nnunet.fingerprint import NNUNET_FOREGROUND_SAMPLES, samples_per_case
 from training.nnunet.importer import ImportOptions, import_model
-from training.nnunet.local_round import RoundSettings
+from training.nnunet.local_round import TRAINER, RoundSettings
 from training.sitedata import BuildOptions, SiteFormat, build_site
 
 logger = logging.getLogger(__name__)
@@ -295,6 +295,9 @@ def train_method(
         rounds=config.rounds,
         initial_lr=config.initial_lr,
         seed=config.seed,
+        # every case contours the lesion: nnU-Net's own trainer, no partial-label loss
+        trainer=TRAINER,
+        partial_labels="ignore",
     )
     rules = RoundRules(min_sites=len(folders), selective=False, seed=config.seed)
     validate = _validator(trained, shared, patients, config, work)

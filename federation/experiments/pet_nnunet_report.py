@@ -49,13 +49,11 @@ def _mean(values: Sequence[float]) -> float:
 def _versus(results: Results, a: str, b: str) -> str:
     mean_a, mean_b = _mean(results[a]["dice"]), _mean(results[b]["dice"])
     p = float(p_value(results, a, b, "dice"))
-    if mean_a > mean_b and p < ALPHA:
-        verdict = "significantly above"
-    elif mean_a > mean_b:
-        verdict = "above, but not significantly"
+    if p >= ALPHA:
+        verdict = "not significantly different from"
     else:
-        verdict = "not above"
-    return f"{a} {mean_a:.3f} is {verdict} {b} {mean_b:.3f} (paired Wilcoxon p = {p:.3f})"
+        verdict = "significantly above" if mean_a > mean_b else "significantly below"
+    return f"{a} ({mean_a:.3f}) is {verdict} {b} ({mean_b:.3f}; paired Wilcoxon p = {p:.3f})"
 
 
 def standing(outcome: exp.Outcome) -> str:

@@ -8,7 +8,12 @@ import numpy as np
 
 from federation.experiments import cross_site_nnunet as exp
 from federation.experiments.cross_site import plot_matrix
-from federation.experiments.nnunet_runs import network_summary
+from federation.experiments.nnunet_runs import (
+    network_summary,
+    refusal_note,
+    validated_rounds,
+    validation_cells,
+)
 from federation.experiments.report import RunInfo, mean_sd, table, write_report
 
 TITLE = "Cross-site generalisation with federated nnU-Net: local models vs FL"
@@ -71,10 +76,10 @@ def _nephrectomy_section(outcome: exp.Outcome) -> str:
 
 
 def _validation_section(outcome: exp.Outcome) -> str:
-    rounds = sorted({r for t in outcome.trained.values() for r in t.by_round})
+    rounds = validated_rounds(outcome.trained.values())
     rows = []
     for name, t in outcome.trained.items():
-        cells = [f"{t.by_round[r]:.3f}" if r in t.by_round else "–" for r in rounds]
+        cells = validation_cells(t, rounds)
         rows.append(
             [
                 name,
@@ -90,6 +95,7 @@ def _validation_section(outcome: exp.Outcome) -> str:
     return (
         "## Validation (mean Dice; chooses the round)\n\n"
         + table(header, rows)
+        + refusal_note(outcome.trained.values())
         + "\n\nA local model is validated on its own site's validation cases, FL on every site's."
     )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from federation.nnunet.plans import SiteDataset, federation_dataset_json, plan
 from federation.nnunet.simulation import FederatedRun, run_rounds
 from federation.round_step import RoundRules
 from service.dicom.volume import Volume
+from service.errors import ModelBundleError
 from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
 from service.inference.preprocess import model_values
@@ -180,6 +181,8 @@ class ValidatedRun:
     method: str
     #: Validation score (higher is better) of each validated round.
     by_round: dict[int, float] = field(default_factory=dict)
+    #: Rounds whose model the import refused (it cannot be served), and why.
+    refused: dict[int, str] = field(default_factory=dict)
     #: Mean training loss of the sites, by round.
     losses: list[float] = field(default_factory=list)
     rejected: int = 0
@@ -200,10 +203,11 @@ class ValidatedRun:
         Raises
         ------
         RuntimeError
-            If no round was validated.
+            If no round was validated (or every validated round's import was refused).
         """
         if self.served is None:
-            raise RuntimeError(f"{self.method} has no validated round")
+            refused = "; ".join(f"round {r}: {why}" for r, why in self.refused.items())
+            raise RuntimeError(f"{self.method} has no servable validated round ({refused})")
         return self.served
 
 
@@ -213,7 +217,9 @@ def train_validated(
     """Train ``spec``'s rounds; serve and ``validate`` the global model; keep the best round.
 
     ``validate`` scores a served model on validation cases only (higher is better); on a tie
-    the earlier round is kept.
+    the earlier round is kept. A round whose model ``import_model`` refuses (its ONNX export
+    differs from torch beyond the parity tolerance) cannot be served, so it is not a candidate;
+    it is recorded in :attr:`ValidatedRun.refused`.
     """
     started = time.perf_counter()
     out = ValidatedRun(spec.method)
@@ -226,9 +232,14 @@ def train_validated(
         number = record.server_round
         if number % spec.validate_every and number != last:
             return
-        served = ServedModel.of(
-            spec.shared, run, work / f"round-{number:03d}", spec.options, spec.settings.trainer
-        )
+        try:
+            served = ServedModel.of(
+                spec.shared, run, work / f"round-{number:03d}", spec.options, spec.settings.trainer
+            )
+        except ModelBundleError as exc:
+            out.refused[number] = str(exc)
+            logger.warning("%s round %d: not servable: %s", spec.method, number, exc)
+            return
         out.by_round[number] = float(validate(served))
         if out.served is None or out.by_round[number] > out.by_round[out.chosen]:
             out.chosen, out.served = number, served
@@ -239,3 +250,28 @@ def train_validated(
     )
     out.seconds = time.perf_counter() - started
     return out
+
+
+def validated_rounds(runs: Iterable[ValidatedRun]) -> list[int]:
+    """Every round some run validated or had refused, in order."""
+    return sorted({r for run in runs for r in (*run.by_round, *run.refused)})
+
+
+def validation_cells(run: ValidatedRun, rounds: Sequence[int]) -> list[str]:
+    """A report row's cells: each round's validation score, ``refused`` or ``–``."""
+    return [
+        f"{run.by_round[r]:.3f}" if r in run.by_round else "refused" if r in run.refused else "–"
+        for r in rounds
+    ]
+
+
+def refusal_note(runs: Iterable[ValidatedRun]) -> str:
+    """A sentence on the rounds whose import was refused; empty when there were none."""
+    count = sum(len(run.refused) for run in runs)
+    if not count:
+        return ""
+    return (
+        f"\n\n*refused*: `import_model` refused that round's model ({count} in all: its ONNX "
+        "export differed from torch beyond the parity tolerance), so fedseg cannot serve it and "
+        "it was no candidate."
+    )

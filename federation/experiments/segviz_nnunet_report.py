@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from federation.experiments import segviz_nnunet as exp
-from federation.experiments.nnunet_runs import ValidatedRun, network_summary
+from federation.experiments.nnunet_runs import (
+    ValidatedRun,
+    network_summary,
+    refusal_note,
+    validated_rounds,
+    validation_cells,
+)
 from federation.experiments.report import RunInfo, mean_sd, table, write_report
 from federation.experiments.segviz import plot_dice
 
@@ -59,10 +65,9 @@ def _results_sections(outcome: exp.Outcome) -> list[str]:
 
 
 def _validation_row(name: str, trained: ValidatedRun, rounds: list[int]) -> list[str]:
-    cells = [f"{trained.by_round[r]:.3f}" if r in trained.by_round else "–" for r in rounds]
     return [
         name,
-        *cells,
+        *validation_cells(trained, rounds),
         str(trained.chosen),
         f"{trained.losses[-1]:.3f}",
         str(trained.rejected),
@@ -77,13 +82,14 @@ def _validation_section(outcome: exp.Outcome) -> str:
         for sites, setup in sorted(outcome.setups.items())
         for method, t in setup.trained.items()
     }
-    rounds = sorted({r for t in runs.values() for r in t.by_round})
+    rounds = validated_rounds(runs.values())
     header = ["model", *(f"round {r}" for r in rounds)]
     header += ["chosen round", "last train loss", "rejected updates", "seconds"]
     rows = [_validation_row(name, t, rounds) for name, t in runs.items()]
     return (
         "## Validation (mean Dice over the model's organs; chooses the round)\n\n"
         + table(header, rows)
+        + refusal_note(runs.values())
         + "\n\nA single-dataset model is validated on its own site's organs."
     )
 

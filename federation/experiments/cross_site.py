@@ -152,7 +152,8 @@ def run(config: CrossSiteConfig) -> dict[str, object]:
     return {"matrix": matrix, "positions": by_position, "false_positive_ml": false_positive}
 
 
-def _plot(matrix: Mapping[str, Mapping[str, Mapping[str, list[float]]]], path: Path) -> None:
+def plot_matrix(matrix: Mapping[str, Mapping[str, Mapping[str, list[float]]]], path: Path) -> None:
+    """Heat map of mean DSC: model (row) on test site (column)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,7 +188,7 @@ def main(out_dir: Path, smoke: bool, command: str) -> Path:
         and isinstance(false_positive, dict)
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    _plot(matrix, out_dir / "cross-site.png")
+    plot_matrix(matrix, out_dir / "cross-site.png")
     sites = list(next(iter(matrix.values())))
     sections = [(__doc__ or "").split("\n\n", 1)[1].strip()]
     sections.append(

@@ -14,37 +14,38 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from federation.experiments.report import RunInfo, mean_sd, table, write_report
+from federation.experiments.pet_common import (
+    METRICS,
+    SiteSplit,
+    comparison_rows,
+    plot_dice,
+    score,
+    site_split,
+)
+from federation.experiments.report import RunInfo, table, write_report
 from federation.local import LocalTraining, model_config, predict
 from federation.simulation import FederatedPlan, SimSite, train_federated, train_pooled
 from federation.sites import SiteCase
 from service.imaging.resample import Grid, resample_labels
 from training.data.cases import Case, discover_cases, load_case
 from training.data.preprocess import Prepared, prepare
-from training.metrics import dice, jaccard
-from training.metrics.pet import MEASURES, pet_relative_errors
 from training.models import MultiTaskUNet
-from training.stats import paired_wilcoxon
 from training.tasks import TaskName, get_task
 
 HEAD = "lesion"
 METHODS = ("centralised", "FL")
-METRICS = ("dice", "jaccard", *(f"re_{m}" for m in MEASURES))
 
 
 @dataclass(frozen=True)
 class PetConfig:
     """Size of the experiment."""
 
-    sites: int = 3
-    patients: int = 40
-    test_fraction: float = 0.2
+    split: SiteSplit = field(default_factory=SiteSplit)
     rounds: int = 12
     local_steps: int = 8
     filters: tuple[int, ...] = (8, 16, 32)
@@ -52,18 +53,9 @@ class PetConfig:
     seed: int = 0
 
 
-SMOKE = PetConfig(patients=9, test_fraction=0.34, rounds=2, local_steps=1, filters=(4, 8))
-
-
-def site_split(ids: Sequence[str], config: PetConfig) -> list[dict[str, list[str]]]:
-    """Deal patients into sites (seeded), then split each site's patients 80/20."""
-    order = list(np.random.default_rng(config.seed).permutation(sorted(ids)))[: config.patients]
-    out = []
-    for site in range(config.sites):
-        members = sorted(order[site :: config.sites])
-        n_test = max(1, round(config.test_fraction * len(members)))
-        out.append({"test": members[:n_test], "train": members[n_test:]})
-    return out
+SMOKE = PetConfig(
+    split=SiteSplit(patients=9, test_fraction=0.34), rounds=2, local_steps=1, filters=(4, 8)
+)
 
 
 def _site_case(prepared: Prepared) -> SiteCase:
@@ -76,11 +68,7 @@ def _scores(model: MultiTaskUNet, case: Case, prepared: Prepared) -> dict[str, f
     source = Grid(shape=case.image.shape, affine=case.affine)
     mask = resample_labels(pred, prepared.grid, source) > 0
     assert case.labels is not None
-    truth = case.labels > 0
-    errors = pet_relative_errors(case.image, case.affine, mask, truth)
-    return {"dice": dice(mask, truth), "jaccard": jaccard(mask, truth)} | {
-        f"re_{k}": v for k, v in errors.items()
-    }
+    return score(case.image, case.affine, mask, case.labels > 0)
 
 
 def run(
@@ -89,7 +77,7 @@ def run(
     """Per-method metric lists over test patients, and the split."""
     task = dataclasses.replace(get_task(TaskName.PET_LESION), patch_size=(16, 16, 16))
     sources = {s.case_id: s for s in discover_cases(data)}
-    splits = site_split(list(sources), config)
+    splits = site_split(list(sources), config.split)
     wanted = sorted({p for s in splits for part in s.values() for p in part})
     cases = {cid: load_case(sources[cid], modality="PT") for cid in wanted}
     prepared = {cid: prepare(c.image, c.affine, c.labels, task) for cid, c in cases.items()}
@@ -99,7 +87,7 @@ def run(
     ]
     cfg = model_config([HEAD], config.filters)
     local = LocalTraining(config.local_steps, config.learning_rate, seed=config.seed)
-    pooled_steps = config.rounds * config.local_steps * config.sites
+    pooled_steps = config.rounds * config.local_steps * config.split.sites
     models = {
         "centralised": train_pooled(
             [c for s in sites for c in s.cases],
@@ -118,31 +106,6 @@ def run(
     return results, splits
 
 
-def _p_value(metric: str, results: dict[str, dict[str, list[float]]]) -> str:
-    a, b = (np.asarray(results[m][metric]) for m in METHODS)
-    if metric.startswith("re_"):
-        a, b = np.abs(a), np.abs(b)
-    return f"{paired_wilcoxon(a, b).p_value:.3f}"
-
-
-def _plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    a, b = results["centralised"]["dice"], results["FL"]["dice"]
-    ax.scatter(a, b)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set_xlabel("Dice, centralised")
-    ax.set_ylabel("Dice, FL (3 sites)")
-    ax.set_title("sts-pet test patients")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main(out_dir: Path, smoke: bool, command: str, data: Path) -> Path:
     """Run and write ``pet.md`` and ``pet.png``."""
     config = SMOKE if smoke else PetConfig()
@@ -150,18 +113,22 @@ def main(out_dir: Path, smoke: bool, command: str, data: Path) -> Path:
     results, split = run(data, config)
     seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
-    _plot(results, out_dir / "pet.png")
-    rows = [
-        [metric, *(mean_sd(results[m][metric]) for m in METHODS), _p_value(metric, results)]
-        for metric in METRICS
-    ]
+    plot_dice(
+        results["centralised"]["dice"],
+        results["FL"]["dice"],
+        ("Dice, centralised", "Dice, FL (3 sites)"),
+        "sts-pet test patients",
+        out_dir / "pet.png",
+    )
+    rows = comparison_rows(results, METHODS, [METHODS])
     sites = "; ".join(
         f"site-{i + 1}: train {len(s['train'])}, test {len(s['test'])}" for i, s in enumerate(split)
     )
     sections = [
         (__doc__ or "").split("\n\n", 1)[1].strip(),
-        f"Split (seed {config.seed}): {sites}. {config.rounds} rounds x {config.local_steps} "
-        f"local steps (centralised: {config.rounds * config.local_steps * config.sites} steps), "
+        f"Split (seed {config.split.seed}): {sites}. {config.rounds} rounds x "
+        f"{config.local_steps} local steps (centralised: "
+        f"{config.rounds * config.local_steps * config.split.sites} steps), "
         f"U-Net filters {config.filters}, whole volumes on the 4 mm task grid.",
         table(["metric", *METHODS, "Wilcoxon p"], rows),
         "![Dice per test patient](pet.png)",

@@ -11,11 +11,24 @@ from pathlib import Path
 import numpy as np
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else the platform's processor name."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: no /proc
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return f"{value.strip()} ({platform.machine()})"
+    return platform.processor() or platform.machine()
+
+
 def hardware() -> str:
     """CPU/GPU description of this machine (no host names)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     threads = torch.get_num_threads()
     text = f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({threads} threads)"
     if torch.cuda.is_available():

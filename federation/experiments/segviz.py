@@ -141,7 +141,8 @@ def run(config: SegVizConfig) -> Results:
     return {count: run_setup(config, count, test) for count in config.setups}
 
 
-def _plot(results: Results, path: Path) -> None:
+def plot_dice(results: Results, path: Path) -> None:
+    """Bar charts of mean test Dice per organ and method, one panel per set-up."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,7 +169,7 @@ def _plot(results: Results, path: Path) -> None:
 def write(results: Results, config: SegVizConfig, out_dir: Path, run_info: RunInfo) -> Path:
     """Write ``segviz.md`` and ``segviz.png`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _plot(results, out_dir / "segviz.png")
+    plot_dice(results, out_dir / "segviz.png")
     sections = [(__doc__ or "").split("\n\n", 1)[1].strip()]
     sections.append(
         f"Settings: {config.rounds} rounds x {config.local_steps} local steps "

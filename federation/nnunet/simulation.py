@@ -10,7 +10,7 @@ as the deployed ServerApp (:func:`federation.nnunet.aggregation.aggregate`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,8 +52,13 @@ def run_rounds(
     settings: RoundSettings,
     rules: RoundRules,
     work: Path,
+    after_round: Callable[[FederatedRun], None] | None = None,
 ) -> FederatedRun:
-    """``settings.rounds`` rounds over the sites' ``dataset build --format nnunet`` folders."""
+    """``settings.rounds`` rounds over the sites' ``dataset build --format nnunet`` folders.
+
+    ``after_round`` is called with the run after each round (its last record is that round's),
+    e.g. to validate the global model on held-out patients.
+    """
     labels = output_labels(shared.dataset)
     prepared = {
         name: prepare_site(folder, shared, work / name, settings) for name, folder in sites.items()
@@ -82,4 +87,6 @@ def run_rounds(
             )
         )
         logger.info("round %d: %s", server_round, run.rounds[-1])
+        if after_round is not None:
+            after_round(run)
     return run

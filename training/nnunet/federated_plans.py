@@ -44,6 +44,12 @@ class SharedPlans:
         data = json.loads(text)
         return cls(data["plans"], data["dataset"], data["fingerprint"])
 
+    def with_small_network(
+        self, features: Sequence[int], patch_size: Sequence[int], batch_size: int = 2
+    ) -> SharedPlans:
+        """These plans with :func:`small_network` (a copy; ``self`` is unchanged)."""
+        plans = small_network(self.plans, features, patch_size, batch_size)
+        return SharedPlans(plans, self.dataset, self.fingerprint)
 
 def plans_sha256(text: str) -> str:
     """SHA-256 of a plans text (:meth:`SharedPlans.as_json`) as UTF-8: what a site echoes."""
@@ -51,26 +57,39 @@ def plans_sha256(text: str) -> str:
 
 
 def small_network(
-    plans: dict[str, Any], features: Sequence[int], patch_size: Sequence[int]
+    plans: dict[str, Any],
+    features: Sequence[int],
+    patch_size: Sequence[int],
+    batch_size: int = 2,
 ) -> dict[str, Any]:
-    """``plans`` with a small 3d_fullres network: ``features`` per stage, ``patch_size``.
+    """A copy of ``plans`` with a small 3d_fullres network for a CPU.
 
-    One 3x3x3 convolution per stage, every stage after the first halving each axis, batch size
-    2; the other configurations are dropped. For pilots and tests on a CPU: the planner's
-    network is what nnU-Net would train.
+    One 3x3x3 convolution per stage, every stage after the first halving each axis,
+    ``features`` per stage, the given patch (nnU-Net's axis order, after
+    ``transpose_forward``) and batch size; the other configurations are dropped. Spacing,
+    normalisation and resampling stay as planned. For pilots and tests: the planner's network
+    is what nnU-Net would train.
 
     Raises
     ------
     ValueError
-        If the patch is not divisible by the stages' total downsampling or a size is not
-        positive.
+        If there are fewer than three stages (with two, nnU-Net's trainer keeps one
+        deep-supervision output, weights it 0 and normalises the weights to 0/0: the loss is
+        NaN), a size is not positive, the patch is not 3-D or not divisible by the stages'
+        total downsampling.
     """
     stages = len(features)
-    if not stages or min(features) < 1 or len(patch_size) != 3 or min(patch_size) < 1:
-        raise ValueError(f"features {features} and a 3-D patch {patch_size} must be positive")
+    if stages < 3 or min(features) < 1 or len(patch_size) != 3 or min(patch_size) < 1:
+        raise ValueError(
+            "a small network needs at least three stages (nnU-Net's deep-supervision loss is "
+            "NaN with two), positive features, a 3-D positive patch; got features "
+            f"{list(features)}, patch {list(patch_size)}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"the batch size must be positive, got {batch_size}")
     if any(size % 2 ** (stages - 1) for size in patch_size):
-        raise ValueError(f"patch {patch_size} is not divisible by 2^{stages - 1}")
-    out = json.loads(json.dumps(plans))
+        raise ValueError(f"patch {list(patch_size)} is not divisible by 2^{stages - 1}")
+    out: dict[str, Any] = json.loads(json.dumps(plans))
     config = out["configurations"][CONFIGURATION]
     arch = config["architecture"]["arch_kwargs"]
     arch["n_stages"] = stages
@@ -80,6 +99,6 @@ def small_network(
     arch["n_conv_per_stage"] = [1] * stages
     arch["n_conv_per_stage_decoder"] = [1] * (stages - 1)
     config["patch_size"] = [int(p) for p in patch_size]
-    config["batch_size"] = 2
+    config["batch_size"] = batch_size
     out["configurations"] = {CONFIGURATION: config}
     return out

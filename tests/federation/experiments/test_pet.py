@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from federation.cli import experiment_cmd
-from federation.experiments.pet import PetConfig, site_split
+from federation.experiments.pet_common import SiteSplit, site_split
 
 
 def test_site_split_is_patient_level_and_disjoint() -> None:
     ids = [f"STS_{i:03d}" for i in range(1, 41)]
-    splits = site_split(ids, PetConfig())
+    splits = site_split(ids, SiteSplit())
     every = [p for s in splits for part in s.values() for p in part]
     assert sorted(every) == ids  # each patient in exactly one site and one part
     assert [len(s["test"]) for s in splits] == [3, 3, 3]

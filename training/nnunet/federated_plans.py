@@ -51,6 +51,7 @@ class SharedPlans:
         plans = small_network(self.plans, features, patch_size, batch_size)
         return SharedPlans(plans, self.dataset, self.fingerprint)
 
+
 def plans_sha256(text: str) -> str:
     """SHA-256 of a plans text (:meth:`SharedPlans.as_json`) as UTF-8: what a site echoes."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -14,7 +14,7 @@ from federation.experiments.nnunet_runs import (
     validated_rounds,
     validation_cells,
 )
-from federation.experiments.report import RunInfo, mean_sd, table, write_report
+from federation.experiments.report import RunInfo, mean_sd, table, time_section, write_report
 
 TITLE = "Cross-site generalisation with federated nnU-Net: local models vs FL"
 NAME = "cross-site-nnunet"
@@ -143,11 +143,6 @@ def _settings_section(outcome: exp.Outcome) -> str:
     )
 
 
-def _time_section(outcome: exp.Outcome) -> str:
-    rows = [[phase, f"{seconds:.0f}"] for phase, seconds in outcome.seconds.items()]
-    return "## Time (s)\n\n" + table(["phase", "seconds"], rows)
-
-
 def write(outcome: exp.Outcome, out_dir: Path, run: RunInfo) -> Path:
     """Write ``cross-site-nnunet.md`` and ``cross-site-nnunet.png`` under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +156,6 @@ def write(outcome: exp.Outcome, out_dir: Path, run: RunInfo) -> Path:
         f"![DSC matrix]({NAME}.png)",
         _validation_section(outcome),
         _settings_section(outcome),
-        _time_section(outcome),
+        time_section(outcome.seconds),
     ]
     return write_report(out_dir / f"{NAME}.md", TITLE, run, sections)

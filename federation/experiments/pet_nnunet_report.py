@@ -10,7 +10,7 @@ import numpy as np
 
 from federation.experiments import pet_nnunet as exp
 from federation.experiments.pet_common import Results, comparison_rows, p_value, plot_dice
-from federation.experiments.report import RunInfo, mean_sd, table, write_report
+from federation.experiments.report import RunInfo, mean_sd, table, time_section, write_report
 from training.nnunet.federated_plans import SharedPlans
 
 TITLE = "PET tumour segmentation with federated nnU-Net: federated vs centralised vs local"
@@ -188,11 +188,6 @@ def _per_patient_section(outcome: exp.Outcome) -> str:
     )
 
 
-def _time_section(outcome: exp.Outcome) -> str:
-    rows = [[phase, f"{seconds:.0f}"] for phase, seconds in outcome.seconds.items()]
-    return "## Time (s)\n\n" + table(["phase", "seconds"], rows)
-
-
 def write(outcome: exp.Outcome, out_dir: Path, run: RunInfo) -> Path:
     """Write ``pet-nnunet.md`` and ``pet-nnunet.png`` under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +212,6 @@ def write(outcome: exp.Outcome, out_dir: Path, run: RunInfo) -> Path:
         _per_patient_section(outcome),
         _split_section(outcome),
         _plans_section(outcome),
-        _time_section(outcome),
+        time_section(outcome.seconds),
     ]
     return write_report(out_dir / "pet-nnunet.md", TITLE, run, sections)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,12 @@ class RunInfo:
             f"*{size}; took {self.seconds:.0f} s on {hardware()}.*\n\n"
             f"Command:\n\n```\n{self.command}\n```\n"
         )
+
+
+def time_section(seconds: Mapping[str, float]) -> str:
+    """A report's "Time (s)" section: one row per phase of the run."""
+    rows = [[phase, f"{value:.0f}"] for phase, value in seconds.items()]
+    return "## Time (s)\n\n" + table(["phase", "seconds"], rows)
 
 
 def write_report(path: Path, title: str, run: RunInfo, sections: Sequence[str]) -> Path:

@@ -14,7 +14,7 @@ from federation.experiments.nnunet_runs import (
     validated_rounds,
     validation_cells,
 )
-from federation.experiments.report import RunInfo, mean_sd, table, write_report
+from federation.experiments.report import RunInfo, mean_sd, table, time_section, write_report
 from federation.experiments.segviz import plot_dice
 
 TITLE = "SegViz with federated nnU-Net: partially labelled multi-organ FL"
@@ -144,11 +144,6 @@ def _settings_section(outcome: exp.Outcome) -> str:
     )
 
 
-def _time_section(outcome: exp.Outcome) -> str:
-    rows = [[phase, f"{seconds:.0f}"] for phase, seconds in outcome.seconds.items()]
-    return "## Time (s)\n\n" + table(["phase", "seconds"], rows)
-
-
 def write(outcome: exp.Outcome, out_dir: Path, run: RunInfo) -> Path:
     """Write ``segviz-nnunet.md`` and ``segviz-nnunet.png`` under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +155,6 @@ def write(outcome: exp.Outcome, out_dir: Path, run: RunInfo) -> Path:
         f"![Dice per organ]({NAME}.png)",
         _validation_section(outcome),
         _settings_section(outcome),
-        _time_section(outcome),
+        time_section(outcome.seconds),
     ]
     return write_report(out_dir / f"{NAME}.md", TITLE, run, sections)

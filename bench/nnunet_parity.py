@@ -3,7 +3,7 @@
 Usage::
 
     nice python bench/nnunet_parity.py [--model-folder NNUNET_TRAINED_FOLDER ...] \
-        [--patch 32,128,128] [--scale 1 30] [--wrong] [--threads 2]
+        [--patch 32,128,128] [--scale 1 30] [--wrong] [--float64] [--threads 2]
 
 Without ``--model-folder`` the network is nnU-Net's default 3D PlainConvUNet (32→320 features,
 6 stages, as ``bench_nnunet.py`` plans it) with seeded He-initialised weights and instance-norm
@@ -14,7 +14,8 @@ importer's random batch of two. One markdown row per network and scale: the larg
 the largest |onnx − torch|, the largest per-channel ratio to the channel's scale (what
 ``training/nnunet/parity.py`` bounds by 1e-4), the logits the former per-logit rule
 (1e-4 + 1e-4·|logit|) refused, and the rule's verdict. ``--wrong`` adds a row for each wrong
-export of ``tests/training/nnunet/test_export_parity.py``.
+export of ``tests/training/nnunet/test_export_parity.py``; ``--float64`` a column with torch's
+own float32 error against float64 on the same batch, relative to the channel scale.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import copy
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +88,29 @@ def _scaled(network: object, scale: float) -> object:
     return out
 
 
-def row(name: str, network: object, channels: int, patch: Sequence[int], data: bytes) -> str:
+def _float64_error(
+    network: object, channels: int, patch: Sequence[int], expected: np.ndarray
+) -> str:
+    """torch's own float32 error against float64 on the batch, per channel scale (max)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)  # the batch torch_and_onnx_outputs draws
+    batch = torch.randn(2, channels, *patch, generator=generator).double()
+    with torch.no_grad():
+        exact = copy.deepcopy(network).double()(batch).numpy()  # type: ignore[attr-defined]
+    axes = tuple(a for a in range(expected.ndim) if a != 1)
+    error = np.abs(expected - exact).max(axis=axes) / np.abs(expected).max(axis=axes)
+    return f" {error.max():.1e} |"
+
+
+def row(
+    name: str,
+    network: object,
+    channels: int,
+    patch: Sequence[int],
+    data: bytes,
+    float64: bool = False,
+) -> str:
     """One markdown row: scale, error, ratio, per-logit refusals and the rule's verdict."""
     from training.export import torch_and_onnx_outputs
     from training.nnunet.network import INPUT_NAME
@@ -107,10 +131,11 @@ def row(name: str, network: object, channels: int, patch: Sequence[int], data: b
     axes = tuple(a for a in range(expected.ndim) if a != 1)
     ratio = (difference.max(axis=axes) / np.abs(expected).max(axis=axes)).max()
     per_logit = int(np.count_nonzero(difference > 1e-4 + 1e-4 * np.abs(expected)))
-    return (
+    out = (
         f"| {name} | {np.abs(expected).max():.1f} | {difference.max():.1e} | {ratio:.1e} | "
         f"{per_logit} of {expected.size} | {verdict} |"
     )
+    return out + _float64_error(network, channels, patch, expected) if float64 else out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--scale", type=float, nargs="+", default=[1.0, 30.0])
     parser.add_argument("--wrong", action="store_true", help="also the tests' wrong exports")
+    parser.add_argument(
+        "--float64", action="store_true", help="also torch's float32 error against float64"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     import onnx
@@ -132,22 +160,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     patch = tuple(int(p) for p in args.patch.split(","))
     networks: list[tuple[str, Callable[[], Network]]] = [
-        (str(f), lambda f=f: folder_network(f)) for f in args.model_folder
-    ] or [("nnU-Net default 3D", lambda: default_network(patch))]
-    wrong = {}
+        (str(f), partial(folder_network, f)) for f in args.model_folder
+    ] or [("nnU-Net default 3D", partial(default_network, patch))]
+    wrong: dict[str, Callable[[object], None]] = {}
     if args.wrong:
         from tests.training.nnunet.test_export_parity import WRONG_EXPORTS
 
         wrong = WRONG_EXPORTS
+    extra = " torch float32 vs float64 / channel scale |" if args.float64 else ""
     print("| network | max abs logit | max abs difference | max over channels of difference / "
-          "channel scale | per-logit rule refused | rule |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+          f"channel scale | per-logit rule refused | rule |{extra}")  # fmt: skip
+    print("|---|---|---|---|---|---|" + ("---|" if args.float64 else ""))
     for title, load in networks:
         base, channels, patch = load()
         for scale in args.scale:
             network = _scaled(base, scale)
             data = export_onnx(network, channels, patch)  # type: ignore[arg-type]
-            print(row(f"{title} x{scale:g}", network, channels, patch, data), flush=True)
+            line = row(f"{title} x{scale:g}", network, channels, patch, data, args.float64)
+            print(line, flush=True)
             for what, corrupt in wrong.items():
                 model = onnx.load_from_string(data)
                 corrupt(model)

@@ -96,7 +96,7 @@ def test_round_defaults_are_the_installed_nnunet_trainers(
 
     with nnunet_folders(tmp_path):
         built = find_trainer_class(trainer)(
-            json.loads(json.dumps(tiny_plans.plans)),
+            {**json.loads(json.dumps(tiny_plans.plans)), "continue_training": False},
             CONFIGURATION,
             "all",
             tiny_plans.dataset,

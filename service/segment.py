@@ -26,7 +26,7 @@ from service.inference.bundle import ModelBundle
 from service.inference.manifest import Manifest, NormalisationKind
 from service.inference.pipeline import ModelSegmenter, open_segmenter
 from service.inference.preprocess import model_values
-from service.inference.session import Device, Engine, Precision, SessionOptions
+from service.inference.session import Device, Engine, Mirroring, Precision, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
 from service.pet.body_size import SuvType
@@ -65,7 +65,7 @@ class SegmentOptions:
     engine: Engine | None = None  # None: the settings' inference_engine (segment_study)
     precision: Precision | None = None  # None: the settings' inference_precision
     fast: bool = False  # less window overlap, for a quick look
-    mirror_tta: bool = False  # average over mirrored inputs (slower, smoother)
+    mirroring: Mirroring | None = None  # test-time mirroring; None: the settings' (model)
     batch_size: int = 2
     threads: int | None = None  # onnxruntime intra-op threads; 0: one per physical core;
     # None: the settings' inference_threads (segment_study fills it in)
@@ -84,6 +84,7 @@ class SeriesResult:
     model: str
     model_version: str
     provider: str = ""
+    mirroring: bool = False  # predictions averaged over mirrored inputs
     present: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -161,7 +162,12 @@ class StudySegmenter:
             precision=options.precision or Precision.F32,
         )
         self.segmenters = [
-            open_segmenter(b, session, batch_size=options.batch_size, mirror_tta=options.mirror_tta)
+            open_segmenter(
+                b,
+                session,
+                batch_size=options.batch_size,
+                mirroring=options.mirroring or Mirroring.MODEL,
+            )
             for b in bundles
         ]
         if options.fast:
@@ -269,6 +275,7 @@ class StudySegmenter:
     ) -> SeriesResult:
         result = _result(candidate.plan, candidate.bundle, candidate.applicability)
         result.provider = segmenter.provider
+        result.mirroring = segmenter.mirroring
         manifest = candidate.bundle.manifest
         try:
             start = time.perf_counter()
@@ -419,6 +426,8 @@ def segment_study(
         options = replace(options, engine=settings.inference_engine)
     if options.precision is None:
         options = replace(options, precision=settings.inference_precision)
+    if options.mirroring is None:
+        options = replace(options, mirroring=settings.inference_mirroring)
     start = time.perf_counter()
     found = discover(inputs, settings)
     names = options.models

@@ -29,7 +29,7 @@ from service.errors import ModelBundleError
 from service.imaging.resample import Grid, resample
 from service.inference.bundle import ModelBundle, write_checksums
 from service.inference.pipeline import open_segmenter
-from service.inference.session import Device, SessionOptions
+from service.inference.session import Device, Mirroring, SessionOptions
 from service.nifti import write_nifti
 from service.qc.enum import QcPolicy
 from service.qc.intended_use import ChannelUse, Range
@@ -220,7 +220,11 @@ def test_pet_ct_labels_equal_nnunet_predictor(
     ct = load_volume(candidate.plan)
     pet = secondary_values(candidate.secondary[0], ct, bundle.manifest)
     assert pet.shape == ct.array.shape
-    segmenter = open_segmenter(bundle, SessionOptions(device=Device.CPU), mirror_tta=mirroring)
+    segmenter = open_segmenter(
+        bundle,
+        SessionOptions(device=Device.CPU),
+        mirroring=Mirroring.ON if mirroring else Mirroring.OFF,
+    )
     labels = segmenter.segment(ct, None, ct.array, [pet]).labels
 
     paths = [

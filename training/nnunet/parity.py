@@ -16,7 +16,7 @@ batch through both:
    nearly tie).
 
 Measured (``docs/models.md``, "ONNX parity"; ``bench/nnunet_parity.py``): correct exports differ
-by at most 1.2e-5·S_k on nnU-Net's default 3D network and 2e-6·S_k on small trained ones, at any
+by at most 5.1e-6·S_k on nnU-Net's default 3D network and 2e-6·S_k on small trained ones, at any
 logit scale, about torch's own float32 error against float64; wrong exports (a corrupted weight,
 weights stored as float16, another activation slope or normalisation epsilon, a dropped node)
 by 5.5e-4·S_k or more.

@@ -175,7 +175,8 @@ def _flip_largest_first_weight(model: object) -> None:
 
 def _float16_weights(model: object) -> None:
     for init in list(model.graph.initializer):  # type: ignore[attr-defined]
-        _initializer(model, init.name, lambda a: a.astype(np.float16).astype(np.float32))
+        if init.data_type == 1:  # float32
+            _initializer(model, init.name, lambda a: a.astype(np.float16).astype(np.float32))
 
 
 def _nan_weight(model: object) -> None:
@@ -193,6 +194,30 @@ def _attribute(op: str, name: str, value: float, first_only: bool = False) -> Ca
                 next(a for a in node.attribute if a.name == name).f = value
                 if first_only:
                     return
+
+    return edit
+
+
+def _norm_epsilon(value: float) -> Callable[[object], None]:
+    """Every instance norm's epsilon (the constant added to the variance under ``Sqrt``)."""
+
+    def edit(model: object) -> None:
+        from onnx import numpy_helper
+
+        graph = model.graph  # type: ignore[attr-defined]
+        producers = {output: node for node in graph.node for output in node.output}
+        edited = 0
+        for sqrt in (n for n in graph.node if n.op_type == "Sqrt"):
+            add = producers[sqrt.input[0]]
+            assert add.op_type == "Add", add.op_type
+            constant = next(producers[i] for i in add.input if i in producers and
+                            producers[i].op_type == "Constant")  # fmt: skip
+            tensor = constant.attribute[0].t
+            eps = numpy_helper.to_array(tensor)
+            assert eps.size == 1 and 0 < float(eps) < 1e-3, eps
+            tensor.CopyFrom(numpy_helper.from_array(np.full_like(eps, value), tensor.name))
+            edited += 1
+        assert edited, "no instance norm epsilon found in the graph"
 
     return edit
 
@@ -215,7 +240,7 @@ WRONG_EXPORTS: dict[str, Callable[[object], None]] = {
     "operator: LeakyReLU slope 0.02 in the first stage": _attribute(
         "LeakyRelu", "alpha", 0.02, first_only=True
     ),
-    "operator: instance norm epsilon 1e-2": _attribute("InstanceNormalization", "epsilon", 1e-2),
+    "operator: instance norm epsilon 1e-2": _norm_epsilon(1e-2),
     "graph: last activation dropped": _drop_last_activation,
 }
 

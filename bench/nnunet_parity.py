@@ -12,7 +12,7 @@ segmentation layers are multiplied by each ``--scale`` (large logits, as a learn
 gives), exported as ``fedseg import nnunet`` exports, and run by torch and onnxruntime on the
 importer's random batch of two. One markdown row per network and scale: the largest |logit|,
 the largest |onnx − torch|, the largest per-channel ratio to the channel's scale (what
-``training/nnunet/parity.py`` bounds by 1e-4), the logits the former per-logit rule
+``training/parity.py`` bounds by 1e-4), the logits the former per-logit rule
 (1e-4 + 1e-4·|logit|) refused, and the rule's verdict. ``--wrong`` adds a row for each wrong
 export of ``tests/training/nnunet/test_export_parity.py``; ``--float64`` a column with torch's
 own float32 error against float64 on the same batch, relative to the channel scale.
@@ -114,7 +114,7 @@ def row(
     """One markdown row: scale, error, ratio, per-logit refusals and the rule's verdict."""
     from training.export import torch_and_onnx_outputs
     from training.nnunet.network import INPUT_NAME
-    from training.nnunet.parity import compare_logits
+    from training.parity import compare_logits
 
     expected, got = torch_and_onnx_outputs(
         network,  # type: ignore[arg-type]

@@ -20,11 +20,10 @@ from federation.errors import PromotionError
 from service.errors import ModelBundleError
 from service.inference.bundle import ModelBundle, save_bundle
 from training.export import (
-    PARITY_TOLERANCE,
     ExportInfo,
     build_manifest,
     network_onnx_bytes,
-    onnx_difference,
+    onnx_parity,
 )
 from training.models import MultiTaskUNet
 from training.tasks import Task
@@ -80,13 +79,13 @@ def export_merged_bundle(
     network = MergedOrganHeads(model.eval(), labels).eval()
     in_channels = model.config.in_channels
     data = network_onnx_bytes(network, in_channels, task.patch_size)
-    difference = onnx_difference(network, data, in_channels, task.patch_size)
-    if difference > PARITY_TOLERANCE:
+    report = onnx_parity(network, data, in_channels, task.patch_size)
+    if report.problem is not None:
         raise PromotionError(
-            f"ONNX export of the merged {task.name.value} heads differs from torch by "
-            f"{difference:.2e} (tolerance {PARITY_TOLERANCE}); no bundle written"
+            f"ONNX export of the merged {task.name.value} heads: {report.problem}; no bundle "
+            "written"
         )
-    logger.info("ONNX parity of merged %s heads: max |difference| %.2e", task.name, difference)
+    logger.info("ONNX parity of merged %s heads: %s", task.name, report.summary())
     try:
         return save_bundle(out_dir, data, build_manifest(task, info))
     except ModelBundleError as exc:

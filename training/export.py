@@ -35,12 +35,12 @@ from service.qc.enum import BodyRegion
 from service.qc.intended_use import IntendedUse, TrainingData, TrainingDataKind
 from training.models import MultiTaskUNet
 from training.models.instance_norm import use_axis_wise_norms
+from training.parity import ParityReport, compare_logits
 from training.tasks import Task
 
 logger = logging.getLogger(__name__)
 
 OPSET = 17
-PARITY_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -165,16 +165,16 @@ def torch_and_onnx_outputs(
     return expected, got
 
 
-def onnx_difference(
+def onnx_parity(
     network: torch.nn.Module,
     data: bytes,
     in_channels: int,
-    patch_size: tuple[int, int, int],
+    patch_size: tuple[int, ...],
     seed: int = 0,
-) -> float:
-    """Largest |torch − onnxruntime| output difference of ``network`` on a random input."""
+) -> ParityReport:
+    """How onnxruntime's logits compare with ``network``'s (:mod:`training.parity`'s rule)."""
     expected, got = torch_and_onnx_outputs(network, data, in_channels, patch_size, seed=seed)
-    return float(np.max(np.abs(got - expected)))
+    return compare_logits(expected, got)
 
 
 def onnx_bytes(model: MultiTaskUNet, task: str, patch_size: tuple[int, int, int]) -> bytes:
@@ -184,22 +184,21 @@ def onnx_bytes(model: MultiTaskUNet, task: str, patch_size: tuple[int, int, int]
 
 def check_parity(
     model: MultiTaskUNet, task: str, data: bytes, patch_size: tuple[int, int, int], seed: int = 0
-) -> float:
-    """Largest |torch − onnxruntime| logit difference on a random input.
+) -> ParityReport:
+    """Compare onnxruntime's logits with torch's on a random input (:mod:`training.parity`).
 
     Raises
     ------
     ModelBundleError
-        If the difference exceeds the parity tolerance.
+        If the export is refused: non-finite or out-of-bound logits, or other labels.
     """
     head = _TaskHead(model, task).eval()
-    difference = onnx_difference(head, data, model.config.in_channels, patch_size, seed)
-    if difference > PARITY_TOLERANCE:
+    report = onnx_parity(head, data, model.config.in_channels, patch_size, seed)
+    if report.problem is not None:
         raise ModelBundleError(
-            f"ONNX export of {task} differs from torch by {difference:.2e} "
-            f"(tolerance {PARITY_TOLERANCE}); the bundle was not written"
+            f"ONNX export of {task}: {report.problem}; the bundle was not written"
         )
-    return difference
+    return report
 
 
 def build_manifest(task: Task, info: ExportInfo) -> Manifest:
@@ -272,6 +271,6 @@ def export_bundle(
             f"outputs but the label table needs {len(manifest.labels) + 1}"
         )
     data = onnx_bytes(model.eval(), task.name.value, task.patch_size)
-    difference = check_parity(model, task.name.value, data, task.patch_size)
-    logger.info("ONNX parity for %s: max |difference| %.2e", task.name.value, difference)
+    report = check_parity(model, task.name.value, data, task.patch_size)
+    logger.info("ONNX parity for %s: %s", task.name.value, report.summary())
     return save_bundle(out_dir, data, manifest)

@@ -105,3 +105,24 @@ def test_training_takes_its_labels_from_the_service_tables() -> None:
         assert task.name == table.task
     with pytest.raises(ValueError, match="unknown task 'body'"):
         get_task("body")  # a label table, not a trainable task
+
+
+def test_an_export_that_differs_from_torch_is_refused() -> None:
+    """The parity rule of every export: a NaN or a wrong network never becomes a bundle."""
+    from training.export import check_parity, onnx_bytes
+
+    model = _model({"pet-lesion": 2})
+    patch = get_task("pet-lesion").patch_size
+    data = onnx_bytes(model, "pet-lesion", patch)
+    assert check_parity(model, "pet-lesion", data, patch).accepted
+    other = _model({"pet-lesion": 2})
+    with torch.no_grad():
+        first = next(other.parameters())
+        first.mul_(-1.0)  # another network: same graph, other weights
+        report = check_parity(other, "pet-lesion", onnx_bytes(other, "pet-lesion", patch), patch)
+        assert report.accepted
+        with pytest.raises(ModelBundleError, match=r"ONNX export of pet-lesion: the ONNX export"):
+            check_parity(model, "pet-lesion", onnx_bytes(other, "pet-lesion", patch), patch)
+        first.fill_(float("nan"))
+        with pytest.raises(ModelBundleError, match="non-finite"):
+            check_parity(model, "pet-lesion", onnx_bytes(other, "pet-lesion", patch), patch)

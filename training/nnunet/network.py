@@ -3,7 +3,7 @@
 The network is built as ``nnUNetPredictor`` builds it: the checkpoint's trainer class builds the
 architecture the plans describe, without deep supervision (only the full-resolution output).
 Export writes one ONNX graph per fold with the plans' patch size fixed and the batch dynamic,
-and refuses a graph whose outputs differ from torch's (the rule of :mod:`training.nnunet.parity`).
+and refuses a graph whose outputs differ from torch's (the rule of :mod:`training.parity`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 
 from service.errors import ModelBundleError
 from training.export import network_onnx_bytes, torch_and_onnx_outputs
-from training.nnunet.parity import ParityReport, compare_logits
+from training.parity import ParityReport, compare_logits
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def check_parity(
 ) -> ParityReport:
     """Compare onnxruntime with torch on a random batch of two; refuse what the rule refuses.
 
-    The rule (:func:`training.nnunet.parity.compare_logits`): finite outputs, each channel
+    The rule (:func:`training.parity.compare_logits`): finite outputs, each channel
     within ``PARITY_ATOL + PARITY_RTOL * (its largest |logit|)``, and the same labels wherever
     torch's top-two margin exceeds the bound.
 

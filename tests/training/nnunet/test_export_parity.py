@@ -1,6 +1,6 @@
 """The importer's ONNX parity rule: confident models pass, wrong exports are refused.
 
-The rule (``training/nnunet/parity.py``) bounds each output channel's difference by
+The rule (``training/parity.py``) bounds each output channel's difference by
 ``1e-4 + 1e-4 x`` the channel's largest |logit| and asks for the same labels wherever torch's
 top-two margin exceeds the bound. The network cases use the CT model nnU-Net trained on phantoms
 (conftest.py), as trained and with its segmentation layers scaled x100 (logits of several
@@ -21,7 +21,7 @@ import pytest
 
 from service.errors import ModelBundleError
 from training.nnunet.importer import ImportOptions, import_model
-from training.nnunet.parity import PARITY_ATOL, PARITY_RTOL, compare_logits
+from training.parity import PARITY_ATOL, PARITY_RTOL, compare_logits
 
 from .conftest import ReferenceModels
 

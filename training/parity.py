@@ -1,4 +1,4 @@
-"""Whether an ONNX export computes its torch network's logits: the importer's acceptance rule.
+"""Whether an ONNX export computes its torch network's logits: the acceptance rule of every export.
 
 float32 rounding does not scale with each output value but with the size of the values it is
 computed from: a logit that crosses zero between two logits of ±1000 carries the rounding of the

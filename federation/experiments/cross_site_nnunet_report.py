@@ -137,8 +137,8 @@ def _settings_section(outcome: exp.Outcome) -> str:
             "the served path; the best round is kept. Nothing was chosen on the test cases. "
             f"**Looks at the test cases in this run: {outcome.looks}.** " + exp.PILOTS,
             "- Inference: nnU-Net model folder → `import_model` (ONNX, parity checked) → "
-            "bundle → the service's nnU-Net segmenter (onnxruntime, 1 thread, mirroring off as "
-            "`fedseg segment` defaults) on the source CT grid; distances in mm on that grid.",
+            "bundle → the service's nnU-Net segmenter (onnxruntime, 1 thread, no test-time "
+            "mirroring) on the source CT grid; distances in mm on that grid.",
         ]
     )
 

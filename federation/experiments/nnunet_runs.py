@@ -34,7 +34,7 @@ from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
 from service.inference.preprocess import model_values
 from service.inference.segmenter import ModelSegmenter
-from service.inference.session import SessionOptions
+from service.inference.session import Mirroring, SessionOptions
 from training.nnunet.federated_model import write_model_folder
 from training.nnunet.federated_plans import CONFIGURATION, SharedPlans
 from training.nnunet.fingerprint import NNUNET_FOREGROUND_SAMPLES, samples_per_case
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: The service's inference settings, on one thread (a shared CPU).
 SESSION = SessionOptions(intra_op_threads=1, inter_op_threads=1, allow_spinning=False)
+#: Validation and test run without test-time mirroring (8 network passes a tile on a CPU).
+MIRRORING = Mirroring.OFF
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class ServedModel:
         path = import_model([model], folder / "bundle", options)
         bundle = ModelBundle.load(path)
         numbers = {e.name: e.number for e in bundle.manifest.label_table().labels}
-        return cls(path, open_segmenter(bundle, SESSION), numbers)
+        return cls(path, open_segmenter(bundle, SESSION, mirroring=MIRRORING), numbers)
 
     def label_map(self, volume: Volume) -> np.ndarray:
         """The label map the service's segmenter gives on ``volume``'s grid."""

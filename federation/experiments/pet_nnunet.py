@@ -60,7 +60,7 @@ from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
 from service.inference.preprocess import model_values
 from service.inference.segmenter import ModelSegmenter
-from service.inference.session import SessionOptions
+from service.inference.session import Mirroring, SessionOptions
 from service.labels import get_table
 from training.data.cases import Case, CaseSource, discover_cases, load_case
 from training.metrics import dice
@@ -85,6 +85,8 @@ PAIRS = (
 )
 #: The fedseg service's inference settings, on one thread each (a shared CPU).
 SESSION = SessionOptions(intra_op_threads=1, inter_op_threads=1, allow_spinning=False)
+#: Validation and test run without test-time mirroring (8 network passes a tile on a CPU).
+MIRRORING = Mirroring.OFF
 DATASET_ID = 710
 #: Fingerprint bins: 0.1 SUV intensity bins (percentiles within 0.05 SUV of nnU-Net's).
 BINS = FingerprintBins(intensity=0.1)
@@ -215,7 +217,7 @@ class Served:
         path = import_model([model], folder / "bundle", options)
         bundle = ModelBundle.load(path)
         (lesion,) = [e.number for e in bundle.manifest.label_table().labels if e.name == LESION]
-        return cls(path, open_segmenter(bundle, SESSION), lesion)
+        return cls(path, open_segmenter(bundle, SESSION, mirroring=MIRRORING), lesion)
 
     def mask(self, volume: Volume) -> np.ndarray:
         """The lesion mask the service's segmenter gives on ``volume``'s grid."""

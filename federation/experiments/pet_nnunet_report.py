@@ -136,8 +136,8 @@ def _plans_section(outcome: exp.Outcome) -> str:
             f"- Validation every {config.validate_every} rounds (and after the last) through the "
             "served path; the best round is kept.",
             "- Inference (validation and test): nnU-Net model folder → `import_model` → "
-            "bundle → the service's `NnunetSegmenter` (onnxruntime, 1 thread, mirroring off "
-            "as `fedseg segment` defaults) on the source PET grid.",
+            "bundle → the service's `NnunetSegmenter` (onnxruntime, 1 thread, no "
+            "test-time mirroring) on the source PET grid.",
         ]
     )
 

@@ -139,7 +139,7 @@ def _settings_section(outcome: exp.Outcome) -> str:
             f"phantoms. **Looks at the test set in this run: {outcome.looks}.** " + exp.PILOTS,
             "- Inference (validation and test): nnU-Net model folder → `import_model` (ONNX, "
             "parity checked) → bundle → the service's nnU-Net segmenter (onnxruntime, 1 thread, "
-            "mirroring off as `fedseg segment` defaults) on the source CT grid.",
+            "no test-time mirroring) on the source CT grid.",
         ]
     )
 

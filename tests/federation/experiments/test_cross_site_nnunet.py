@@ -19,6 +19,7 @@ from federation.experiments.report import RunInfo
 from service.dicom.geometry import voxel_spacing, voxel_volume_ml
 from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
+from service.inference.session import Mirroring
 from training.metrics.segmentation import score_label
 
 COMMAND = "fedseg experiment cross-site --backend nnunet --smoke"
@@ -66,7 +67,7 @@ def test_scores_are_those_of_the_served_predictions(
     assert len(held_out.nephrectomy) == SMOKE.nephrectomy_cases
     bundle = ModelBundle.load(outcome.trained[FL].model().bundle)
     numbers = {e.name: e.number for e in bundle.manifest.label_table().labels}
-    segmenter = open_segmenter(bundle)
+    segmenter = open_segmenter(bundle, mirroring=Mirroring.OFF)  # as the experiment serves it
     predicted = 0
     for site, cases in held_out.sites.items():
         dsc: list[float] = []

@@ -31,6 +31,7 @@ from federation.experiments.report import RunInfo
 from service.dicom.volume import read_volume
 from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
+from service.inference.session import Mirroring
 from service.nifti import read_nifti
 from training.metrics import dice
 
@@ -98,7 +99,7 @@ def test_every_round_trained_and_was_aggregated(smoke: tuple[Outcome, Path, Path
 def test_scores_are_those_of_the_served_predictions(smoke: tuple[Outcome, Path, Path]) -> None:
     outcome, _, data = smoke
     bundle = ModelBundle.load(outcome.trained[FEDERATED].model().bundle)
-    segmenter = open_segmenter(bundle)
+    segmenter = open_segmenter(bundle, mirroring=Mirroring.OFF)  # as the experiment serves it
     results = outcome.test.results
     for index, patient in enumerate(outcome.test.patients):
         nifti = data / "ibsi_validation" / "nifti" / patient

@@ -35,6 +35,7 @@ from federation.experiments.segviz_nnunet import (
 from federation.nnunet.aggregation import is_output
 from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
+from service.inference.session import Mirroring
 from training.metrics import dice
 from training.phantoms.config import PhantomConfig, PhantomModality, Size
 
@@ -109,7 +110,7 @@ def test_scores_are_those_of_the_served_predictions(
     for method, (path, organs) in served.items():
         bundle = ModelBundle.load(path)
         numbers = {e.name: e.number for e in bundle.manifest.label_table().labels}
-        segmenter = open_segmenter(bundle)
+        segmenter = open_segmenter(bundle, mirroring=Mirroring.OFF)  # as the experiment serves it
         for index, case in enumerate(cases):
             labels = segmenter.segment(case.volume, None, case.volume.array).labels
             for organ in organs:

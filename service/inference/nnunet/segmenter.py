@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,11 +31,21 @@ import numpy as np
 from service.dicom.volume import Volume
 from service.errors import ModelBundleError
 from service.inference.bundle import ModelBundle
-from service.inference.nnunet.export import apply_postprocessing, logits_to_labels
+from service.inference.nnunet.export import (
+    apply_postprocessing,
+    logits_to_labels,
+    stream_labels,
+    streaming_obstacle,
+)
 from service.inference.nnunet.preprocessing import preprocess
 from service.inference.nnunet.recipe import NnunetModel
 from service.inference.nnunet.resampling import Spacing3
-from service.inference.nnunet.sliding_window import WindowSettings, predict_folds
+from service.inference.nnunet.sliding_window import (
+    LogitRows,
+    WindowSettings,
+    predict_folds,
+    stream_folds,
+)
 from service.inference.segmenter import ModelSegmenter, Segmentation, run_on_zero_patch
 from service.inference.session import InferenceModel, SessionOptions, open_model
 
@@ -94,15 +104,40 @@ class ModelRunner:
         image, geometry = preprocess(data, spacing, self.model)
         self.timings["preprocess"] = time.perf_counter() - start
         start = time.perf_counter()
-        logits = predict_folds(image, [f.predict for f in self.folds], self.settings, progress)
+        predictors = [f.predict for f in self.folds]
+        obstacle = streaming_obstacle(geometry, self.model)
+        if obstacle is None:
+            # Logit rows go to the export as soon as no tile reaches them any more.
+            rows = _TimedRows(stream_folds(image, predictors, self.settings, progress))
+            labels = stream_labels(rows, geometry, self.model)
+            self.timings["infer"] = rows.seconds
+        else:
+            logger.info("%s: logits kept whole on the network grid: %s", self.model.name, obstacle)
+            logits = predict_folds(image, predictors, self.settings, progress)
+            self.timings["infer"] = time.perf_counter() - start
+            labels = logits_to_labels(logits, geometry, self.model)
+            del logits
         del image
-        self.timings["infer"] = time.perf_counter() - start
-        start = time.perf_counter()
-        labels = logits_to_labels(logits, geometry, self.model)
-        del logits
         labels = apply_postprocessing(np.ascontiguousarray(labels), self.model.postprocessing)
-        self.timings["postprocess"] = time.perf_counter() - start
+        self.timings["postprocess"] = time.perf_counter() - start - self.timings["infer"]
         return labels
+
+
+@dataclass
+class _TimedRows:
+    """``rows`` passed on, the time spent producing them (the inference) added up."""
+
+    rows: Iterator[LogitRows]
+    seconds: float = 0.0
+
+    def __iter__(self) -> Iterator[LogitRows]:
+        while True:
+            start = time.perf_counter()
+            item = next(self.rows, None)
+            self.seconds += time.perf_counter() - start
+            if item is None:
+                return
+            yield item
 
 
 class NnunetSegmenter(ModelSegmenter):

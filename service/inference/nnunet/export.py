@@ -7,11 +7,14 @@ spacing as the current one), argmax (softmax models) or ``regions_class_order`` 
 ``postprocessing.json``'s rules (``remove_connected_components.py``).
 
 Memory: nnU-Net resamples every class onto the input grid at once (classes × voxels, float16,
-plus float64 temporaries). Here the classes are streamed chunk by chunk
-(:func:`~service.inference.nnunet.resampling.resample_channel_chunks`): a running float16
-maximum and the label chunk are all that is kept, which gives the same labels (first maximum
-wins, as ``argmax``) with one chunk per class in memory; chunks are written into the uncropped
-label map directly.
+plus float64 temporaries). Here the source grid is labelled a chunk of rows at a time, each
+chunk class by class (:func:`~service.inference.nnunet.resampling.resample_channel_chunks`): a
+running float16 maximum and the label chunk are all that is kept, which gives the same labels
+(first maximum wins, as ``argmax``); chunks are written into the uncropped label map directly.
+:func:`logits_to_labels` reads logits held whole on the network grid; :func:`stream_labels`
+the same chunks from network rows as they arrive
+(:class:`~service.inference.nnunet.resampling.RowResampling`), keeping only the rows a chunk
+still needs.
 """
 
 from __future__ import annotations

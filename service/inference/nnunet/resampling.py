@@ -23,6 +23,10 @@ channel at a time. Every chunk equals the same rows of nnU-Net's full result: bi
 a slab spans the whole axis (2D planes, small volumes) or needs no prefilter (orders 0 and 1 on
 float32), else to float64 rounding (≈ 1e-14 of the input's magnitude).
 
+A caller that receives the input a few rows at a time (the logits, as the sliding window
+finishes them) holds a :class:`RowWindow`; :class:`RowResampling` names the rows each chunk
+reads and computes the chunk from a window of them, the same slab and so the same numbers.
+
 scipy's ``zoom`` kernel is called directly (``scipy.ndimage._nd_image.zoom_shift``, what the
 public ``zoom`` and ``affine_transform`` call) because the public functions take either a zoom
 on grid coordinates or a shift, not both; scipy is pinned in ``constraints.txt`` and

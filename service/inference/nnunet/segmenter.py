@@ -13,9 +13,15 @@ the spacing reversed to that order, rounded to float32 as NIfTI stores it.
 
 Memory on a large CT (512×512×900, float32 input 0.94 GB), besides the caller's volume:
 preprocessing views it (no normalised copy for CT; the resampling reads slabs of a few dozen
-slices), then the resampled network input, the float16 logits on the network grid (classes ×
-voxels × 2 bytes) and one label map on the source grid; the logits are mapped back one chunk of
-slices at a time per class, never as classes × source voxels.
+slices), then the resampled network input and one label map on the source grid. The logits
+stream along network axis 0 (:func:`~service.inference.nnunet.sliding_window.stream_folds` →
+:func:`~service.inference.nnunet.export.stream_labels`): each fold keeps float16 sums of the
+rows its next tiles reach (classes × about a patch and a half of rows × the plane), and rows
+no tile reaches any more are mapped back and labelled a chunk of source slices at a time, one
+class at a time; so memory no longer grows with classes × volume. Where the export cannot go
+by rows (:func:`~service.inference.nnunet.export.streaming_obstacle`: a separate-z axis other
+than 0, a 3D logits resize of order above 1) the logits are kept whole on the network grid,
+as before (classes × voxels × 2 bytes). Both give the same labels, bit for bit.
 """
 
 from __future__ import annotations

@@ -10,9 +10,12 @@ tile's output is averaged over the mirror combinations of
 accumulator and a float16 weight sum, which then divide each other (float16). Folds run one
 after the other and their float16 logits are summed and divided by the fold count.
 
-Memory: the float16 accumulator (classes × network grid) and the float16 weight volume are the
-only full-size arrays; tiles and their mirrored copies go through the engine at most
-``batch_size`` inputs per call, so the engine's working set is bounded by the batch.
+Memory: :func:`predict_logits` keeps the float16 accumulator (classes × network grid) and the
+float16 weight volume whole. :func:`stream_folds` gives the same numbers from windows of rows
+(axis 0) instead: it runs the folds side by side, batch by batch, and hands rows on once no
+tile reaches them any more, so it keeps classes × folds × (a patch plus a batch's row span) ×
+the plane. Tiles and their mirrored copies go through the engine at most ``batch_size`` inputs
+per call, so the engine's working set is bounded by the batch.
 """
 
 from __future__ import annotations

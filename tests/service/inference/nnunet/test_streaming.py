@@ -310,13 +310,16 @@ def test_a_chunk_needs_exactly_the_rows_it_names(
 
 # --- the whole runner on the tiny nnU-Net model ---------------------------------------------
 
+# (volume spacing, slices kept, mirroring, whether the export streams)
 RUNNER_CASES = {
     # ct_volume: 4 mm slices, separate z along network axis 0; 19 rows, two tile rows.
-    "separate-z-mirroring": ((1.2, 1.2, 4.0), None, True),
+    "separate-z-mirroring": ((1.2, 1.2, 4.0), None, True, True),
     # 2 × 2 × 4 mm: anisotropy 2, a 3D order-1 export; 19 rows.
-    "3d-no-mirroring": ((2.0, 2.0, 4.0), None, False),
+    "3d-no-mirroring": ((2.0, 2.0, 4.0), None, False, True),
     # 8 slices: 11 rows on the network grid, fewer than the patch's 16: padded along axis 0.
-    "thinner-than-the-patch": ((1.2, 1.2, 4.0), 8, False),
+    "thinner-than-the-patch": ((1.2, 1.2, 4.0), 8, False, True),
+    # 4 mm along i: separate z along network axis 1, which the runner keeps whole.
+    "separate-axis-1-kept-whole": ((4.0, 1.2, 1.2), None, False, False),
 }
 
 
@@ -325,7 +328,7 @@ def test_runner_labels_equal_the_whole_computation(
     tiny_model: TinyModel, case: tuple[Any, ...]
 ) -> None:
     """Two folds of the real (ONNX) network: the streamed runner's labels are the whole path's."""
-    spacing, slices, mirror = case
+    spacing, slices, mirror, streams = case
     volume = ct_volume()
     volume = replace(volume, array=volume.array[:, :, :slices], affine=np.diag([*spacing, 1.0]))
     bundle = ModelBundle.load(tiny_model.bundle)
@@ -340,7 +343,8 @@ def test_runner_labels_equal_the_whole_computation(
     labels = runner.predict(data, nn_spacing)
 
     image, geometry = preprocess(data, nn_spacing, model)
-    assert streaming_obstacle(geometry, model) is None
+    obstacle = streaming_obstacle(geometry, model)
+    assert (obstacle is None) == streams, obstacle
     logits = predict_folds(image, [f.predict for f in runner.folds], runner.settings)
     whole = logits_to_labels(logits, geometry, model)
     expected = apply_postprocessing(np.ascontiguousarray(whole), model.postprocessing)

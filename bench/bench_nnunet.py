@@ -261,7 +261,7 @@ def run_fedseg(
     from service.dicom.volume import read_volume
     from service.inference.bundle import ModelBundle
     from service.inference.pipeline import open_segmenter
-    from service.inference.session import Device, Engine, Precision, SessionOptions
+    from service.inference.session import Device, Engine, Mirroring, Precision, SessionOptions
 
     start = time.perf_counter()
     options = SessionOptions(
@@ -270,7 +270,12 @@ def run_fedseg(
         intra_op_threads=threads,
         precision=Precision(precision),
     )
-    segmenter = open_segmenter(ModelBundle.load(bundle), options, batch_size=1, mirror_tta=tta)
+    segmenter = open_segmenter(
+        ModelBundle.load(bundle),
+        options,
+        batch_size=1,
+        mirroring=Mirroring.ON if tta else Mirroring.OFF,
+    )
     load = time.perf_counter() - start
     start, cpu = time.perf_counter(), _cpu_s()
     volume = read_volume(dicom)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.inference.session import Engine, Precision
+from service.inference.session import Engine, Mirroring, Precision
 from service.qc.enum import QcPolicy
 from service.storage.decoded_size import DEFAULT_MAX_DECODED_BYTES
 
@@ -117,6 +117,15 @@ class Settings(BaseSettings):
             "Arithmetic of the networks: f32 computes what the exported network computes; bf16 "
             "(engine openvino, CPUs with AMX or AVX512-BF16) is several times faster and "
             "changes labels near boundaries. Verified at load."
+        ),
+    )
+    inference_mirroring: Mirroring = Field(
+        default=Mirroring.MODEL,
+        description=(
+            "Test-time mirroring: model follows the model's recipe (an nnU-Net model mirrors "
+            "along its trained axes, as nnUNetPredictor does by default; fedseg's U-Nets do "
+            "not), on mirrors every model that allows it, off never mirrors (up to 8 times "
+            "faster; labels change slightly near boundaries)."
         ),
     )
     inference_engine: Engine = Field(

@@ -26,11 +26,16 @@ from service.inference.bundle import ModelBundle
 from service.inference.manifest import Manifest, NormalisationKind
 from service.inference.pipeline import ModelSegmenter, open_segmenter
 from service.inference.preprocess import model_values
-from service.inference.session import Device, Engine, Precision, SessionOptions
+from service.inference.session import Device, Engine, Mirroring, Precision, SessionOptions
 from service.inference.sliding_window import Progress
 from service.inference.store import ModelStore
 from service.pet.body_size import SuvType
-from service.qc.applicability import Applicability, patient_age_years
+from service.qc.applicability import (
+    Applicability,
+    Finding,
+    check_channel_image,
+    patient_age_years,
+)
 from service.qc.body import BodyAnalysis, analyse_body
 from service.qc.enum import QcPolicy
 from service.qc.report import SeriesQc, run_qc
@@ -65,7 +70,7 @@ class SegmentOptions:
     engine: Engine | None = None  # None: the settings' inference_engine (segment_study)
     precision: Precision | None = None  # None: the settings' inference_precision
     fast: bool = False  # less window overlap, for a quick look
-    mirror_tta: bool = False  # average over mirrored inputs (slower, smoother)
+    mirroring: Mirroring | None = None  # test-time mirroring; None: the settings' (model)
     batch_size: int = 2
     threads: int | None = None  # onnxruntime intra-op threads; 0: one per physical core;
     # None: the settings' inference_threads (segment_study fills it in)
@@ -84,6 +89,7 @@ class SeriesResult:
     model: str
     model_version: str
     provider: str = ""
+    mirroring: bool = False  # predictions averaged over mirrored inputs
     present: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -161,7 +167,12 @@ class StudySegmenter:
             precision=options.precision or Precision.F32,
         )
         self.segmenters = [
-            open_segmenter(b, session, batch_size=options.batch_size, mirror_tta=options.mirror_tta)
+            open_segmenter(
+                b,
+                session,
+                batch_size=options.batch_size,
+                mirroring=options.mirroring or Mirroring.MODEL,
+            )
             for b in bundles
         ]
         if options.fast:
@@ -269,6 +280,7 @@ class StudySegmenter:
     ) -> SeriesResult:
         result = _result(candidate.plan, candidate.bundle, candidate.applicability)
         result.provider = segmenter.provider
+        result.mirroring = segmenter.mirroring
         manifest = candidate.bundle.manifest
         try:
             start = time.perf_counter()
@@ -280,13 +292,18 @@ class StudySegmenter:
                 else None
             )
             verdict = confirm(candidate, volume, body)
+            secondary: list[np.ndarray] = []
+            if verdict.runs:
+                for index, plan in enumerate(candidate.secondary, start=1):
+                    channel = secondary_values(plan, index, volume, manifest)
+                    verdict = verdict.extended(channel.findings)
+                    secondary.append(channel.values)
             result.applicability = verdict.as_dict()
             if not verdict.runs:
                 timings["read"] += time.perf_counter() - start
                 result.skipped = True
                 result.warnings.extend(_skip_messages(verdict))
                 return result
-            secondary = [secondary_values(p, volume, manifest) for p in candidate.secondary]
             result.secondary_series = [p.stack.series_instance_uid for p in candidate.secondary]
             timings["read"] += time.perf_counter() - start
             segmentation = segmenter.segment(volume, progress, values, secondary)
@@ -313,19 +330,41 @@ class StudySegmenter:
         return result
 
 
-def secondary_values(plan: VolumePlan, primary: Volume, manifest: Manifest) -> np.ndarray:
-    """A further channel's model values, resampled (linear) onto the primary's grid.
+@dataclass(frozen=True)
+class ChannelValues:
+    """A further input channel, read: its values on the primary's grid and its image checks."""
+
+    values: np.ndarray
+    findings: tuple[Finding, ...]
+
+
+def secondary_values(
+    plan: VolumePlan, index: int, primary: Volume, manifest: Manifest
+) -> ChannelValues:
+    """Channel ``index``'s model values, resampled (linear) onto the primary's grid.
 
     The values follow :func:`model_values` with the bundle's normalisation, as channel 0's do:
     an nnU-Net bundle (no fedseg normalisation) sees every channel as read (HU, PET in its
-    stored unit). Outside the series' extent the channel takes its lowest value.
+    stored unit). Outside the series' extent the channel takes its lowest value. The series'
+    own image is checked against the channel's intended use (body present, regions seen), on
+    its own grid, before resampling, as channel 0's is.
     """
     volume = load_volume(plan)
     values = model_values(volume, manifest.normalisation)
+    body = (
+        analyse_body(values, volume.affine, volume.modality)
+        if _qc_values(manifest, volume)
+        else None
+    )
+    recipe = manifest.nnunet
+    name = recipe.channels[index].name if recipe is not None else str(index)
+    where = f"channel {index} ({name}) series {plan.stack.series_instance_uid}"
+    findings = check_channel_image(volume.header, body, manifest.channel_intended_use(index), where)
     source = Grid(shape=volume.array.shape, affine=volume.affine)
     target = Grid(shape=primary.array.shape, affine=primary.affine)
     fill = float(values.min()) if values.size else 0.0
-    return resample(np.asarray(values, dtype=np.float32), source, target, order=1, fill=fill)
+    resampled = resample(np.asarray(values, dtype=np.float32), source, target, order=1, fill=fill)
+    return ChannelValues(resampled, tuple(findings))
 
 
 def _qc_values(manifest: Manifest, volume: Volume) -> bool:
@@ -419,6 +458,8 @@ def segment_study(
         options = replace(options, engine=settings.inference_engine)
     if options.precision is None:
         options = replace(options, precision=settings.inference_precision)
+    if options.mirroring is None:
+        options = replace(options, mirroring=settings.inference_mirroring)
     start = time.perf_counter()
     found = discover(inputs, settings)
     names = options.models

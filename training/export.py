@@ -6,6 +6,7 @@ onnxruntime reproduces the torch logits (within 1e-4) before anything is written
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import io
 import logging
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 from service.errors import ModelBundleError
 from service.inference.bundle import ModelBundle, save_bundle
@@ -32,6 +34,7 @@ from service.labels.registry import get_table
 from service.qc.enum import BodyRegion
 from service.qc.intended_use import IntendedUse, TrainingData, TrainingDataKind
 from training.models import MultiTaskUNet
+from training.models.instance_norm import use_axis_wise_norms
 from training.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -117,8 +120,13 @@ def network_onnx_bytes(
     """Serialise a network of one image input to ONNX with a dynamic batch axis.
 
     fedseg's own networks also get dynamic spatial axes; nnU-Net bundles keep their fixed patch
-    (``dynamic_spatial=False``), which is what nnU-Net's sliding window feeds them.
+    (``dynamic_spatial=False``), which is what nnU-Net's sliding window feeds them. Instance
+    norms are exported axis-wise (:mod:`training.models.instance_norm`: the engines' own
+    single-reduction norm loses precision on large patches); ``network`` itself is unchanged.
     """
+    if any(isinstance(m, _InstanceNorm) and not m.track_running_stats for m in network.modules()):
+        network = copy.deepcopy(network)
+        use_axis_wise_norms(network)
     example = torch.zeros(1, in_channels, *patch_size)
     axes = {0: "batch", 2: "x", 3: "y", 4: "z"} if dynamic_spatial else {0: "batch"}
     buffer = io.BytesIO()

@@ -20,7 +20,7 @@ from service.inference.nnunet.segmenter import NnunetSegmenter
 from service.inference.postprocess import clean_labels, to_source_labels
 from service.inference.preprocess import prepare
 from service.inference.segmenter import ModelSegmenter, Segmentation, run_on_zero_patch
-from service.inference.session import SessionOptions, open_model
+from service.inference.session import Mirroring, SessionOptions, open_model
 from service.inference.sliding_window import (
     Progress,
     SlidingWindowConfig,
@@ -35,12 +35,19 @@ def open_segmenter(
     bundle: ModelBundle,
     options: SessionOptions | None = None,
     batch_size: int = 2,
-    mirror_tta: bool = False,
+    mirroring: Mirroring = Mirroring.MODEL,
 ) -> ModelSegmenter:
-    """The segmenter for ``bundle``'s runtime, its network(s) loaded in the chosen engine."""
+    """The segmenter for ``bundle``'s runtime, its network(s) loaded in the chosen engine.
+
+    ``mirroring`` is resolved here, per runtime (:class:`Mirroring`): an nnU-Net model mirrors
+    unless it is ``off``, fedseg's own U-Net only when it is ``on``.
+    """
+    mirroring = Mirroring(mirroring)
     if bundle.manifest.runtime is Runtime.NNUNET_V2:
-        return NnunetSegmenter(bundle, options, batch_size=batch_size, mirror_tta=mirror_tta)
-    return Segmenter(bundle, options, batch_size=batch_size, mirror_tta=mirror_tta)
+        return NnunetSegmenter(
+            bundle, options, batch_size=batch_size, mirror_tta=mirroring is not Mirroring.OFF
+        )
+    return Segmenter(bundle, options, batch_size=batch_size, mirror_tta=mirroring is Mirroring.ON)
 
 
 class Segmenter(ModelSegmenter):
@@ -75,6 +82,11 @@ class Segmenter(ModelSegmenter):
     def provider(self) -> str:
         """The execution provider the session actually runs on."""
         return self.model.provider
+
+    @property
+    def mirroring(self) -> bool:
+        """Whether predictions are averaged over mirrored inputs (all three axes)."""
+        return self.mirror_tta
 
     def use_fast_tiling(self) -> None:
         """Window overlap 0.25 instead of the manifest's, for a quick look."""

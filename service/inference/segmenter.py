@@ -47,6 +47,11 @@ class ModelSegmenter(ABC):
     def provider(self) -> str:
         """Where the network actually runs (execution provider or engine:device)."""
 
+    @property
+    @abstractmethod
+    def mirroring(self) -> bool:
+        """Whether predictions are averaged over mirrored inputs (test-time mirroring)."""
+
     @abstractmethod
     def segment(
         self,

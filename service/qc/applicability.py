@@ -203,6 +203,23 @@ def check_channel_header(
     return [replace(f, message=f"{channel}: {f.message}") for f in findings]
 
 
+def check_channel_image(
+    header: Dataset, body: BodyAnalysis | None, intended: IntendedUse, channel: str
+) -> list[Finding]:
+    """A further channel's image, once read: the image half of :func:`check_image`.
+
+    BodyPartExamined was judged from the header at selection (:func:`check_channel_header`);
+    here the image shows whether a body is there and which regions (a header the image
+    contradicts no longer overrules it). Every message starts with ``channel``.
+    """
+    findings = [
+        f
+        for f in check_image(header, body, intended)
+        if f.check is not ApplicabilityCheck.BODY_PART_HEADER
+    ]
+    return [replace(f, message=f"{channel}: {f.message}") for f in findings]
+
+
 def _age_finding(age: float | None, intended: IntendedUse) -> Finding:
     expected = intended.age_years.describe("y")
     if age is None:

@@ -115,6 +115,9 @@ CHANNEL_CHECKS = (
     ApplicabilityCheck.MODALITY,
     ApplicabilityCheck.SLICE_THICKNESS,
     ApplicabilityCheck.BODY_PART_HEADER,
+    # Judged on the channel's own image once it is read (service.segment.secondary_values).
+    ApplicabilityCheck.BODY_PRESENT,
+    ApplicabilityCheck.BODY_REGIONS_IMAGE,
 )
 
 
@@ -133,9 +136,9 @@ class ChannelUse(BaseModel):
         other = [c.value for c in self.checks if c not in CHANNEL_CHECKS]
         if other:
             raise ValueError(
-                f"checks {other} cannot run on a further channel's series: its header answers "
-                f"{', '.join(c.value for c in CHANNEL_CHECKS)} (the image and the patient's age "
-                "are judged on channel 0)"
+                f"checks {other} cannot run on a further channel's series, which answers "
+                f"{', '.join(c.value for c in CHANNEL_CHECKS)} (the patient's age is judged on "
+                "channel 0)"
             )
         return self
 

@@ -12,46 +12,9 @@ import torch
 from monai.networks.blocks.dynunet_block import UnetBasicBlock, UnetOutBlock, UnetUpBlock
 from torch import nn
 
+from training.models.instance_norm import use_axis_wise_norms
+
 _NORM = "instance"
-
-
-class InstanceNorm(nn.Module):
-    """Instance normalisation without affine or running statistics, one spatial axis at a time.
-
-    The same function as ``nn.InstanceNorm3d(affine=False)`` (which holds no parameters, so
-    checkpoints are unchanged), but the means are taken over one axis after the other. A mean
-    over a whole 48³ patch in one float32 reduction differs between torch and onnxruntime by
-    ~1e-5, which a trained decoder amplified past the 1e-4 logit parity of exported bundles;
-    48-element reductions are exact to ~1e-7 in both.
-    """
-
-    def __init__(self, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-
-    @staticmethod
-    def _mean(x: torch.Tensor) -> torch.Tensor:
-        for dim in range(2, x.ndim):
-            x = x.mean(dim=dim, keepdim=True)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Zero mean and unit variance per sample and channel over the spatial axes."""
-        centred = x - self._mean(x)
-        return centred / torch.sqrt(self._mean(centred * centred) + self.eps)
-
-
-def _use_axis_wise_norms(module: nn.Module) -> None:
-    """Replace each parameter-free ``nn.InstanceNorm3d`` in ``module`` by :class:`InstanceNorm`."""
-    for name, child in module.named_children():
-        if (
-            isinstance(child, nn.InstanceNorm3d)
-            and not child.affine
-            and not child.track_running_stats
-        ):
-            setattr(module, name, InstanceNorm(child.eps))
-        else:
-            _use_axis_wise_norms(child)
 
 
 class SharedEncoder(nn.Module):
@@ -69,7 +32,7 @@ class SharedEncoder(nn.Module):
             previous = width
         self.levels = nn.ModuleList(levels)
         self.filters = tuple(filters)
-        _use_axis_wise_norms(self)
+        use_axis_wise_norms(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Features of every level, finest first; the last one is the bottleneck."""
@@ -99,7 +62,7 @@ class SegmentationHead(nn.Module):
             if deep_supervision
             else nn.ModuleList()
         )
-        _use_axis_wise_norms(self)
+        use_axis_wise_norms(self)
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """Logits at full size first, then coarser auxiliary outputs when deep-supervised."""

@@ -173,6 +173,11 @@ class NnunetSegmenter(ModelSegmenter):
         """Where the first fold's network runs (all folds share the options)."""
         return self.runners[0].folds[0].provider
 
+    @property
+    def mirroring(self) -> bool:
+        """Whether any model mirrors (a ``NoMirroring`` trainer's model never does)."""
+        return any(runner.settings.mirror_axes for runner in self.runners)
+
     def use_fast_tiling(self) -> None:
         """Tiles overlapping by a quarter instead of the model's step (a quick look)."""
         for runner in self.runners:

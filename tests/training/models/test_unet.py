@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from training.models import ModelConfig, MultiTaskUNet
-from training.models.blocks import InstanceNorm
+from training.models.instance_norm import AxisWiseInstanceNorm
 
 
 def _model(**kwargs: object) -> MultiTaskUNet:
@@ -51,12 +51,12 @@ def test_config_round_trip_and_validation() -> None:
 def test_axis_wise_instance_norm_equals_torch_instance_norm() -> None:
     x = 50.0 + 10.0 * torch.randn(2, 3, 12, 10, 8, generator=torch.Generator().manual_seed(0))
     expected = torch.nn.InstanceNorm3d(3)(x)
-    assert torch.allclose(InstanceNorm()(x), expected, atol=1e-4)
+    assert torch.allclose(AxisWiseInstanceNorm()(x), expected, atol=1e-4)
 
 
 def test_network_uses_only_axis_wise_norms_and_keeps_its_state_dict_keys() -> None:
     model = _model(deep_supervision=True)
     assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in model.modules())
-    assert any(isinstance(m, InstanceNorm) for m in model.modules())
+    assert any(isinstance(m, AxisWiseInstanceNorm) for m in model.modules())
     # Parameter-free norms: checkpoints written before the swap load unchanged.
     assert not any("norm" in key for key in model.state_dict())

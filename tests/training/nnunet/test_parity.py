@@ -22,7 +22,7 @@ from service.config import get_settings
 from service.dicom.volume import Volume
 from service.inference.bundle import ModelBundle
 from service.inference.pipeline import open_segmenter
-from service.inference.session import Device, SessionOptions
+from service.inference.session import Device, Mirroring, SessionOptions
 from service.nifti import read_nifti
 from service.segment import SegmentOptions, segment_study
 from tests.dciodvfy import assert_valid
@@ -124,7 +124,11 @@ def test_labels_match_nnunet_predictor(
     bundle = ModelBundle.load(import_model([source], tmp_path / "bundle", ImportOptions()))
     trained = source if (source / "plans.json").is_file() else next(source.iterdir())
     predictor = _predictor(trained, mirror)
-    segmenter = open_segmenter(bundle, SessionOptions(device=Device.CPU), mirror_tta=mirror)
+    segmenter = open_segmenter(
+        bundle,
+        SessionOptions(device=Device.CPU),
+        mirroring=Mirroring.ON if mirror else Mirroring.OFF,
+    )
     assert bundle.manifest.nnunet is not None
     label_map = dict(bundle.manifest.nnunet.models[0].label_map)
     images = sorted((nnunet_models.raw(key) / "imagesTs").glob("*_0000.nii.gz"))

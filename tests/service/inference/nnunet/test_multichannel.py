@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from service.errors import ModelBundleError
 from service.imaging.resample import Grid, resample
 from service.inference.bundle import ModelBundle, write_checksums
 from service.inference.pipeline import open_segmenter
-from service.inference.session import Device, SessionOptions
+from service.inference.session import Device, Mirroring, SessionOptions
 from service.nifti import write_nifti
 from service.qc.enum import QcPolicy
 from service.qc.intended_use import ChannelUse, Range
@@ -218,9 +219,14 @@ def test_pet_ct_labels_equal_nnunet_predictor(
     assert candidate.plan.modality == "CT"
     assert [p.modality for p in candidate.secondary] == ["PT"]
     ct = load_volume(candidate.plan)
-    pet = secondary_values(candidate.secondary[0], ct, bundle.manifest)
+    channel = secondary_values(candidate.secondary[0], 1, ct, bundle.manifest)
+    pet = channel.values
     assert pet.shape == ct.array.shape
-    segmenter = open_segmenter(bundle, SessionOptions(device=Device.CPU), mirror_tta=mirroring)
+    segmenter = open_segmenter(
+        bundle,
+        SessionOptions(device=Device.CPU),
+        mirroring=Mirroring.ON if mirroring else Mirroring.OFF,
+    )
     labels = segmenter.segment(ct, None, ct.array, [pet]).labels
 
     paths = [
@@ -469,3 +475,66 @@ def test_import_takes_a_channels_modality_from_the_intended_use(
     plain = import_model([folder], tmp_path / "plain", ImportOptions(name="tiny-nnunet"))
     recipe = ModelBundle.load(plain).manifest.nnunet
     assert recipe is not None and [c.modality for c in recipe.channels] == ["CT", "CT"]
+
+
+def _pet_primary_bundle(pet_ct_model: TinyModel, folder: Path) -> ModelBundle:
+    """The PET/CT model with PET as channel 0 and CT as channel 1 (image checks by default)."""
+    shutil.copytree(pet_ct_model.bundle, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["nnunet"]["channels"] = manifest["nnunet"]["channels"][::-1]
+    manifest["modality"] = "PT"
+    manifest["series"] = [{"modality": "PT"}]
+    # The test series say BodyPartExamined CHEST: these regions let their headers pass.
+    manifest["intended_use"] = {
+        **manifest["intended_use"],
+        "modality": "PT",
+        "body_regions": ["thorax", "abdomen"],
+        "channels": {"1": {}},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    write_checksums(folder)
+    return ModelBundle.load(folder)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_ct_channel_whose_image_shows_no_body_is_skipped_unless_forced(
+    pet_ct_model: TinyModel, tmp_path: Path, force: bool
+) -> None:
+    """The channel's own image is judged as channel 0's is: an empty CT is no patient."""
+    bundle = _pet_primary_bundle(pet_ct_model, tmp_path / "bundle")
+    study = write_study(tmp_path / "study", [(FRAME, pet_affine())], with_ct=False)
+    air = ct_volume()
+    spec = SeriesSpec(
+        modality="CT",
+        study_instance_uid=STUDY,
+        frame_of_reference_uid=FRAME,
+        series_number=9,
+        series_instance_uid=f"{STUDY}.9",
+    )
+    write_series(study.folder / "air", np.full_like(air.array, -1000.0), air.affine, spec)
+    found = discover([study.folder], Settings())
+    options = SegmentOptions(device=Device.CPU, force=force, qc_policy=QcPolicy.OFF)
+    result = StudySegmenter([bundle], options).run_found(found, tmp_path / "out", Settings())
+    (series,) = result.series
+    assert series.modality == "PT"
+    reason = f"channel 1 (CT) series {STUDY}.9: the image shows no body"
+    assert reason in series.applicability["reasons"]
+    assert series.skipped is not force
+    assert series.error is None
+    assert bool(series.present) is force
+
+
+def test_a_ct_channel_showing_a_body_passes_the_image_checks(
+    pet_ct_model: TinyModel, tmp_path: Path
+) -> None:
+    bundle = _pet_primary_bundle(pet_ct_model, tmp_path / "bundle")
+    study = write_study(tmp_path / "study", [(FRAME, pet_affine())])
+    options = SegmentOptions(device=Device.CPU, qc_policy=QcPolicy.OFF)
+    result = StudySegmenter([bundle], options).run_found(study.found, tmp_path / "out", Settings())
+    (series,) = result.series
+    findings = {
+        f["check"]: f["status"]
+        for f in series.applicability["findings"]
+        if f["message"].startswith("channel 1 (CT)")
+    }
+    assert findings["body_present"] == "pass", series.applicability

@@ -171,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     print(f"label voxel counts: {out['label_counts']}")
     if args.write:
-        replace_section(args.write, "nnunet-memory", "nnU-Net serving: memory on a large CT", body)
+        # The default's table and the many-class one are separate sections, each with its rows.
+        key, title = "nnunet-memory", "nnU-Net serving: memory on a large CT"
+        if args.classes != 5:
+            key, title = f"{key}-classes", f"{title}, many classes"
+        replace_section(args.write, key, title, body)
     return 0
 
 

@@ -12,6 +12,7 @@ from federation.errors import FederationError, validation_message
 from federation.privacy import PrivacySettings
 from federation.round_step import RoundRules
 from federation.strategies import Aggregator, UpdateCheck
+from training.nnunet import trainer_defaults
 
 
 class ModelKind(StrEnum):
@@ -35,6 +36,15 @@ def _kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
+#: ``local-steps`` and ``learning-rate`` of each model when the run config leaves them out or
+#: empty (the app's pyproject does): the U-Net's Adam steps, and nnU-Net's trainer's epoch
+#: (iterations per round) and initial learning rate.
+MODEL_DEFAULTS: dict[ModelKind, tuple[int, float]] = {
+    ModelKind.UNET: (4, 3e-3),
+    ModelKind.NNUNET: (trainer_defaults.ITERATIONS_PER_EPOCH, trainer_defaults.INITIAL_LR),
+}
+
+
 class RunSettings(BaseModel):
     """Everything the ServerApp reads from ``[tool.flwr.app.config]`` (or ``--run-config``).
 
@@ -53,8 +63,9 @@ class RunSettings(BaseModel):
     min_sites: int = 2
     round_timeout_s: float = Field(300.0, alias="round-timeout")
     connect_timeout_s: float = Field(120.0, alias="connect-timeout")
-    local_steps: int = 4
-    learning_rate: float = 3e-3
+    #: Local training per round; left out or "": the model's default (:data:`MODEL_DEFAULTS`).
+    local_steps: int = MODEL_DEFAULTS[ModelKind.UNET][0]
+    learning_rate: float = MODEL_DEFAULTS[ModelKind.UNET][1]
     proximal_mu: float = 0.0
     aggregator: Aggregator = Aggregator.MEAN
     selective: bool = True
@@ -102,6 +113,26 @@ class RunSettings(BaseModel):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _model_defaults(cls, data: object) -> object:
+        """Fill ``local-steps`` and ``learning-rate`` left out or empty with the model's."""
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        try:
+            kind = ModelKind(out.get("model", ModelKind.UNET))
+        except ValueError:
+            kind = ModelKind.UNET  # the field's own validation names the unknown model
+        for key, default in zip(
+            ("local-steps", "learning-rate"), MODEL_DEFAULTS[kind], strict=True
+        ):
+            name = key.replace("-", "_")
+            if out.get(key, out.get(name, "")) == "":
+                out.pop(name, None)
+                out[key] = default
+        return out
+
     @model_validator(mode="after")
     def _check(self) -> RunSettings:
         if not self.state_dir.is_absolute():
@@ -113,6 +144,12 @@ class RunSettings(BaseModel):
             raise ValueError("num-rounds and min-sites must be at least 1")
         if self.round_timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
+        if self.local_steps < 1 or self.learning_rate <= 0:
+            raise ValueError(
+                f"local-steps must be at least 1 and learning-rate positive (got "
+                f"{self.local_steps} and {self.learning_rate}); leave them empty for the "
+                f"{self.model} defaults"
+            )
         folders = {"promote-to": self.promote_to, "shipped-models": self.shipped_models}
         for key, value in folders.items():
             if value and not Path(value).is_absolute():

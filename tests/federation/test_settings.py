@@ -45,6 +45,8 @@ def test_run_config_is_parsed_once_into_settings() -> None:
         ({"state-dir": "/x", "nnunet-features": "4,8,8", "nnunet-patch": "8,16,18"}, "by 4"),
         ({"state-dir": "/x", "model": "nnunet", "proximal-mu": 0.1}, "FedProx"),
         ({"state-dir": "/x", "nnunet-dataset-id": 1000}, "1..999"),
+        ({"state-dir": "/x", "model": "nnunet", "local-steps": 0}, "local-steps must be at least"),
+        ({"state-dir": "/x", "learning-rate": -0.1}, "learning-rate positive"),
     ],
 )
 def test_bad_run_config(config: dict[str, object], message: str) -> None:
@@ -68,6 +70,39 @@ def test_every_key_of_the_app_defaults_is_a_setting() -> None:
     settings = RunSettings.from_run_config(defaults)
     assert settings.round_timeout_s == defaults["round-timeout"]
     assert settings.selective is defaults["selective"]
+    # the app leaves local training to the model: Flower passes every key, so a value there
+    # would look given and nnU-Net runs would train the U-Net's 4 steps
+    assert (settings.local_steps, settings.learning_rate) == (4, 3e-3)
+    nnunet = RunSettings.from_run_config({**defaults, "model": "nnunet"})
+    assert (nnunet.local_steps, nnunet.learning_rate) == (250, 1e-2)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, (4, 3e-3)),
+        ({"model": "nnunet"}, (250, 1e-2)),  # nnUNetTrainer's epoch and initial learning rate
+        ({"model": "nnunet", "local-steps": "", "learning-rate": ""}, (250, 1e-2)),
+        ({"model": "nnunet", "local-steps": 4, "learning-rate": 0.1}, (4, 0.1)),
+        ({"model": "nnunet", "learning-rate": 3e-3}, (250, 3e-3)),
+        ({"model": "unet", "local-steps": 250}, (250, 3e-3)),
+        ({"model": "unet", "local_steps": 2, "learning_rate": 0.5}, (2, 0.5)),  # field names
+    ],
+)
+def test_local_training_defaults_follow_the_model_and_given_values_win(
+    config: dict[str, object], expected: tuple[int, float]
+) -> None:
+    settings = RunSettings.from_run_config({"state-dir": "/x", **config})
+    assert (settings.local_steps, settings.learning_rate) == expected
+    assert settings == RunSettings.model_validate({"state-dir": "/x", **config})
+
+
+def test_nnunet_defaults_are_the_trainer_defaults_module() -> None:
+    # tests/federation/nnunet/test_local_round.py checks the module against nnU-Net's trainer
+    from training.nnunet.trainer_defaults import INITIAL_LR, ITERATIONS_PER_EPOCH
+
+    settings = RunSettings(state_dir=Path("/x"), model=ModelKind.NNUNET)
+    assert (settings.local_steps, settings.learning_rate) == (ITERATIONS_PER_EPOCH, INITIAL_LR)
 
 
 def test_text_booleans_and_numbers_are_typed_not_truthy() -> None:

@@ -160,8 +160,8 @@ def _export_folds(
         )
         channels = len(_channels(folder))
         data = export_onnx(network, channels, recipe_patch)
-        difference = check_parity(network, data, channels, recipe_patch, path)
-        logger.info("%s: ONNX export within %.1e of torch", path, difference)
+        report = check_parity(network, data, channels, recipe_patch, path)
+        logger.info("%s: ONNX export matches torch (%s)", path, report.summary())
         target = staging / subfolder / f"fold_{fold}.onnx"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)

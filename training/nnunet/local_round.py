@@ -41,6 +41,7 @@ import numpy as np
 from service.nifti import read_nifti, write_nifti
 from training.nnunet.environment import N_PROC_DA, nnunet_folders
 from training.nnunet.federated_plans import CONFIGURATION, IGNORE, SharedPlans
+from training.nnunet.trainer_defaults import INITIAL_LR, ITERATIONS_PER_EPOCH
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +56,15 @@ PartialLabels = Literal["marginal", "ignore"]
 
 @dataclass(frozen=True)
 class RoundSettings:
-    """How long a site trains per round, and where in the federation's schedule it is."""
+    """How long a site trains per round, and where in the federation's schedule it is.
+
+    The defaults are nnU-Net's trainer's: one epoch of 250 iterations from learning rate 0.01.
+    """
 
     epochs: int = 1
-    iterations_per_epoch: int = 250
+    iterations_per_epoch: int = ITERATIONS_PER_EPOCH
     rounds: int = 1
-    initial_lr: float = 1e-2
+    initial_lr: float = INITIAL_LR
     seed: int = 0
     #: nnU-Net trainer class; empty: nnUNetTrainerMarginal for "marginal", else nnUNetTrainer.
     trainer: str = ""

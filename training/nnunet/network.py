@@ -3,7 +3,7 @@
 The network is built as ``nnUNetPredictor`` builds it: the checkpoint's trainer class builds the
 architecture the plans describe, without deep supervision (only the full-resolution output).
 Export writes one ONNX graph per fold with the plans' patch size fixed and the batch dynamic,
-and refuses a graph whose outputs differ from torch's (:data:`PARITY_ATOL`, :data:`PARITY_RTOL`).
+and refuses a graph whose outputs differ from torch's (the rule of :mod:`training.nnunet.parity`).
 """
 
 from __future__ import annotations
@@ -18,20 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from service.errors import ModelBundleError
 from training.export import network_onnx_bytes, torch_and_onnx_outputs
+from training.nnunet.parity import ParityReport, compare_logits
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-#: ONNX and torch logits must agree within ``atol + rtol * |torch|`` on random input; float32
-#: reordering in convolution and instance norm gives about 1e-6 on nnU-Net's networks.
-PARITY_ATOL = 1e-4
-PARITY_RTOL = 1e-4
 #: Network classes of the old plans format (nnU-Net < 2.4, TotalSegmentator) nnU-Net converts.
 OLD_FORMAT_CLASSES = ("PlainConvUNet", "ResidualEncoderUNet")
 #: fedseg's own nnU-Net trainers (:class:`training.nnunet.trainers.nnUNetTrainerMarginal`).
@@ -215,26 +211,22 @@ def check_parity(
     patch_size: tuple[int, ...],
     source: Path,
     seed: int = 0,
-) -> float:
-    """Largest |onnxruntime − torch| logit on a random batch of two; refuses beyond tolerance.
+) -> ParityReport:
+    """Compare onnxruntime with torch on a random batch of two; refuse what the rule refuses.
+
+    The rule (:func:`training.nnunet.parity.compare_logits`): finite outputs, each channel
+    within ``PARITY_ATOL + PARITY_RTOL * (its largest |logit|)``, and the same labels wherever
+    torch's top-two margin exceeds the bound.
 
     Raises
     ------
     ModelBundleError
-        If any logit differs by more than ``PARITY_ATOL + PARITY_RTOL * |torch|``.
+        Naming ``source`` (the fold's checkpoint), the measured error and the bound.
     """
     expected, got = torch_and_onnx_outputs(
         network, data, channels, patch_size, input_name=INPUT_NAME, seed=seed
     )
-    if got.shape != expected.shape:
-        raise ModelBundleError(
-            f"{source}: ONNX output shape {got.shape} differs from torch's {expected.shape}"
-        )
-    difference = np.abs(got - expected)
-    excess = difference - (PARITY_ATOL + PARITY_RTOL * np.abs(expected))
-    if float(np.max(excess)) > 0:
-        raise ModelBundleError(
-            f"{source}: the ONNX export differs from torch by up to {float(difference.max()):.2e} "
-            f"(tolerance {PARITY_ATOL} + {PARITY_RTOL} x |logit|); nothing was written"
-        )
-    return float(difference.max())
+    report = compare_logits(expected, got)
+    if report.problem is not None:
+        raise ModelBundleError(f"{source}: {report.problem}; nothing was written")
+    return report

@@ -10,6 +10,7 @@ import pytest
 
 from training.nnunet.federated_plans import SharedPlans
 from training.nnunet.local_round import PreparedSite, RoundSettings, local_round, prepare_site
+from training.nnunet.trainer_defaults import INITIAL_LR, ITERATIONS_PER_EPOCH
 
 SETTINGS = RoundSettings(epochs=1, iterations_per_epoch=2, rounds=2, initial_lr=0.01, seed=3)
 
@@ -80,6 +81,36 @@ def test_a_site_lacking_a_label_lists_it_for_the_marginal_loss(
         local_round(prepared, None, RoundSettings(trainer="nnUNetTrainer"), server_round=1)
     with pytest.raises(ValueError, match="choose one of marginal, ignore"):
         RoundSettings(partial_labels="drop")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("trainer", ["nnUNetTrainer", "nnUNetTrainerMarginal"])
+def test_round_defaults_are_the_installed_nnunet_trainers(
+    tiny_plans: SharedPlans, tmp_path: Path, trainer: str
+) -> None:
+    """RoundSettings and nnU-Net run settings default to what nnU-Net's trainer sets itself."""
+    import torch
+
+    from training.nnunet.environment import nnunet_folders
+    from training.nnunet.federated_plans import CONFIGURATION
+    from training.nnunet.network import find_trainer_class
+
+    with nnunet_folders(tmp_path):
+        built = find_trainer_class(trainer)(
+            {**json.loads(json.dumps(tiny_plans.plans)), "continue_training": False},
+            CONFIGURATION,
+            "all",
+            tiny_plans.dataset,
+            torch.device("cpu"),
+        )
+    assert (built.num_iterations_per_epoch, built.initial_lr) == (
+        ITERATIONS_PER_EPOCH,
+        INITIAL_LR,
+    )
+    defaults = RoundSettings()
+    assert (defaults.iterations_per_epoch, defaults.initial_lr) == (
+        built.num_iterations_per_epoch,
+        built.initial_lr,
+    )
 
 
 def _label_values(prepared: PreparedSite) -> list[int]:

@@ -113,19 +113,26 @@ def _plans() -> dict[str, Any]:
     }
 
 
-def write_model_folder(root: Path, ct: np.ndarray, plans: dict[str, Any] | None = None) -> Path:
+def write_model_folder(
+    root: Path,
+    ct: np.ndarray,
+    plans: dict[str, Any] | None = None,
+    labels: dict[str, int] | None = None,
+) -> Path:
     """An nnU-Net trained-model folder with seeded random weights (default: the default network).
 
-    ``ct`` (HU, nnU-Net's array order) balances the output classes on its central patch.
+    ``ct`` (HU, nnU-Net's array order) balances the output classes on its central patch;
+    ``labels`` is dataset.json's (default :data:`LABELS`).
     """
     import torch
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     plans = plans or _plans()
+    labels = labels or LABELS
     patch_size = plans["configurations"]["3d_fullres"]["patch_size"]
     dataset = {
         "channel_names": {"0": "CT"},
-        "labels": LABELS,
+        "labels": labels,
         "numTraining": 0,
         "file_ending": ".nii.gz",
     }
@@ -136,7 +143,7 @@ def write_model_folder(root: Path, ct: np.ndarray, plans: dict[str, Any] | None 
         arch["arch_kwargs"],
         arch["_kw_requires_import"],
         1,
-        len(LABELS),
+        len(labels),
         allow_init=True,
         deep_supervision=False,
     ).eval()

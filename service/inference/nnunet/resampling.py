@@ -23,6 +23,10 @@ channel at a time. Every chunk equals the same rows of nnU-Net's full result: bi
 a slab spans the whole axis (2D planes, small volumes) or needs no prefilter (orders 0 and 1 on
 float32), else to float64 rounding (≈ 1e-14 of the input's magnitude).
 
+A caller that receives the input a few rows at a time (the logits, as the sliding window
+finishes them) holds a :class:`RowWindow`; :class:`RowResampling` names the rows each chunk
+reads and computes the chunk from a window of them, the same slab and so the same numbers.
+
 scipy's ``zoom`` kernel is called directly (``scipy.ndimage._nd_image.zoom_shift``, what the
 public ``zoom`` and ``affine_transform`` call) because the public functions take either a zoom
 on grid coordinates or a shift, not both; scipy is pinned in ``constraints.txt`` and
@@ -32,6 +36,8 @@ on grid coordinates or a shift, not both; scipy is pinned in ``constraints.txt``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -44,6 +50,52 @@ Spacing3 = tuple[float, float, float]
 Transform = Callable[[np.ndarray], np.ndarray]
 
 _NEAREST: int = _ni_support._extend_mode_to_code("nearest")
+
+
+@dataclass(frozen=True)
+class RowWindow:
+    """Rows ``start`` to ``stop`` (axis 0) of a volume of ``shape``, the only ones in memory.
+
+    What a caller streaming a volume along its first axis holds of it. Reading rows outside the
+    window is an error rather than an edge: values computed without rows they need would be
+    silently wrong.
+    """
+
+    values: np.ndarray
+    start: int
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if tuple(self.values.shape[1:]) != tuple(self.shape[1:]) or not (
+            0 <= self.start <= self.stop <= self.shape[0]
+        ):
+            raise ValueError(
+                f"rows {self.start}…{self.stop} of shape {self.values.shape} are not a window of "
+                f"a volume of shape {self.shape}"
+            )
+
+    @classmethod
+    def whole(cls, array: np.ndarray) -> RowWindow:
+        """The window of all of ``array``'s rows."""
+        return cls(array, 0, tuple(array.shape))
+
+    @property
+    def stop(self) -> int:
+        """One past the last row held."""
+        return self.start + int(self.values.shape[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The values' dtype."""
+        return self.values.dtype
+
+    def rows(self, low: int, high: int) -> np.ndarray:
+        """Rows ``low`` to ``high`` of the volume (a view)."""
+        if low < self.start or high > self.stop:
+            raise ValueError(
+                f"rows {low}…{high} are needed, the window holds {self.start}…{self.stop}"
+            )
+        return self.values[low - self.start : high - self.start]
 
 
 def compute_new_shape(
@@ -130,7 +182,7 @@ def _edge_pad_into(target: np.ndarray, pads: Sequence[tuple[int, int]]) -> None:
 
 
 def _coefficients(
-    image: np.ndarray, rows: tuple[int, int], pad: int, order: int, transform: Transform | None
+    image: RowWindow, rows: tuple[int, int], pad: int, order: int, transform: Transform | None
 ) -> np.ndarray:
     """Rows ``rows`` of ``image`` as scipy's zoom prepares the whole image, in float64.
 
@@ -139,10 +191,10 @@ def _coefficients(
     place.
     """
     low, high = rows
-    size = image.shape[0]
-    pads = [(pad if low == 0 else 0, pad if high == size else 0)]
-    pads += [(pad, pad)] * (image.ndim - 1)
-    slab = image[low:high]
+    ndim = len(image.shape)
+    pads = [(pad if low == 0 else 0, pad if high == image.shape[0] else 0)]
+    pads += [(pad, pad)] * (ndim - 1)
+    slab = image.rows(low, high)
     inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, slab.shape, strict=True))
     coefficients = np.empty(
         [n + lo + hi for (lo, hi), n in zip(pads, slab.shape, strict=True)], dtype=np.float64
@@ -152,13 +204,36 @@ def _coefficients(
         at = (slice(pads[0][0] + first, pads[0][0] + first + block.shape[0]), *inner[1:])
         coefficients[at] = block if transform is None else transform(block)
     _edge_pad_into(coefficients, pads)
-    for axis in range(image.ndim if order > 1 else 0):
+    for axis in range(ndim if order > 1 else 0):
         ndimage.spline_filter1d(coefficients, order, axis, output=coefficients, mode="nearest")
     return coefficients
 
 
+def _reads_slab(dtype: np.dtype, order: int, transform: Transform | None) -> bool:
+    """Whether :func:`zoom_rows` copies a slab (float64) instead of reading the input in place."""
+    return order > 1 or transform is not None or dtype not in (np.float32, np.float64)
+
+
+def slab_rows(
+    size: int, new_size: int, order: int, rows: tuple[int, int], halo: int | None = None
+) -> tuple[int, int]:
+    """Input rows (axis 0) the slab of :func:`zoom_rows` for output ``rows`` holds.
+
+    The interpolation's support (``order`` rows each side of the coordinates, one more after)
+    and ``halo`` rows (default :func:`spline_halo`), within the input's ``size`` rows.
+    """
+    halo = spline_halo(order) if halo is None else halo
+    ratio = np.divide(size, new_size)  # scipy's zoom: input / output size
+    start, stop = rows
+    first = (start + 0.5) * ratio - 0.5
+    last = (stop - 1 + 0.5) * ratio - 0.5
+    low = max(int(np.floor(first)) - order - halo, 0)
+    high = min(int(np.floor(last)) + order + 2 + halo, size)
+    return low, high
+
+
 def zoom_rows(
-    image: np.ndarray,
+    image: np.ndarray | RowWindow,
     shape: Sequence[int],
     order: int,
     rows: tuple[int, int],
@@ -170,33 +245,33 @@ def zoom_rows(
     The zoom is ``scipy.ndimage.zoom(image, order=order, mode="nearest", grid_mode=True)``
     in float64, of ``transform(image)`` where a transform is given (applied slab by slab).
 
-    Orders 0 and 1 interpolate float32/float64 input where it lies. Higher orders take scipy's
-    steps on a slab: edge padding by 12 where the slab reaches a true edge of ``image`` (every
-    edge of the other axes), ``halo`` real rows (default :func:`spline_halo`) at its inner
-    borders, the B-spline prefilter in float64, the interpolation at output row ``o``'s
-    coordinate ``(o + 0.5) · in/out − 0.5``. The result is scipy's, bit for bit, when the slab
-    is the whole image (small images, 2D planes) or no prefilter is needed, else to float64
-    rounding; memory is one float64 slab.
+    Orders 0 and 1 interpolate float32/float64 input where it lies (all of it: a
+    :class:`RowWindow` must then hold every row). Other input (float16 logits) and higher orders
+    take scipy's steps on a slab (:func:`slab_rows`, which is all a window needs to hold): edge
+    padding by 12 where the slab reaches a true edge of ``image`` (every edge of the other
+    axes), ``halo`` real rows (default :func:`spline_halo`) at its inner borders, the B-spline
+    prefilter in float64, the interpolation at output row ``o``'s coordinate
+    ``(o + 0.5) · in/out − 0.5``. The result is scipy's, bit for bit, when the slab is the whole
+    image (small images, 2D planes) or no prefilter is needed, else to float64 rounding; memory
+    is one float64 slab. A window gives the same numbers as the whole array: the same slab.
     """
+    window = image if isinstance(image, RowWindow) else RowWindow.whole(image)
     start, stop = rows
-    if tuple(image.shape) == tuple(int(s) for s in shape):
-        rows_in = image[start:stop] if transform is None else transform(image[start:stop])
+    if tuple(window.shape) == tuple(int(s) for s in shape):
+        rows_in = window.rows(start, stop)
+        rows_in = rows_in if transform is None else transform(rows_in)
         return np.array(rows_in, dtype=np.float64)  # scipy's zoom returns the input
-    ratios = np.divide(image.shape, shape)  # scipy's zoom: input / output size per axis
+    ratios = np.divide(window.shape, shape)  # scipy's zoom: input / output size per axis
     pad = 12 if order > 1 else 0  # scipy pads by 12 before prefiltering (mode "nearest")
     skip = 0  # padded rows of scipy's whole array before the slab's first row
-    if order > 1 or transform is not None or image.dtype not in (np.float32, np.float64):
-        halo = spline_halo(order) if halo is None else halo
-        first = (start + 0.5) * ratios[0] - 0.5
-        last = (stop - 1 + 0.5) * ratios[0] - 0.5
-        low = max(int(np.floor(first)) - order - halo, 0)
-        high = min(int(np.floor(last)) + order + 2 + halo, image.shape[0])
-        coefficients = _coefficients(image, (low, high), pad, order, transform)
+    if _reads_slab(window.dtype, order, transform):
+        low, high = slab_rows(window.shape[0], int(shape[0]), order, rows, halo)
+        coefficients = _coefficients(window, (low, high), pad, order, transform)
         skip = low + pad if low > 0 else 0
     else:
-        coefficients = image  # orders 0 and 1 read the values themselves
+        coefficients = window.rows(0, window.shape[0])  # orders 0 and 1 read the values
     out = np.empty((stop - start, *(int(s) for s in shape[1:])), dtype=np.float64)
-    shifts = np.zeros(image.ndim)
+    shifts = np.zeros(len(window.shape))
     # scipy.ndimage.zoom's own kernel (the public zoom takes no shift): output row o of the
     # slab sits at ((o + shift) + 0.5) · ratio − 0.5 + pad in its padded array. A slab from the
     # true first row has shift = start, scipy's coordinates bit for bit; a later one starts
@@ -312,6 +387,103 @@ def resample_channel_chunks(
                 last = (int(k), finish(resize(values, plane, order)))
             planes.append(last[1])
         yield index(start, stop), np.stack(planes, axis=axis)
+
+
+def row_streaming_obstacle(
+    shape: Sequence[int], new_shape: Sequence[int], axis: int | None, order: int
+) -> str | None:
+    """Why a resampling cannot run on input streamed along axis 0 (None: it can).
+
+    A separate axis other than 0 resizes planes that span all of axis 0; a 3D resize of order
+    above 1 is clipped to the whole channel's range, known only at the end.
+    """
+    if tuple(shape) == tuple(new_shape):
+        return None
+    if axis not in (None, 0):
+        return f"the separate axis is {axis}: its planes span all of axis 0"
+    if axis is None and order > 1:
+        return f"a 3D resize of order {order} is clipped to the whole channel's range"
+    return None
+
+
+@dataclass(frozen=True)
+class RowResampling:
+    """A float16 channel resampled chunk by chunk along axis 0 from input that arrives by rows.
+
+    The chunks and the numbers of :func:`resample_channel_chunks` (``dtype=np.float16``, as
+    nnU-Net's logits are resampled) for a caller that never holds the whole input: each chunk
+    names the input rows it reads (:meth:`chunks`) and :meth:`values` computes it from a
+    :class:`RowWindow` holding them, which is what makes it bit for bit the same (the same
+    slab, the same coordinates). Where :func:`row_streaming_obstacle` objects, it is refused.
+
+    One step is left out: the 3D resize's clip to the channel's range (scikit-image's
+    ``clip=True``), which needs the whole channel. At orders 0 and 1 it cannot change a float16
+    result: an interpolated value is a convex combination of its neighbours up to float64
+    rounding (below 1e-9 for float16 inputs, whose magnitude is at most 65504), and float16
+    rounding maps a value that close to a bound onto the bound (its smallest half step is 3e-8).
+    """
+
+    shape: Shape3
+    new_shape: Shape3
+    axis: int | None
+    order: int
+    order_z: int = 0
+    chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        obstacle = row_streaming_obstacle(self.shape, self.new_shape, self.axis, self.order)
+        if obstacle is not None:
+            raise ValueError(f"cannot resample {self.shape} → {self.new_shape} by rows: {obstacle}")
+        if self.axis == 0 and self.order_z != 0 and self.shape[0] != self.new_shape[0]:
+            raise ValueError(f"order_z {self.order_z} is not supported (nnU-Net's default is 0)")
+        if self.chunk is not None and self.chunk < 1:
+            raise ValueError(f"chunk must be at least 1 row, got {self.chunk}")
+
+    @cached_property
+    def _picks(self) -> np.ndarray:
+        """The input slice of each output slice along the separate axis 0 (order_z 0)."""
+        if self.shape[0] == self.new_shape[0]:
+            return np.arange(self.new_shape[0])
+        return _z_indices(self.shape[0], self.new_shape[0])
+
+    def chunks(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """``(output rows, input rows it reads)`` of each chunk, in order."""
+        size = self.new_shape[0]
+        default = default_chunk(self.shape, self.new_shape, self.order)
+        step = default if self.chunk is None else self.chunk
+        chunks = []
+        for start in range(0, size, step):
+            rows = (start, min(start + step, size))
+            chunks.append((rows, self._reads(rows)))
+        return chunks
+
+    def _reads(self, rows: tuple[int, int]) -> tuple[int, int]:
+        start, stop = rows
+        if self.shape == self.new_shape:
+            return rows
+        if self.axis is None:
+            return slab_rows(self.shape[0], self.new_shape[0], self.order, rows)
+        return int(self._picks[start]), int(self._picks[stop - 1]) + 1
+
+    def values(self, window: RowWindow, rows: tuple[int, int]) -> np.ndarray:
+        """Output ``rows`` (one of :meth:`chunks`) in float16, from a float16 ``window``."""
+        if window.dtype != np.float16 or tuple(window.shape) != tuple(self.shape):
+            raise ValueError(
+                f"expected float16 rows of a {self.shape} volume, got {window.dtype} of "
+                f"{window.shape}"
+            )
+        start, stop = rows
+        if self.shape == self.new_shape:
+            return np.array(window.rows(start, stop))
+        if self.axis is None:
+            return zoom_rows(window, self.new_shape, self.order, rows).astype(np.float16)
+        picks = [int(k) for k in self._picks[start:stop]]
+        planes: dict[int, np.ndarray] = {}  # output slices may share an input slice
+        for k in picks:
+            if k not in planes:
+                resized = resize(window.rows(k, k + 1)[0], self.new_shape[1:], self.order)
+                planes[k] = resized.astype(np.float16)
+        return np.stack([planes[k] for k in picks])
 
 
 def resample_channel(

@@ -13,16 +13,22 @@ the spacing reversed to that order, rounded to float32 as NIfTI stores it.
 
 Memory on a large CT (512×512×900, float32 input 0.94 GB), besides the caller's volume:
 preprocessing views it (no normalised copy for CT; the resampling reads slabs of a few dozen
-slices), then the resampled network input, the float16 logits on the network grid (classes ×
-voxels × 2 bytes) and one label map on the source grid; the logits are mapped back one chunk of
-slices at a time per class, never as classes × source voxels.
+slices), then the resampled network input and one label map on the source grid. The logits
+stream along network axis 0 (:func:`~service.inference.nnunet.sliding_window.stream_folds` →
+:func:`~service.inference.nnunet.export.stream_labels`): each fold keeps float16 sums of the
+rows its next tiles reach (classes × about a patch and a half of rows × the plane), and rows
+no tile reaches any more are mapped back and labelled a chunk of source slices at a time, one
+class at a time; so memory no longer grows with classes × volume. Where the export cannot go
+by rows (:func:`~service.inference.nnunet.export.streaming_obstacle`: a separate-z axis other
+than 0, a 3D logits resize of order above 1) the logits are kept whole on the network grid,
+as before (classes × voxels × 2 bytes). Both give the same labels, bit for bit.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,11 +37,21 @@ import numpy as np
 from service.dicom.volume import Volume
 from service.errors import ModelBundleError
 from service.inference.bundle import ModelBundle
-from service.inference.nnunet.export import apply_postprocessing, logits_to_labels
+from service.inference.nnunet.export import (
+    apply_postprocessing,
+    logits_to_labels,
+    stream_labels,
+    streaming_obstacle,
+)
 from service.inference.nnunet.preprocessing import preprocess
 from service.inference.nnunet.recipe import NnunetModel
 from service.inference.nnunet.resampling import Spacing3
-from service.inference.nnunet.sliding_window import WindowSettings, predict_folds
+from service.inference.nnunet.sliding_window import (
+    LogitRows,
+    WindowSettings,
+    predict_folds,
+    stream_folds,
+)
 from service.inference.segmenter import ModelSegmenter, Segmentation, run_on_zero_patch
 from service.inference.session import InferenceModel, SessionOptions, open_model
 
@@ -94,15 +110,40 @@ class ModelRunner:
         image, geometry = preprocess(data, spacing, self.model)
         self.timings["preprocess"] = time.perf_counter() - start
         start = time.perf_counter()
-        logits = predict_folds(image, [f.predict for f in self.folds], self.settings, progress)
+        predictors = [f.predict for f in self.folds]
+        obstacle = streaming_obstacle(geometry, self.model)
+        if obstacle is None:
+            # Logit rows go to the export as soon as no tile reaches them any more.
+            rows = _TimedRows(stream_folds(image, predictors, self.settings, progress))
+            labels = stream_labels(rows, geometry, self.model)
+            self.timings["infer"] = rows.seconds
+        else:
+            logger.info("%s: logits kept whole on the network grid: %s", self.model.name, obstacle)
+            logits = predict_folds(image, predictors, self.settings, progress)
+            self.timings["infer"] = time.perf_counter() - start
+            labels = logits_to_labels(logits, geometry, self.model)
+            del logits
         del image
-        self.timings["infer"] = time.perf_counter() - start
-        start = time.perf_counter()
-        labels = logits_to_labels(logits, geometry, self.model)
-        del logits
         labels = apply_postprocessing(np.ascontiguousarray(labels), self.model.postprocessing)
-        self.timings["postprocess"] = time.perf_counter() - start
+        self.timings["postprocess"] = time.perf_counter() - start - self.timings["infer"]
         return labels
+
+
+@dataclass
+class _TimedRows:
+    """``rows`` passed on, the time spent producing them (the inference) added up."""
+
+    rows: Iterator[LogitRows]
+    seconds: float = 0.0
+
+    def __iter__(self) -> Iterator[LogitRows]:
+        while True:
+            start = time.perf_counter()
+            item = next(self.rows, None)
+            self.seconds += time.perf_counter() - start
+            if item is None:
+                return
+            yield item
 
 
 class NnunetSegmenter(ModelSegmenter):

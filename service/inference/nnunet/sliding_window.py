@@ -10,15 +10,18 @@ tile's output is averaged over the mirror combinations of
 accumulator and a float16 weight sum, which then divide each other (float16). Folds run one
 after the other and their float16 logits are summed and divided by the fold count.
 
-Memory: the float16 accumulator (classes × network grid) and the float16 weight volume are the
-only full-size arrays; tiles and their mirrored copies go through the engine at most
-``batch_size`` inputs per call, so the engine's working set is bounded by the batch.
+Memory: :func:`predict_logits` keeps the float16 accumulator (classes × network grid) and the
+float16 weight volume whole. :func:`stream_folds` gives the same numbers from windows of rows
+(axis 0) instead: it runs the folds side by side, batch by batch, and hands rows on once no
+tile reaches them any more, so it keeps classes × folds × (a patch plus a batch's row span) ×
+the plane. Tiles and their mirrored copies go through the engine at most ``batch_size`` inputs
+per call, so the engine's working set is bounded by the batch.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +29,9 @@ from scipy.ndimage import gaussian_filter
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # (B, C, *patch) float32 -> (B, K, *patch)
 Progress = Callable[[int, int], None]
+Tile = tuple[slice, slice, slice]
+# Final rows of the network grid: (first row, float16 logits (K, rows, Y, Z)).
+LogitRows = tuple[int, np.ndarray]
 
 
 def compute_gaussian(
@@ -103,7 +109,7 @@ class WindowSettings:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
-def _tiles(shape: Sequence[int], settings: WindowSettings) -> list[tuple[slice, slice, slice]]:
+def _tiles(shape: Sequence[int], settings: WindowSettings) -> list[Tile]:
     steps = compute_steps(shape, settings.patch_size, settings.tile_step_size)
     p = settings.patch_size
     return [
@@ -145,6 +151,25 @@ def _predict_tiles(
     return prediction
 
 
+def _tile_weight(settings: WindowSettings) -> np.ndarray | np.float16:
+    """What each tile's weight sum grows by (float16); with a Gaussian, its prediction's factor."""
+    if not settings.gaussian:
+        return np.float16(1)
+    return compute_gaussian(
+        settings.patch_size, settings.sigma_scale, settings.value_scaling_factor
+    )
+
+
+def _check_finite(logits: np.ndarray) -> None:
+    """Refuse blended logits that overflowed float16 (nnU-Net's check, its error)."""
+    # Class by class: a mask of all the logits at once would be the stage's largest array.
+    if any(np.isinf(logits[k]).any() for k in range(logits.shape[0])):
+        raise FloatingPointError(
+            "infinite logits after blending (float16 overflow); the model's outputs are too large "
+            "for nnU-Net's float16 accumulator"
+        )
+
+
 def predict_logits(
     image: np.ndarray,
     predict: Predictor,
@@ -155,11 +180,7 @@ def predict_logits(
     padded, revert = pad_to_patch(image.astype(np.float32, copy=False), settings.patch_size)
     shape = padded.shape[1:]
     tiles = _tiles(shape, settings)
-    gaussian = (
-        compute_gaussian(settings.patch_size, settings.sigma_scale, settings.value_scaling_factor)
-        if settings.gaussian
-        else np.float16(1)
-    )
+    gaussian = _tile_weight(settings)
     combos = mirror_combinations(settings.mirror_axes)
     batch_tiles = max(1, settings.batch_size // (len(combos) + 1))
     logits: np.ndarray | None = None
@@ -179,12 +200,7 @@ def predict_logits(
             progress(min(first + batch_tiles, len(tiles)), len(tiles))
     assert logits is not None
     np.divide(logits, weights, out=logits)
-    # Class by class: a mask of all the logits at once would be the stage's largest array.
-    if any(np.isinf(logits[k]).any() for k in range(logits.shape[0])):
-        raise FloatingPointError(
-            "infinite logits after blending (float16 overflow); the model's outputs are too large "
-            "for nnU-Net's float16 accumulator"
-        )
+    _check_finite(logits)
     return logits[(slice(None), *revert)]
 
 
@@ -207,3 +223,114 @@ def predict_folds(
     if len(predictors) > 1:
         total /= np.float16(len(predictors))
     return total
+
+
+class _RowSums:
+    """Float16 sums over rows ``start`` to ``start + capacity`` of the padded grid.
+
+    The rows the tiles still to be added can reach; the rows before ``start`` are final and
+    have been handed on. ``classes`` None: a weight sum without a class axis.
+    """
+
+    def __init__(self, classes: int | None, capacity: int, plane: tuple[int, int]) -> None:
+        leading = () if classes is None else (classes,)
+        self.values = np.zeros((*leading, capacity, *plane), dtype=np.float16)
+        self.start = 0
+
+    def add(self, tile: Tile, values: np.ndarray | np.float16) -> None:
+        """Add ``values`` (float32 predictions, or the float16 weight) over ``tile``."""
+        low, high = tile[0].start - self.start, tile[0].stop - self.start
+        if low < 0 or high > self.values.shape[-3]:
+            raise RuntimeError(  # a bookkeeping error, not an input one
+                f"tile rows {tile[0].start}…{tile[0].stop} outside the window "
+                f"{self.start}…{self.start + self.values.shape[-3]}"
+            )
+        self.values[..., low:high, tile[1], tile[2]] += values
+
+    def pop(self, stop: int) -> np.ndarray:
+        """Rows ``start`` to ``stop`` as a new array; the window then starts at ``stop``."""
+        count = stop - self.start
+        final = self.values[..., :count, :, :].copy()
+        kept = self.values.shape[-3] - count
+        # Move the open rows to the front (numpy buffers overlapping copies), zero the rest.
+        self.values[..., :kept, :, :] = self.values[..., count:, :, :]
+        self.values[..., kept:, :, :] = 0
+        self.start = stop
+        return final
+
+
+def _final_rows(
+    sums: Sequence[_RowSums], weights: _RowSums, stop: int, revert: Tile
+) -> Iterator[LogitRows]:
+    """Padded rows ``weights.start`` to ``stop`` finished as :func:`predict_folds` finishes them.
+
+    Per fold: divided by the weight sum and checked for overflow (padding rows included, as
+    :func:`predict_logits` checks them); then cropped to the image, summed over the folds in
+    fold order and divided by their count. Yields nothing for rows of padding only.
+    """
+    low = weights.start
+    weight = weights.pop(stop)
+    rows = range(max(low, revert[0].start), min(stop, revert[0].stop))
+    total: np.ndarray | None = None
+    for fold in sums:
+        logits = fold.pop(stop)
+        np.divide(logits, weight, out=logits)
+        _check_finite(logits)
+        if not rows:
+            continue
+        cropped = logits[:, rows.start - low : rows.stop - low, revert[1], revert[2]]
+        if total is None:
+            total = np.ascontiguousarray(cropped)
+        else:
+            total += cropped
+    if total is None:
+        return
+    if len(sums) > 1:
+        total /= np.float16(len(sums))
+    yield rows.start - revert[0].start, total
+
+
+def stream_folds(
+    image: np.ndarray,
+    predictors: Sequence[Predictor],
+    settings: WindowSettings,
+    progress: Progress | None = None,
+) -> Iterator[LogitRows]:
+    """:func:`predict_folds`'s logits, the rows of the image's grid as soon as they are final.
+
+    Yields ``(first row, float16 logits (K, rows, Y, Z))``, every row once, in order, equal to
+    :func:`predict_folds`'s bit for bit. Tiles go with their axis-0 start outermost, so once the
+    next batch of tiles starts at row ``s``, rows below ``s`` get nothing more. Each batch goes
+    through every fold in turn, and each fold sums into its own window of the rows later tiles
+    can still reach (a patch plus the row span of a batch), adding every voxel's tiles in the
+    same order as :func:`predict_logits`; the rows leaving the window are finished by
+    :func:`_final_rows`. Memory: folds × classes × that window, not × the image.
+    """
+    padded, revert = pad_to_patch(image.astype(np.float32, copy=False), settings.patch_size)
+    shape = padded.shape[1:]
+    plane = (shape[1], shape[2])
+    tiles = _tiles(shape, settings)
+    gaussian = _tile_weight(settings)
+    combos = mirror_combinations(settings.mirror_axes)
+    per_batch = max(1, settings.batch_size // (len(combos) + 1))
+    batches = [tiles[i : i + per_batch] for i in range(0, len(tiles), per_batch)]
+    capacity = max(batch[-1][0].stop - batch[0][0].start for batch in batches)
+    weights = _RowSums(None, capacity, plane)
+    sums: list[_RowSums] = []
+    for number, batch in enumerate(batches):
+        inputs = np.stack([padded[(slice(None), *tile)] for tile in batch])
+        for fold, predict in enumerate(predictors):
+            prediction = _predict_tiles(inputs, predict, combos, settings.batch_size)
+            if not sums:
+                sums = [_RowSums(prediction.shape[1], capacity, plane) for _ in predictors]
+            for tile, tile_prediction in zip(batch, prediction, strict=True):
+                if settings.gaussian:
+                    tile_prediction *= gaussian
+                sums[fold].add(tile, tile_prediction)
+        for tile in batch:
+            weights.add(tile, gaussian)
+        final = batches[number + 1][0][0].start if number + 1 < len(batches) else shape[0]
+        if final > weights.start:
+            yield from _final_rows(sums, weights, final, revert)
+        if progress is not None:
+            progress(min((number + 1) * per_batch, len(tiles)), len(tiles))

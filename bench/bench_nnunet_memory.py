@@ -92,10 +92,12 @@ def child(bundle: Path, ct: Path, result: Path, classes: int) -> None:
     from service.dicom.volume import Volume
     from service.inference.bundle import ModelBundle
     from service.inference.pipeline import open_segmenter
-    from service.inference.session import Device, SessionOptions
+    from service.inference.session import Device, Mirroring, SessionOptions
 
     segmenter = open_segmenter(
-        ModelBundle.load(bundle), SessionOptions(device=Device.CPU, intra_op_threads=1)
+        ModelBundle.load(bundle),
+        SessionOptions(device=Device.CPU, intra_op_threads=1),
+        mirroring=Mirroring.OFF,  # the rows say "no TTA"
     )
     baseline = _peak_rss_mb()  # interpreter, libraries and the loaded network
     start = time.perf_counter()

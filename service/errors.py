@@ -69,6 +69,13 @@ class ModelBundleError(FedsegError):
     http_status = 422
 
 
+class ModelOutputError(ModelBundleError, FloatingPointError):
+    """A network's outputs on a study cannot become labels (NaN, or beyond float16)."""
+
+    exit_code = 6
+    http_status = 422
+
+
 class ModelConflictError(ModelBundleError, ConflictError):
     """That model version is already installed, or cannot be removed from where it is."""
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from service.errors import ModelOutputError
+
 Predictor = Callable[[np.ndarray], np.ndarray]  # (B, C, *patch) float32 -> (B, K, *patch)
 Progress = Callable[[int, int], None]
 Tile = tuple[slice, slice, slice]
@@ -161,10 +163,21 @@ def _tile_weight(settings: WindowSettings) -> np.ndarray | np.float16:
 
 
 def _check_finite(logits: np.ndarray) -> None:
-    """Refuse blended logits that overflowed float16 (nnU-Net's check, its error)."""
+    """Refuse blended logits that overflowed float16 (nnU-Net's check, its error) or are NaN.
+
+    nnU-Net checks only for infinities; a NaN would become an arbitrary label (argmax), so it
+    is refused too, naming the output channel.
+    """
     # Class by class: a mask of all the logits at once would be the stage's largest array.
+    for k in range(logits.shape[0]):
+        if np.isnan(logits[k]).any():
+            raise ModelOutputError(
+                f"the network gave NaN logits in output channel {k} on this study; the model "
+                "(or its ONNX export) is broken: re-import or re-export it, and check its "
+                "outputs on a case it was validated on"
+            )
     if any(np.isinf(logits[k]).any() for k in range(logits.shape[0])):
-        raise FloatingPointError(
+        raise ModelOutputError(
             "infinite logits after blending (float16 overflow); the model's outputs are too large "
             "for nnU-Net's float16 accumulator"
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.errors import ModelOutputError
 from service.inference.bundle import ModelBundle
 from service.inference.nnunet.sliding_window import (
     WindowSettings,
@@ -12,6 +13,7 @@ from service.inference.nnunet.sliding_window import (
     compute_steps,
     pad_to_patch,
     predict_logits,
+    stream_folds,
 )
 from service.inference.session import Device, SessionOptions, open_model
 
@@ -102,3 +104,18 @@ def test_float16_overflow_is_an_error(overflowing_class: int) -> None:
     image = np.zeros((1, 8, 8, 8), dtype=np.float32)
     with pytest.raises(FloatingPointError, match="float16 overflow"):
         predict_logits(image, predict, WindowSettings(patch_size=(8, 8, 8)))
+
+
+def test_nan_logits_are_an_error_naming_the_channel() -> None:
+    """nnU-Net only checks for infinities; a NaN would become an arbitrary label."""
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        out = np.zeros((batch.shape[0], 3, *batch.shape[2:]), dtype=np.float32)
+        out[:, 1, 2, 3, 4] = np.nan
+        return out
+
+    image = np.zeros((1, 8, 8, 8), dtype=np.float32)
+    with pytest.raises(ModelOutputError, match="NaN logits in output channel 1"):
+        predict_logits(image, predict, WindowSettings(patch_size=(8, 8, 8)))
+    with pytest.raises(ModelOutputError, match="NaN logits in output channel 1"):
+        list(stream_folds(image, [predict], WindowSettings(patch_size=(8, 8, 8))))

@@ -201,6 +201,16 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: A fold entry for recipes whose ONNX file is never opened (export and preprocessing tests).
+PLACEHOLDER_FOLD = {
+    "fold": 0,
+    "onnx": "m/fold_0.onnx",
+    "onnx_sha256": "0" * 64,
+    "checkpoint": "checkpoint_final.pth",
+    "checkpoint_sha256": "0" * 64,
+}
+
+
 def recipe_block(folds: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
     """The manifest's nnunet block for the tiny model."""
     model: dict[str, Any] = {

@@ -14,15 +14,16 @@ from service.inference.nnunet.preprocessing import CaseGeometry
 from service.inference.nnunet.recipe import NnunetRecipe
 from service.inference.nnunet.resampling import compute_new_shape
 
-from .conftest import SPACING, TRANSPOSE, dataset_json, plans, recipe_block, require_nnunet
+from .conftest import (
+    PLACEHOLDER_FOLD,
+    SPACING,
+    TRANSPOSE,
+    dataset_json,
+    plans,
+    recipe_block,
+    require_nnunet,
+)
 
-_FOLD = {
-    "fold": 0,
-    "onnx": "m/fold_0.onnx",
-    "onnx_sha256": "0" * 64,
-    "checkpoint": "checkpoint_final.pth",
-    "checkpoint_sha256": "0" * 64,
-}
 REGIONS = {"background": 0, "whole": [1, 2], "core": 2}
 
 
@@ -73,7 +74,7 @@ def test_softmax_labels_match_nnunet(spacing: tuple[float, float, float]) -> Non
     require_nnunet()
     logits, geometry, properties = _case(spacing, 4)
     expected = _reference(logits, properties, dataset_json())
-    model = NnunetRecipe.from_dict(recipe_block([_FOLD])).models[0]
+    model = NnunetRecipe.from_dict(recipe_block([PLACEHOLDER_FOLD])).models[0]
     labels = logits_to_labels(logits, geometry, model)
     assert labels.shape == expected.shape
     equal = (labels == expected).mean()
@@ -89,7 +90,7 @@ def test_region_labels_match_nnunet() -> None:
     dataset = {**dataset_json(), "labels": REGIONS, "regions_class_order": [1, 2]}
     expected = _reference(logits, properties, dataset)
     block = recipe_block(
-        [_FOLD],
+        [PLACEHOLDER_FOLD],
         labels=REGIONS,
         regions_class_order=[1, 2],
         label_map={"1": 1, "2": 2},

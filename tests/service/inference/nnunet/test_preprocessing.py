@@ -15,15 +15,15 @@ from service.inference.nnunet.preprocessing import (
 )
 from service.inference.nnunet.recipe import ChannelNormalisation, NnunetRecipe
 
-from .conftest import CT_STATS, ct_volume, dataset_json, plans, recipe_block, require_nnunet
-
-_FOLD = {
-    "fold": 0,
-    "onnx": "m/fold_0.onnx",
-    "onnx_sha256": "0" * 64,
-    "checkpoint": "checkpoint_final.pth",
-    "checkpoint_sha256": "0" * 64,
-}
+from .conftest import (
+    CT_STATS,
+    PLACEHOLDER_FOLD,
+    ct_volume,
+    dataset_json,
+    plans,
+    recipe_block,
+    require_nnunet,
+)
 
 
 def _image(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +137,7 @@ def test_preprocess_matches_default_preprocessor() -> None:
         manager.get_configuration("3d_fullres"),
         dataset_json(),
     )
-    model = NnunetRecipe.from_dict(recipe_block([_FOLD])).models[0]
+    model = NnunetRecipe.from_dict(recipe_block([PLACEHOLDER_FOLD])).models[0]
     image, geometry = preprocess(data, spacing, model)
     np.testing.assert_array_equal(image, expected)
     assert geometry.shape_before_cropping == tuple(properties["shape_before_cropping"])
@@ -193,7 +193,7 @@ def test_long_two_channel_case_matches_default_preprocessor(second: dict[str, ob
         manager.get_configuration("3d_fullres"),
         dataset,
     )
-    block = recipe_block([_FOLD], normalisation=configs)
+    block = recipe_block([PLACEHOLDER_FOLD], normalisation=configs)
     block["channels"] = [{"name": "CT", "modality": "CT"}, {"name": "other", "modality": "MR"}]
     model = NnunetRecipe.from_dict(block).models[0]
     before = data.copy()

@@ -41,15 +41,7 @@ from service.inference.nnunet.sliding_window import (
 )
 from service.inference.session import Device, SessionOptions
 
-from .conftest import TinyModel, ct_volume, recipe_block
-
-_FOLD = {
-    "fold": 0,
-    "onnx": "m/fold_0.onnx",
-    "onnx_sha256": "0" * 64,
-    "checkpoint": "checkpoint_final.pth",
-    "checkpoint_sha256": "0" * 64,
-}
+from .conftest import PLACEHOLDER_FOLD, TinyModel, ct_volume, recipe_block
 
 
 def _network(classes: int, seed: int, calls: list[int] | None = None) -> Predictor:
@@ -170,7 +162,7 @@ def test_overflow_is_found_in_a_streamed_row() -> None:
 
 
 def _model(**overrides: Any) -> NnunetModel:
-    return NnunetRecipe.from_dict(recipe_block([_FOLD], **overrides)).models[0]
+    return NnunetRecipe.from_dict(recipe_block([PLACEHOLDER_FOLD], **overrides)).models[0]
 
 
 def _transposed(forward: list[int]) -> dict[str, Any]:
